@@ -1,0 +1,148 @@
+"""Argument checking shared by every entry point of the memory rule.
+
+Bad input must never pass silently: each check raises ``ValueError`` naming the function, the argument
+and its shape. Value checks (finite, ``g <= 0``, ``b, w`` in [0, 1]) are fused into one reduction with a
+single host sync; only when it fails are the arguments inspected one by one to name the culprit.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+STATE_DTYPES = (torch.float32, torch.float64)
+
+
+def _shape(x: torch.Tensor) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+def _check_tensor(fn: str, name: str, x, ndim: int, layout: str, dtypes=FLOAT_DTYPES) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{fn}: argument '{name}' must be a torch.Tensor {layout}, got {type(x).__name__}")
+    if x.dim() != ndim:
+        raise ValueError(
+            f"{fn}: argument '{name}' has shape {_shape(x)} ({x.dim()} dims), expected {ndim} dims {layout}"
+        )
+    if x.dtype not in dtypes:
+        names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise ValueError(
+            f"{fn}: argument '{name}' (shape {_shape(x)}) has dtype {x.dtype}, expected one of {names}"
+        )
+
+
+def _check_same(
+    fn: str, name: str, x: torch.Tensor, expected: tuple[int, ...], layout: str, ref: str
+) -> None:
+    if _shape(x) != expected:
+        raise ValueError(
+            f"{fn}: argument '{name}' has shape {_shape(x)}, expected {expected} = {layout} (from {ref})"
+        )
+
+
+def _check_device(fn: str, tensors: dict[str, torch.Tensor]) -> None:
+    devices = {name: t.device for name, t in tensors.items()}
+    first = next(iter(devices.values()))
+    for name, dev in devices.items():
+        if dev != first:
+            raise ValueError(f"{fn}: argument '{name}' is on {dev}, but q is on {first}")
+
+
+def check_values(fn: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Finite everywhere, ``g <= 0``, ``b`` and ``w`` in [0, 1]; one host sync when all is well."""
+    with torch.no_grad():
+        flags = []
+        for name, t in tensors.items():
+            ok = torch.isfinite(t).all()
+            if name == "g":
+                ok = ok & (t <= 0).all()
+            elif name in ("b", "w"):
+                ok = ok & (t >= 0).all() & (t <= 1).all()
+            flags.append(ok)
+        if bool(torch.stack(flags).all()):
+            return
+        for name, t in tensors.items():
+            if not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise ValueError(f"{fn}: argument '{name}' (shape {_shape(t)}) has {bad} non-finite values")
+            if name == "g" and not bool((t <= 0).all()):
+                raise ValueError(
+                    f"{fn}: argument 'g' (shape {_shape(t)}) is a log-decay and must be <= 0, "
+                    f"max is {float(t.max()):.4g}"
+                )
+            if name in ("b", "w") and not bool(((t >= 0) & (t <= 1)).all()):
+                raise ValueError(
+                    f"{fn}: argument '{name}' (shape {_shape(t)}) is a gate and must lie in [0, 1], "
+                    f"range is [{float(t.min()):.4g}, {float(t.max()):.4g}]"
+                )
+
+
+def check_scale(fn: str, scale, K: int) -> float:
+    if scale is None:
+        return K**-0.5
+    try:
+        s = float(scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"{fn}: argument 'scale' must be a float or None, got {scale!r}") from None
+    if not torch.isfinite(torch.tensor(s)):
+        raise ValueError(f"{fn}: argument 'scale' must be finite, got {s}")
+    return s
+
+
+def check_sequence(fn, q, k, v, g, b, w, initial_state, validate_values: bool = True):
+    """Check fla-layout sequence inputs; returns ``(B, T, H, K, V)``."""
+    seq_qk, seq_v = "[B, T, H, K]", "[B, T, H, V]"
+    _check_tensor(fn, "q", q, 4, seq_qk)
+    B, T, H, K = _shape(q)
+    if min(B, T, H, K) < 1:
+        raise ValueError(f"{fn}: argument 'q' has shape {_shape(q)}; B, T, H and K must all be >= 1")
+    for name, x in (("k", k), ("g", g), ("b", b)):
+        _check_tensor(fn, name, x, 4, seq_qk)
+        _check_same(fn, name, x, (B, T, H, K), seq_qk, "q")
+    _check_tensor(fn, "v", v, 4, seq_v)
+    V = v.shape[-1]
+    if V < 1:
+        raise ValueError(f"{fn}: argument 'v' has shape {_shape(v)}; V must be >= 1")
+    _check_same(fn, "v", v, (B, T, H, V), seq_v, "q and v")
+    _check_tensor(fn, "w", w, 4, seq_v)
+    _check_same(fn, "w", w, (B, T, H, V), seq_v, "q and v")
+    tensors = {"q": q, "k": k, "v": v, "g": g, "b": b, "w": w}
+    if initial_state is not None:
+        _check_tensor(fn, "initial_state", initial_state, 4, "[B, H, K, V]", STATE_DTYPES)
+        _check_same(fn, "initial_state", initial_state, (B, H, K, V), "[B, H, K, V]", "q and v")
+        tensors["initial_state"] = initial_state
+    _check_device(fn, tensors)
+    if validate_values:
+        check_values(fn, tensors)
+    return B, T, H, K, V
+
+
+def check_step(fn, q, k, v, g, b, w, state, validate_values: bool = True):
+    """Check single-step inputs (q, k, g, b ``[B, H, K]``; v, w ``[B, H, V]``); returns ``(B, H, K, V)``."""
+    st_qk, st_v = "[B, H, K]", "[B, H, V]"
+    _check_tensor(fn, "q", q, 3, st_qk)
+    B, H, K = _shape(q)
+    if min(B, H, K) < 1:
+        raise ValueError(f"{fn}: argument 'q' has shape {_shape(q)}; B, H and K must all be >= 1")
+    for name, x in (("k", k), ("g", g), ("b", b)):
+        _check_tensor(fn, name, x, 3, st_qk)
+        _check_same(fn, name, x, (B, H, K), st_qk, "q")
+    _check_tensor(fn, "v", v, 3, st_v)
+    V = v.shape[-1]
+    _check_same(fn, "v", v, (B, H, V), st_v, "q and v")
+    _check_tensor(fn, "w", w, 3, st_v)
+    _check_same(fn, "w", w, (B, H, V), st_v, "q and v")
+    _check_tensor(fn, "state", state, 4, "[B, H, K, V]", STATE_DTYPES)
+    _check_same(fn, "state", state, (B, H, K, V), "[B, H, K, V]", "q and v")
+    tensors = {"q": q, "k": k, "v": v, "g": g, "b": b, "w": w, "state": state}
+    _check_device(fn, tensors)
+    if validate_values:
+        check_values(fn, tensors)
+    return B, H, K, V
+
+
+def compute_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
+    """float64 if any input is float64, else float32 (half inputs are accumulated in float32)."""
+    return (
+        torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
+    )

@@ -1,0 +1,128 @@
+"""The Gated DeltaNet-2 rule, written as plainly as possible: the spec every fast form is tested against.
+
+One step, for one head, with state S in R^{d_k x d_v} (rows are key dimensions):
+
+    S'  = Diag(alpha_t) S_{t-1},                      alpha_t = exp(g_t) in (0, 1]^{d_k}
+    u_t = w_t * v_t - S'^T (b_t * k_t)                (what the memory should hold minus what it does)
+    S_t = S' + k_t u_t^T
+        = (I - k_t (b_t * k_t)^T) Diag(alpha_t) S_{t-1} + k_t (w_t * v_t)^T
+    o_t = S_t^T (s q_t),                              s = d_k^{-1/2} unless given
+
+b_t in [0, 1]^{d_k} is the erase gate, w_t in [0, 1]^{d_v} the write gate, g_t <= 0 the log-decay.
+q and k are expected L2-normalised by the caller (fla's ``use_qk_l2norm_in_kernel=False``).
+Tensors use fla's layout: q, k, g, b ``[B, T, H, K]``; v, w ``[B, T, H, V]``; state ``[B, H, K, V]``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from aura.memory._validate import check_scale, check_sequence, check_step, compute_dtype
+
+
+def gdn2_recurrent(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    b: torch.Tensor,
+    w: torch.Tensor,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    *,
+    validate: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Naive recurrent GDN-2, one token at a time (see the module docstring for the math).
+
+    Computes in float64 if any input is float64, else in float32. Returns ``(o, S_T)``: o ``[B, T, H, V]``
+    in q's dtype, and the final state ``[B, H, K, V]`` in the compute dtype if ``output_final_state`` else
+    None. ``validate=False`` skips the value checks (finite, g <= 0, gates in [0, 1]), not the shape checks.
+    """
+    fn = "gdn2_recurrent"
+    B, T, H, K, V = check_sequence(fn, q, k, v, g, b, w, initial_state, validate)
+    s = check_scale(fn, scale, K)
+    ct = compute_dtype(q, k, v, g, b, w, initial_state)
+    q, k, v, g, b, w = (x.to(ct) for x in (q, k, v, g, b, w))
+    S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(ct)
+    outs = []
+    for t in range(T):
+        S = S * g[:, t].exp().unsqueeze(-1)
+        u = w[:, t] * v[:, t] - torch.einsum("bhkv,bhk->bhv", S, b[:, t] * k[:, t])
+        S = S + k[:, t].unsqueeze(-1) * u.unsqueeze(-2)
+        outs.append(torch.einsum("bhkv,bhk->bhv", S, q[:, t] * s))
+    o = torch.stack(outs, dim=1).to(q.dtype if q.dtype != ct else ct)
+    return o, (S if output_final_state else None)
+
+
+def gdn2_step(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    b: torch.Tensor,
+    w: torch.Tensor,
+    state: torch.Tensor,
+    scale: float | None = None,
+    *,
+    out: torch.Tensor | None = None,
+    validate: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batched GDN-2 step for inference: ``(o_t [B, H, V], S_t [B, H, K, V]) = step(..., S_{t-1})``.
+
+    q, k, g, b are ``[B, H, K]``; v, w ``[B, H, V]``; ``state`` is float32 or float64 and sets the compute
+    dtype. Without autograd the only allocations of state size are the outputs: the new state is written
+    into ``out`` if given (which may be ``state`` itself, for an in-place update in a fixed-memory loop),
+    else into one fresh tensor, and the rank-1 update is applied in place (``baddbmm_``), so no
+    ``K x V`` temporary exists. With autograd (an input requires grad) it takes the functional path.
+    """
+    fn = "gdn2_step"
+    B, H, K, V = check_step(fn, q, k, v, g, b, w, state, validate)
+    s = check_scale(fn, scale, K)
+    dt = state.dtype
+    BH = B * H
+    q_dtype = q.dtype
+    q, k, v, g, b, w = (x.to(dt) for x in (q, k, v, g, b, w))
+    decay = g.exp().unsqueeze(-1)
+    bk = (b * k).reshape(BH, 1, K)
+    wv = (w * v).reshape(BH, 1, V)
+    needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, g, b, w, state))
+    if needs_grad:
+        if out is not None:
+            raise ValueError(f"{fn}: argument 'out' cannot be used while autograd records (inputs need grad)")
+        S1 = (state * decay).reshape(BH, K, V)
+        u = torch.baddbmm(wv, bk, S1, alpha=-1)
+        new = torch.baddbmm(S1, k.reshape(BH, K, 1), u)
+    else:
+        if out is None:
+            out = torch.empty((B, H, K, V), dtype=dt, device=state.device)
+        elif not isinstance(out, torch.Tensor) or out.shape != state.shape or out.dtype != dt:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"{fn}: argument 'out' has shape {got}, expected {tuple(state.shape)} {dt}")
+        elif not out.is_contiguous() or out.device != state.device:
+            raise ValueError(
+                f"{fn}: argument 'out' (shape {tuple(out.shape)}) must be contiguous on {state.device}"
+            )
+        torch.mul(state, decay, out=out)
+        new = out.view(BH, K, V)
+        u = torch.baddbmm(wv, bk, new, alpha=-1)
+        new.baddbmm_(k.reshape(BH, K, 1), u)
+    o = torch.bmm((q * s).reshape(BH, 1, K), new).reshape(B, H, V)
+    return o.to(q_dtype), new.reshape(B, H, K, V)
+
+
+def state_bytes(d_key: int, d_val: int, heads: int = 1, *, bytes_per_element: int = 4) -> int:
+    """Bytes of AURA's deployable memory state: ``heads * (d_key * d_val + d_val) * bytes_per_element``.
+
+    Per head: the d_key x d_val fast-weight matrix S plus the d_val auxiliary row that ``aura.layer`` keeps
+    beside it (ARCHITECTURE.md section 2). float32 by default: 4,224 bytes at 32 x 32, one head.
+    """
+    for name, x in (
+        ("d_key", d_key),
+        ("d_val", d_val),
+        ("heads", heads),
+        ("bytes_per_element", bytes_per_element),
+    ):
+        if isinstance(x, bool) or not isinstance(x, int) or x < 1:
+            raise ValueError(f"state_bytes: argument '{name}' must be a positive int, got {x!r}")
+    return heads * (d_key * d_val + d_val) * bytes_per_element
