@@ -1,0 +1,256 @@
+"""``aura export CHECKPOINT --out model.onnx``: the per-step graph, checked, with a 10,000-step parity run.
+
+The graph (opset 18, static shapes, batch 1) is ``AuraMem.step`` traced by ``torch.onnx.export(dynamo=True)``:
+
+    features [1, d_model], base_action [1, d_action], state [1, H, K+1, V]
+      -> action, new_state, write (bool [1]), gate_prob [1], decay [1,H,K], key [1,H,K], delta [1,H,V],
+         aux [1,H,V], action_skip [1, d_action] (the action without this step's write, for a refused write)
+
+and is checked with ``onnx.checker.check_model(full_check=True)``. Parity: torch and ONNX Runtime each run
+``--parity-steps`` recurrent steps on the same random inputs, each feeding back its own ``new_state``; the
+command prints the max abs error over actions, gate probabilities and states, and the number of write-flag
+disagreements (targets: <= 1e-5 in fp32 and 0). It also reports the deployed path (the runtime's exact numpy
+commit of the factored record) against torch.
+
+This module imports torch; the runtime (``aura run``) never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from deploy.runtime import INPUTS, OUTPUTS
+
+FORMAT_VERSION = 1
+
+
+def export_step(module, path, *, d_model, d_action, heads, d_key, d_val, opset=18, metadata=None) -> Path:
+    """Export ``module.step(features, base_action, state)`` to ``path`` and run onnx's full checker."""
+    import onnx
+    import torch
+
+    class StepGraph(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, features, base_action, state):
+            o = self.inner.step(features, base_action, state)
+            skip = self.inner.skip_action(features, base_action, state)
+            return o.action, o.state, o.write, o.gate_prob, o.decay, o.key, o.delta, o.aux, skip
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args = (
+        torch.zeros(1, d_model),
+        torch.zeros(1, d_action),
+        torch.zeros(1, heads, d_key + 1, d_val),
+    )
+    graph = StepGraph(module).eval()
+    with torch.no_grad():
+        program = torch.onnx.export(
+            graph,
+            args,
+            dynamo=True,
+            opset_version=opset,
+            input_names=list(INPUTS),
+            output_names=list(OUTPUTS),
+            optimize=True,
+            verbose=False,
+        )
+    model = program.model_proto
+    if model.opset_import[0].version != opset and not any(
+        o.domain in ("", "ai.onnx") and o.version == opset for o in model.opset_import
+    ):
+        raise RuntimeError(f"exporter produced opsets {[(o.domain, o.version) for o in model.opset_import]}")
+    meta = {
+        "aura.format": str(FORMAT_VERSION),
+        "aura.d_model": str(d_model),
+        "aura.d_action": str(d_action),
+        "aura.heads": str(heads),
+        "aura.d_key": str(d_key),
+        "aura.d_val": str(d_val),
+    }
+    meta.update({f"aura.{k}": str(v) for k, v in (metadata or {}).items()})
+    for key, value in meta.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(model, os.fspath(path))
+    onnx.checker.check_model(os.fspath(path), full_check=True)
+    return path
+
+
+def parity(module, onnx_path, steps: int = 10_000, seed: int = 0, feature_scale: float = 1.0) -> dict:
+    """Torch vs ONNX Runtime over ``steps`` recurrent steps, each side on its own state (see module doc)."""
+    import torch
+
+    from deploy.ort_runner import OrtRunner, load_session, model_spec_from_session
+
+    sess = load_session(onnx_path)
+    spec = model_spec_from_session(Path(onnx_path), sess)
+    rng = np.random.default_rng(seed)
+    feats = (rng.standard_normal((steps, 1, spec.d_model)) * feature_scale).astype(np.float32)
+    bases = rng.standard_normal((steps, 1, spec.d_action)).astype(np.float32)
+    s_torch = torch.zeros(spec.state.shape)
+    s_ort = spec.state.zeros()
+    runner = OrtRunner(onnx_path)  # the deployed path: exact numpy commit of the factored record
+    err = {"action": 0.0, "action_skip": 0.0, "gate_prob": 0.0, "state": 0.0}
+    err_runtime = {"action": 0.0, "state": 0.0}
+    flips = runtime_flips = writes = 0
+    names = [o.name for o in sess.get_outputs()]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for t in range(steps):
+            o = module.step(torch.from_numpy(feats[t]), torch.from_numpy(bases[t]), s_torch)
+            out = dict(
+                zip(names, sess.run(None, {"features": feats[t], "base_action": bases[t], "state": s_ort}))
+            )
+            a_t, p_t, w_t = o.action.numpy(), o.gate_prob.numpy().reshape(-1), o.write.numpy().reshape(-1)
+            skip = module.skip_action(torch.from_numpy(feats[t]), torch.from_numpy(bases[t]), s_torch).numpy()
+            s_torch = o.state
+            s_ort = out["new_state"]
+            err["action"] = max(err["action"], float(np.abs(a_t - out["action"]).max()))
+            err["action_skip"] = max(err["action_skip"], float(np.abs(skip - out["action_skip"]).max()))
+            err["gate_prob"] = max(err["gate_prob"], float(np.abs(p_t - out["gate_prob"].reshape(-1)).max()))
+            err["state"] = max(err["state"], float(np.abs(s_torch.numpy() - s_ort).max()))
+            flips += int(bool(w_t[0]) != bool(out["write"].reshape(-1)[0]))
+            writes += int(bool(w_t[0]))
+            r = runner.step(feats[t][0], bases[t][0])
+            if r.write:
+                runner.commit()
+            runtime_flips += int(r.write != bool(w_t[0]))
+            err_runtime["action"] = max(err_runtime["action"], float(np.abs(a_t[0] - r.action).max()))
+            err_runtime["state"] = max(
+                err_runtime["state"], float(np.abs(s_torch.numpy() - runner.state).max())
+            )
+    return {
+        "steps": steps,
+        "writes_torch": writes,
+        "max_abs_err": max(err.values()),
+        "max_abs_err_by_output": err,
+        "write_disagreements": flips,
+        "runtime_max_abs_err_by_output": err_runtime,
+        "runtime_write_disagreements": runtime_flips,
+        "seconds": time.perf_counter() - t0,
+        "passed": max(err.values()) <= 1e-5 and flips == 0,
+    }
+
+
+def aura_step_module(layer):
+    """AuraMem with the export contract: ``step`` plus ``skip_action`` (the action without this write)."""
+    import torch
+
+    class AuraMemStep(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def step(self, z, base_action, state):
+            return self.inner.step(z, base_action, state)
+
+        def skip_action(self, z, base_action, state):
+            p = self.inner.project(z)
+            return base_action + self.inner.correction(self.inner.read(state, p.q))
+
+    return AuraMemStep(layer).eval()
+
+
+def export_checkpoint(checkpoint, out, opset: int = 18):
+    """Load an AuraMem checkpoint directory and export its step; returns (step module, path)."""
+    from aura.layer import AuraMem
+
+    layer = AuraMem.load(checkpoint).eval()
+    cfg = layer.config
+    module = aura_step_module(layer)
+    path = export_step(
+        module,
+        out,
+        d_model=cfg.d_model,
+        d_action=cfg.d_action,
+        heads=cfg.heads,
+        d_key=cfg.d_key,
+        d_val=cfg.d_val,
+        opset=opset,
+        metadata={"checkpoint": Path(checkpoint).name, "rule": cfg.rule},
+    )
+    return module, path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="AuraMem checkpoint directory (model.safetensors + config.json)")
+    parser.add_argument("--out", required=True, help="where to write the ONNX per-step graph")
+    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--parity-steps", type=int, default=10_000, help="0 skips the parity run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="write the export/parity report here")
+    parser.add_argument("--trt", default=None, metavar="ENGINE", help="also build a TensorRT engine (Jetson)")
+    parser.add_argument("--fp16", action="store_true", help="TensorRT: allow fp16 kernels")
+    parser.add_argument("--workspace-mb", type=int, default=256, help="TensorRT builder workspace limit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from aura.training.checkpoint import CheckpointError
+
+    try:
+        module, path = export_checkpoint(args.checkpoint, args.out, args.opset)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"aura export: {err}", file=sys.stderr)
+        return 2
+    size = path.stat().st_size
+    print(f"wrote {path} ({size / 1024:.1f} KiB, opset {args.opset}, onnx.checker full_check passed)")
+    report = {"onnx": os.fspath(path), "bytes": size, "opset": args.opset, "checker": "full_check passed"}
+    ok = True
+    if args.parity_steps > 0:
+        from rich.console import Console
+        from rich.table import Table
+
+        print(f"parity: torch vs ONNX Runtime over {args.parity_steps} recurrent steps ...", flush=True)
+        par = parity(module, path, steps=args.parity_steps, seed=args.seed)
+        report["parity"] = par
+        ok = par["passed"]
+        table = Table(title=f"parity over {par['steps']} steps ({par['writes_torch']} writes in torch)")
+        for col in ("path", "max abs error", "write disagreements", "target"):
+            table.add_column(col)
+        table.add_row(
+            "ONNX graph, own new_state",
+            f"{par['max_abs_err']:.3g}",
+            str(par["write_disagreements"]),
+            "<= 1e-5, 0",
+        )
+        rt = par["runtime_max_abs_err_by_output"]
+        table.add_row(
+            "runtime (numpy commit)",
+            f"{max(rt.values()):.3g}",
+            str(par["runtime_write_disagreements"]),
+            "(reported)",
+        )
+        Console().print(table)
+        print(
+            f"max abs error: {par['max_abs_err']:.3g}  write-flag disagreements: {par['write_disagreements']}"
+            f"  -> {'PASS' if ok else 'FAIL'}"
+        )
+    if args.trt:
+        from deploy.trt_runner import build_engine
+
+        try:
+            build_engine(path, args.trt, fp16=args.fp16, workspace_mb=args.workspace_mb)
+        except ImportError as err:
+            print(
+                f"aura export --trt: TensorRT is not importable here ({err}); build the engine on the "
+                "Jetson (docs/deploy.md)",
+                file=sys.stderr,
+            )
+            return 2
+        report["engine"] = args.trt
+        print(f"wrote TensorRT engine {args.trt}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0 if ok else 1
