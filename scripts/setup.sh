@@ -29,3 +29,6 @@ if [ "$(cat "$VENV/.aura-stamp" 2>/dev/null)" != "$(stamp_inputs)" ]; then
 else
     echo "[setup] $VENV is up to date"
 fi
+# LIBERO: verify the assets against sim/libero/assets.sha256 (skipped when a stamp says they are
+# unchanged), link them where LIBERO looks, write its config non-interactively, pick the GL backend.
+"$VENV/bin/aura" sim install

@@ -1,0 +1,230 @@
+"""`LiberoEnv`: a gymnasium.Env over the ten LIBERO-Long (libero_10) tasks.
+
+One episode is ``(task_id, init_state, seed)``: reset loads LIBERO's fixed init state ``init_state``
+(0..49), runs ``wait_steps`` no-op steps (zero delta pose, gripper open) so that objects thrown by
+the state load settle, then hands control to the policy for at most ``max_steps`` steps.
+
+Observation (a ``gymnasium.spaces.Dict``):
+
+* ``image`` - third-person ``agentview`` camera, ``uint8 [S, S, 3]``;
+* ``wrist_image`` - ``robot0_eye_in_hand`` camera, ``uint8 [S, S, 3]``;
+* ``state`` - 8-d proprio ``float32``: end-effector position (3), its orientation as an axis-angle
+  vector (3, from the xyzw quaternion), gripper finger positions (2).
+
+MuJoCo's offscreen frames come out bottom row first; they are flipped vertically here so row 0 is
+the top of the picture (no left-right mirror: that is the camera's true view).
+
+Action: 7-d in ``[-1, 1]`` (OSC delta position, delta rotation, gripper with -1 = open), clipped.
+``terminated`` is the task's own BDDL goal predicate (``_check_success``); ``truncated`` is the
+``max_steps`` limit. Rendering costs ~100x physics on a software GL, so only the requested cameras
+are rendered, none during the reset/wait steps, into an offscreen buffer of exactly the image size
+(pixel-identical to LIBERO's 640x480 buffer, less to clear). ``cameras=()`` is a camera-free env
+whose success predicate still works. ``raw_env`` is LIBERO's ``OffScreenRenderEnv`` and
+``raw_obs`` its latest observation dict (object poses for privileged policies).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sim.libero.install import ensure_libero
+
+SUITE = "libero_10"
+N_TASKS = 10
+N_INIT_STATES = 50
+WAIT_STEPS = 10
+MAX_STEPS = 520
+CAMERAS = {"image": "agentview", "wrist_image": "robot0_eye_in_hand"}
+NOOP = np.array([0, 0, 0, 0, 0, 0, -1.0])
+
+
+def quat2axisangle(q: np.ndarray) -> np.ndarray:
+    """Axis-angle vector ``theta * u`` of an xyzw quaternion (``theta`` in ``[0, pi]``)."""
+    x, y, z, w = (float(v) for v in q)
+    if w < 0:  # q and -q are the same rotation; pick the one with theta <= pi
+        x, y, z, w = -x, -y, -z, -w
+    s = np.sqrt(max(1.0 - w * w, 0.0))
+    if s < 1e-8:
+        return np.zeros(3)
+    return np.array([x, y, z]) / s * 2.0 * np.arccos(min(w, 1.0))
+
+
+def proprio(raw_obs: dict) -> np.ndarray:
+    """The 8-d ``state`` from LIBERO's raw observation dict."""
+    return np.concatenate(
+        [
+            raw_obs["robot0_eef_pos"],
+            quat2axisangle(raw_obs["robot0_eef_quat"]),
+            raw_obs["robot0_gripper_qpos"],
+        ]
+    ).astype(np.float32)
+
+
+def task_spec(task_id: int) -> tuple[str, str, np.ndarray]:
+    """``(language instruction, bddl path, init states [50, D])`` of libero_10 task ``task_id``."""
+    if isinstance(task_id, bool) or not isinstance(task_id, (int, np.integer)) or not 0 <= task_id < N_TASKS:
+        raise ValueError(f"task_id must be an int in [0, {N_TASKS}), got {task_id!r}")
+    ensure_libero()
+    from libero.libero import benchmark, get_libero_path
+
+    suite = benchmark.get_benchmark_dict()[SUITE]()
+    task = suite.get_task(int(task_id))
+    bddl = os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
+    return task.language, bddl, suite.get_task_init_states(int(task_id))
+
+
+class LiberoEnv(gym.Env):
+    """libero_10 task ``task_id`` from init state ``init_state`` (see the module docstring)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(
+        self,
+        task_id: int,
+        init_state: int = 0,
+        seed: int = 0,
+        image_size: int = 128,
+        cameras: tuple[str, ...] = ("image", "wrist_image"),
+        max_steps: int = MAX_STEPS,
+        wait_steps: int = WAIT_STEPS,
+        render_mode: str | None = None,
+    ):
+        unknown = [c for c in cameras if c not in CAMERAS]
+        if unknown:
+            raise ValueError(f"cameras must be among {list(CAMERAS)}, got {unknown}")
+        if not isinstance(image_size, (int, np.integer)) or not 16 <= image_size <= 1024:
+            raise ValueError(f"image_size must be an int in [16, 1024], got {image_size!r}")
+        if max_steps < 1 or wait_steps < 0:
+            raise ValueError(f"need max_steps >= 1 and wait_steps >= 0, got {max_steps}, {wait_steps}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if render_mode == "rgb_array" and "image" not in cameras:
+            raise ValueError("render_mode='rgb_array' returns the 'image' camera: include it in cameras")
+        self.task_id = int(task_id)
+        self.language, bddl, self.init_states = task_spec(self.task_id)
+        self._check_init(init_state)
+        self.init_state, self.seed, self.image_size = int(init_state), int(seed), int(image_size)
+        self.cameras, self.max_steps, self.wait_steps = tuple(cameras), int(max_steps), int(wait_steps)
+        self.render_mode = render_mode
+
+        from libero.libero.envs import OffScreenRenderEnv
+
+        kw: dict[str, Any] = dict(
+            bddl_file_name=bddl,
+            camera_heights=self.image_size,
+            camera_widths=self.image_size,
+            # A soft reset keeps the compiled model; set_init_state then restores the full state, so
+            # rollouts match a hard reset while reset costs ~0.1 s instead of 1-5 s.
+            hard_reset=False,
+            horizon=self.wait_steps + self.max_steps + 10,
+        )
+        if self.cameras:
+            kw["camera_names"] = [CAMERAS[c] for c in self.cameras]
+        else:
+            kw.update(has_offscreen_renderer=False, use_camera_obs=False)
+        self.raw_env = OffScreenRenderEnv(**kw)
+        self.raw_env.seed(self.seed)
+        if self.cameras:
+            self._shrink_offscreen_buffer()
+
+        img = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
+        obs_spaces: dict[str, spaces.Space] = {c: img for c in self.cameras}
+        obs_spaces["state"] = spaces.Box(-np.inf, np.inf, (8,), np.float32)
+        self.observation_space = spaces.Dict(obs_spaces)
+        self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
+        self.raw_obs: dict[str, np.ndarray] = {}
+        self.steps = 0
+        self._episode_ready = False
+
+    def _check_init(self, i) -> None:
+        n = len(self.init_states)
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < n:
+            raise ValueError(f"init_state must be an int in [0, {n}), got {i!r}")
+
+    def _shrink_offscreen_buffer(self) -> None:
+        sim = self.raw_env.env.sim
+        if sim._render_context_offscreen is None:
+            return
+        g = sim.model._model.vis.global_
+        g.offwidth = g.offheight = self.image_size
+        ctx = sim._render_context_offscreen
+        ctx.con.free()
+        ctx._set_mujoco_context_and_buffers()
+
+    def _set_cameras(self, on: bool) -> None:
+        inner = self.raw_env.env
+        for c in self.cameras:
+            inner.modify_observable(f"{CAMERAS[c]}_image", "enabled", on)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        out = {c: np.ascontiguousarray(self.raw_obs[f"{CAMERAS[c]}_image"][::-1]) for c in self.cameras}
+        out["state"] = proprio(self.raw_obs)
+        return out
+
+    def _info(self, success: bool) -> dict[str, Any]:
+        return {
+            "success": success,
+            "task_id": self.task_id,
+            "init_state": self.init_state,
+            "steps": self.steps,
+        }
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """``options={"init_state": i}`` picks another init state; ``seed`` reseeds LIBERO's RNG."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self.seed = int(seed)
+        if options and "init_state" in options:
+            self._check_init(options["init_state"])
+            self.init_state = int(options["init_state"])
+        self.raw_env.seed(self.seed)
+        self._set_cameras(False)  # reset + state load + wait render nothing
+        try:
+            self.raw_env.reset()
+            # A soft reset keeps robosuite's gripper objects, whose ramped command (current_action)
+            # would carry over from the last episode; a hard reset rebuilds them at zero.
+            for robot in self.raw_env.env.robots:
+                if robot.has_gripper:
+                    robot.gripper.current_action = np.zeros(robot.gripper.dof)
+            self.raw_obs = self.raw_env.set_init_state(self.init_states[self.init_state])
+            for _ in range(self.wait_steps):
+                self.raw_obs, _, _, _ = self.raw_env.step(NOOP)
+        finally:
+            self._set_cameras(True)
+        if self.cameras:
+            self.raw_obs = self.raw_env.env._get_observations(force_update=True)
+        self.steps = 0
+        self._episode_ready = True
+        return self._obs(), self._info(False)
+
+    def step(self, action):
+        if not self._episode_ready:
+            raise RuntimeError("call reset() before step() (the episode ended or never started)")
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (7,):
+            raise ValueError(f"action must have shape (7,), got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action must be finite, got {a}")
+        self.raw_obs, _, done, _ = self.raw_env.step(np.clip(a, -1.0, 1.0))
+        self.steps += 1
+        success = bool(done)  # LIBERO's step returns done = the BDDL goal predicate
+        truncated = not success and self.steps >= self.max_steps
+        if success or truncated:
+            self._episode_ready = False
+        return self._obs(), float(success), success, truncated, self._info(success)
+
+    def render(self):
+        if self.render_mode == "rgb_array" and self.raw_obs:
+            return np.ascontiguousarray(self.raw_obs["agentview_image"][::-1])
+        return None
+
+    def close(self):
+        raw = getattr(self, "raw_env", None)
+        if raw is not None:
+            raw.close()
+            self.raw_env = None
