@@ -1,0 +1,302 @@
+"""AuraMem: a constant-size gated-delta memory with an action-surprise write gate around a frozen backbone.
+
+Per step t, from backbone features z_t [B, d_model] and base action a_t^base [B, d_action], per head
+(s = d_k^-1/2, l2n(x) = x * rsqrt(sum x^2 + 1e-6)):
+
+    q_t = l2n(W_q z_t),  k_t = l2n(W_k z_t),  v_t = W_v z_t
+    g_t = -exp(A_log) * softplus(W_g z_t + dt_bias)   log-decay, alpha_t = exp(g_t) in (0, 1]
+    b_t = sigmoid(W_b z_t)  (erase),  w_t = sigmoid(W_w z_t)  (write strength)       [rule "gdn2"]
+
+    candidate   S' = Diag(alpha_t) S_{t-1};  u_t = w_t * v_t - S'^T (b_t * k_t);  S~_t = S' + k_t u_t^T
+    gate        p_t = gate(u_t, ..., z_t)  (aura.gate);  write_t = p_t > tau
+    state       (S_t, aux_t) = (S~_t, w_t * v_t) if write_t else (S_{t-1}, aux_{t-1})   (skipped, not * 0)
+    read        r_t = S_t^T (s q_t)          (after the optional write; on a skip r_t = S_{t-1}^T s q_t)
+    action      a_t = a_t^base + W_c [r_t^1; ...; r_t^H],   W_c = 0 at init, so a fresh AuraMem == backbone
+
+Rules (``rule=``): "gdn2" as above; "kda": b = w = beta_t 1 with beta_t = sigmoid(W_beta z_t) per head;
+"gdn": additionally one decay per head; "deltanet": additionally g = 0.
+
+State: ONE float32 tensor [B, H, d_key + 1, d_val]. Rows 0..d_key-1 hold S; row d_key holds aux, the
+last value written (w * v of the latest write; 0 before the first). The gate reads it as the novelty
+reference ||w_t v_t - aux||, so a write of what was just written looks unsurprising. Size: 4,224 B at
+32 x 32, one head.
+
+The step is exportable (torch.onnx dynamo, opset 18): no branching on tensor values, no F.normalize.
+Each step also returns the write in factored form (decay, key, delta = u, aux) such that on a write
+``S_new = decay[..., :, None] * S + key[..., :, None] * delta[..., None, :]`` bit-exactly (it is how S~ is
+computed here) and the aux row becomes ``aux``; a journal can replay a write from 2K + 2V floats per head.
+
+The sequence API ``forward`` runs the same step core over time (the gate reads S_{t-1}, so the gated
+recurrence is sequential); see docs/layer.md for what is chunked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aura.gate import SurpriseGate, logistic_noise, straight_through
+
+RULES = ("gdn2", "kda", "gdn", "deltanet")
+ESTIMATORS = ("st", "gumbel")
+
+
+class CheckpointError(Exception):
+    """A checkpoint directory is missing, corrupt, or does not match the model it is loaded into."""
+
+
+@dataclass
+class AuraMemConfig:
+    d_model: int
+    d_key: int = 32
+    d_val: int = 32
+    d_action: int = 7
+    heads: int = 1
+    rule: str = "gdn2"
+    threshold: float = 0.5  # tau: write iff p_t > tau at inference
+    estimator: str = "st"  # training: "st" straight-through on p > tau; "gumbel": logistic noise first
+    gate_hidden: int = 16
+    gate_z_features: int = 8
+
+    def __post_init__(self):
+        for name in ("d_model", "d_key", "d_val", "d_action", "heads", "gate_hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"AuraMemConfig.{name} must be a positive int, got {value!r}")
+        if not isinstance(self.gate_z_features, int) or self.gate_z_features < 0:
+            raise ValueError(
+                f"AuraMemConfig.gate_z_features must be an int >= 0, got {self.gate_z_features!r}"
+            )
+        if self.rule not in RULES:
+            raise ValueError(f"AuraMemConfig.rule must be one of {RULES}, got {self.rule!r}")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"AuraMemConfig.estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if not (isinstance(self.threshold, (int, float)) and 0.0 < float(self.threshold) < 1.0):
+            raise ValueError(f"AuraMemConfig.threshold must be in (0, 1), got {self.threshold!r}")
+        self.threshold = float(self.threshold)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AuraMemConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"AuraMemConfig must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"AuraMemConfig: unknown field(s) {unknown}")
+        return cls(**data)
+
+    @property
+    def state_shape(self) -> tuple[int, int, int]:
+        return (self.heads, self.d_key + 1, self.d_val)
+
+    @property
+    def state_bytes(self) -> int:
+        """heads * (d_key * d_val + d_val) * 4: 4,224 at 32 x 32."""
+        return self.heads * (self.d_key + 1) * self.d_val * 4
+
+
+class Proj(NamedTuple):
+    """Per-token projections; leading dims [...] then [H, K] (q, k, g, b) or [H, V] (v, w)."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    g: torch.Tensor
+    b: torch.Tensor
+    w: torch.Tensor
+
+
+class StepOutput(NamedTuple):
+    action: torch.Tensor  # [B, d_action]
+    state: torch.Tensor  # [B, H, K+1, V]
+    write: torch.Tensor  # [B] bool
+    gate_prob: torch.Tensor  # [B]
+    decay: torch.Tensor  # [B, H, K]   alpha = exp(g), as applied on a write
+    key: torch.Tensor  # [B, H, K]
+    delta: torch.Tensor  # [B, H, V]   u
+    aux: torch.Tensor  # [B, H, V]   the new auxiliary row on a write
+
+
+class SeqOutput(NamedTuple):
+    action: torch.Tensor  # [B, T, d_action]
+    state: torch.Tensor  # [B, H, K+1, V] after the last step
+    write: torch.Tensor  # [B, T] bool
+    gate_prob: torch.Tensor  # [B, T]
+    write_mask: torch.Tensor  # [B, T] float: == write in value; carries the straight-through gradient
+
+
+def l2n(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + 1e-6)
+
+
+class AuraMem(nn.Module):
+    """The memory layer; see the module docstring for the math."""
+
+    def __init__(self, config: AuraMemConfig | None = None, **kwargs):
+        super().__init__()
+        if config is None:
+            config = AuraMemConfig(**kwargs)
+        elif kwargs:
+            raise ValueError("pass either an AuraMemConfig or keyword arguments, not both")
+        self.config = cfg = config
+        h, k, v = cfg.heads, cfg.d_key, cfg.d_val
+        self.scale = k**-0.5
+        # widths of the fused projection: q, k, v, decay, erase, write
+        self.n_g = {"gdn2": h * k, "kda": h * k, "gdn": h, "deltanet": 0}[cfg.rule]
+        self.n_b = h * k if cfg.rule == "gdn2" else h
+        self.n_w = h * v if cfg.rule == "gdn2" else 0
+        self.splits = [h * k, h * k, h * v, self.n_g, self.n_b, self.n_w]
+        self.proj = nn.Linear(cfg.d_model, sum(self.splits))
+        self.A_log = nn.Parameter(torch.zeros(h))
+        # softplus(dt_bias) log-uniform in [1e-3, 1e-1]: alpha starts close to 1 (long memory)
+        dt = torch.exp(torch.empty(max(self.n_g, 1)).uniform_(math.log(1e-3), math.log(1e-1)))
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+        self.head = nn.Linear(h * v, cfg.d_action, bias=False)
+        nn.init.zeros_(self.head.weight)  # a fresh wrapper returns the base action exactly
+        self.gate = SurpriseGate(cfg.d_model, h, cfg.gate_hidden, cfg.gate_z_features)
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def init_state(self, batch: int = 1, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+        """The empty memory: zeros [batch, H, d_key + 1, d_val]."""
+        return torch.zeros((batch, *self.config.state_shape), dtype=dtype, device=device)
+
+    def project(self, z: torch.Tensor) -> Proj:
+        """Projections of features z [..., d_model]."""
+        cfg = self.config
+        h, k, v = cfg.heads, cfg.d_key, cfg.d_val
+        lead = z.shape[:-1]
+        q, kk, vv, f, bb, ww = torch.split(self.proj(z), self.splits, dim=-1)
+        q = l2n(q.reshape(*lead, h, k))
+        kk = l2n(kk.reshape(*lead, h, k))
+        vv = vv.reshape(*lead, h, v)
+        if cfg.rule == "deltanet":
+            g = torch.zeros_like(kk)
+        else:
+            a = torch.exp(self.A_log)
+            g = -F.softplus(f + self.dt_bias)
+            g = g.reshape(*lead, h, -1) * a[:, None]
+            g = g.expand(*lead, h, k)
+        if cfg.rule == "gdn2":
+            b = torch.sigmoid(bb.reshape(*lead, h, k))
+            w = torch.sigmoid(ww.reshape(*lead, h, v))
+        else:
+            beta = torch.sigmoid(bb)[..., None]
+            b, w = beta.expand(*lead, h, k), beta.expand(*lead, h, v)
+        return Proj(q, kk, vv, g, b, w)
+
+    def read(self, state: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """r = S^T (s q): [B, H, V]."""
+        return torch.einsum("bhkv,bhk->bhv", state[:, :, : self.config.d_key], self.scale * q)
+
+    def correction(self, r: torch.Tensor) -> torch.Tensor:
+        return self.head(r.flatten(1))
+
+    def candidate(self, p: Proj, state: torch.Tensor):
+        """The write that step t would make: (decay, key, delta, aux_new, full new state)."""
+        kd = self.config.d_key
+        s_old, _ = state[:, :, :kd], state[:, :, kd]
+        decay = torch.exp(p.g)
+        s_dec = decay[..., :, None] * s_old
+        wv = p.w * p.v
+        delta = wv - torch.einsum("bhkv,bhk->bhv", s_dec, p.b * p.k)
+        s_new = s_dec + p.k[..., :, None] * delta[..., None, :]
+        return decay, p.k, delta, wv, torch.cat([s_new, wv[:, :, None, :]], dim=2)
+
+    def _core(self, p, z, base, state, force=None, allowed=None, generator=None):
+        """One step on projections p (per-step slices). Returns (StepOutput, write_mask)."""
+        cfg = self.config
+        decay, key, delta, wv, new_state = self.candidate(p, state)
+        d_read = self.read(new_state, p.q) - self.read(state, p.q)
+        sig = SurpriseGate.signals(delta, d_read, wv, state[:, :, cfg.d_key], self.head.weight, self.scale)
+        logit = self.gate(sig, z)
+        prob = torch.sigmoid(logit)
+        train_gate = self.training and force is None
+        if force is not None:
+            write = force.to(torch.bool)
+        elif train_gate and cfg.estimator == "gumbel":
+            write = torch.sigmoid(logit + logistic_noise(logit.shape, logit, generator)) > cfg.threshold
+        else:
+            write = prob > cfg.threshold
+        if allowed is not None:
+            write = write & allowed
+        if train_gate:
+            m = straight_through(prob, write)
+            if allowed is not None:
+                m = m * allowed.to(m.dtype)
+            mb = m[:, None, None, None]
+            state_out = mb * new_state + (1 - mb) * state
+        else:
+            m = write.to(state.dtype)
+            state_out = torch.where(write[:, None, None, None], new_state, state)
+        action = base + self.correction(self.read(state_out, p.q))
+        return StepOutput(action, state_out, write, prob, decay, key, delta, wv), m
+
+    # -- public API -----------------------------------------------------------------------------
+    def step(self, z: torch.Tensor, base_action: torch.Tensor, state: torch.Tensor) -> StepOutput:
+        """One control step: z [B, d_model], base_action [B, d_action], state [B, H, K+1, V]."""
+        out, _ = self._core(self.project(z), z, base_action, state)
+        return out
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        base_action: torch.Tensor,
+        state: torch.Tensor | None = None,
+        schedule: torch.Tensor | None = None,
+        max_writes: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> SeqOutput:
+        """Sequence API: z [B, T, d_model], base_action [B, T, d_action] -> SeqOutput.
+
+        ``schedule`` [B, T] bool overrides the gate's decisions (always-write, oracle, random and
+        periodic arms); the gate's probabilities are still reported. ``max_writes`` is a hard per-sequence
+        write budget: once spent, later writes are suppressed.
+        """
+        bsz, t_len, _ = z.shape
+        if state is None:
+            state = self.init_state(bsz, dtype=z.dtype, device=z.device)
+        spent = torch.zeros(bsz, dtype=torch.long, device=z.device)
+        actions, writes, probs, masks = [], [], [], []
+        for t in range(t_len):
+            # Projected per step, exactly as ``step`` does, so both APIs agree bit for bit (a batched
+            # [B*T, D] GEMM may sum in another order than a [B, D] one).
+            p = self.project(z[:, t])
+            allowed = None if max_writes is None else spent < max_writes
+            force = None if schedule is None else schedule[:, t]
+            out, m = self._core(p, z[:, t], base_action[:, t], state, force, allowed, generator)
+            state = out.state
+            spent = spent + out.write.long()
+            actions.append(out.action)
+            writes.append(out.write)
+            probs.append(out.gate_prob)
+            masks.append(m)
+        return SeqOutput(
+            torch.stack(actions, 1),
+            state,
+            torch.stack(writes, 1),
+            torch.stack(probs, 1),
+            torch.stack(masks, 1),
+        )
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save(self, path, meta: dict | None = None) -> None:
+        """Write ``path/model.safetensors`` and ``path/config.json``."""
+        from aura.training.checkpoint import save_checkpoint
+
+        save_checkpoint(self, path, meta)
+
+    @classmethod
+    def load(cls, path, map_location: str = "cpu") -> AuraMem:
+        """Load a checkpoint directory; raises CheckpointError naming the file on any mismatch."""
+        from aura.training.checkpoint import load_checkpoint
+
+        return load_checkpoint(path, map_location)

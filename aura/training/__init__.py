@@ -1,0 +1,1 @@
+"""Gate training (closed-loop action error + write sparsity / budget), checkpoints, and `aura train`."""
