@@ -212,8 +212,15 @@ class StateJournal:
     flash budget counts bytes and pages, not write events.
     """
 
-    def __init__(self, directory: Path, spec: StateSpec, fsync: str, group_records: int, snapshot_every: int,
-                 meter=None):  # fmt: skip
+    def __init__(
+        self,
+        directory: Path,
+        spec: StateSpec,
+        fsync: str,
+        group_records: int,
+        snapshot_every: int,
+        meter=None,
+    ):
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, got {fsync!r}")
         if group_records < 1 or snapshot_every < 1:
@@ -230,9 +237,17 @@ class StateJournal:
         self.recovery: Recovery | None = None
 
     @classmethod
-    def open(cls, directory: str | os.PathLike, spec: StateSpec, *, fsync: str = "record",
-             group_records: int = 16, snapshot_every: int = 4096, initial_state: np.ndarray | None = None,
-             meter=None) -> StateJournal:  # fmt: skip
+    def open(
+        cls,
+        directory: str | os.PathLike,
+        spec: StateSpec,
+        *,
+        fsync: str = "record",
+        group_records: int = 16,
+        snapshot_every: int = 4096,
+        initial_state: np.ndarray | None = None,
+        meter=None,
+    ) -> StateJournal:
         """Open (recovering) or create the journal in ``directory``; state: ``journal.recovery.state``."""
         directory = Path(directory)
         self = cls(directory, spec, fsync, group_records, snapshot_every, meter)

@@ -65,9 +65,16 @@ def model_spec_from_session(path: Path, sess) -> ModelSpec:
     st = StateSpec(heads=ss[1], d_key=ss[2] - 1, d_val=ss[3])
     h, k, v = st.heads, st.d_key, st.d_val
     expected = {
-        "action": bs, "action_skip": bs, "new_state": ss, "write": (1,), "gate_prob": (1,),
-        "decay": (1, h, k), "key": (1, h, k), "delta": (1, h, v), "aux": (1, h, v),
-    }  # fmt: skip
+        "action": bs,
+        "action_skip": bs,
+        "new_state": ss,
+        "write": (1,),
+        "gate_prob": (1,),
+        "decay": (1, h, k),
+        "key": (1, h, k),
+        "delta": (1, h, v),
+        "aux": (1, h, v),
+    }
     for name, shape in expected.items():
         if int(np.prod(shapes[name])) != int(np.prod(shape)):
             raise ModelFileError(path, f"tensor {name!r} has shape {shapes[name]}, expected {shape}")
@@ -90,10 +97,16 @@ class OrtRunner(StepRunner):
             b = self.session.io_binding()
             ins = {"features": self.features, "base_action": self.base_action, "state": self.states[i]}
             outs = {
-                "action": self.action, "new_state": self.states[1 - i], "write": self.write,
-                "gate_prob": self.gate_prob, "decay": self.record.decay, "key": self.record.key,
-                "delta": self.record.delta, "aux": self.record.aux, "action_skip": self.action_skip,
-            }  # fmt: skip
+                "action": self.action,
+                "new_state": self.states[1 - i],
+                "write": self.write,
+                "gate_prob": self.gate_prob,
+                "decay": self.record.decay,
+                "key": self.record.key,
+                "delta": self.record.delta,
+                "aux": self.record.aux,
+                "action_skip": self.action_skip,
+            }
             for name, buf in ins.items():
                 b.bind_input(name, "cpu", 0, buf.dtype, list(shapes[name]), buf.ctypes.data)
             for name, buf in outs.items():

@@ -52,8 +52,16 @@ def make_tiny_step(seed: int = 0, dims=TINY):
             new_state = torch.where(write[:, None, None, None], updated, state)
             new_read = torch.einsum("bhkv,bhk->bhv", new_state[:, :, :k], q * k**-0.5)
             action = base + new_read.reshape(1, h * v) @ self.head
-            return SimpleNamespace(action=action, state=new_state, write=write, gate_prob=gate_prob,
-                                   decay=decay, key=kk, delta=delta, aux=new_aux)  # fmt: skip
+            return SimpleNamespace(
+                action=action,
+                state=new_state,
+                write=write,
+                gate_prob=gate_prob,
+                decay=decay,
+                key=kk,
+                delta=delta,
+                aux=new_aux,
+            )
 
         def skip_action(self, z, base, state):
             h, k, v = self.h, self.k, self.v
@@ -73,8 +81,15 @@ def tiny_onnx(tmp_path_factory):
 
     module = make_tiny_step()
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    export_step(module, path, d_model=TINY.d_model, d_action=TINY.d_action, heads=TINY.heads,
-                d_key=TINY.d_key, d_val=TINY.d_val)  # fmt: skip
+    export_step(
+        module,
+        path,
+        d_model=TINY.d_model,
+        d_action=TINY.d_action,
+        heads=TINY.heads,
+        d_key=TINY.d_key,
+        d_val=TINY.d_val,
+    )
     return path, module
 
 

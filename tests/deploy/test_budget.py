@@ -32,8 +32,14 @@ def test_group_commit_programs_fewer_pages():
 
 
 def test_lifetime_projection_and_allowed_rate():
-    cfg = FlashConfig(reserved_bytes=1 << 20, pe_cycles=1000, page_bytes=4096, write_amplification=2.0,
-                      lifetime_years=1.0, burst_seconds=1.0)  # fmt: skip
+    cfg = FlashConfig(
+        reserved_bytes=1 << 20,
+        pe_cycles=1000,
+        page_bytes=4096,
+        write_amplification=2.0,
+        lifetime_years=1.0,
+        burst_seconds=1.0,
+    )
     m = PageMeter(cfg.page_bytes)
     ctl = BudgetController(cfg, m, control_hz=10.0, enabled=False)
     for _ in range(100):
@@ -51,8 +57,14 @@ def test_lifetime_projection_and_allowed_rate():
 
 def test_token_bucket_suppresses_writes_beyond_the_budget():
     # allowed: 10 pages (x WA 1) per hour of loop time -> a burst of 2 pages, then one write per 360 s
-    cfg = FlashConfig(reserved_bytes=4096 * 10, pe_cycles=1, page_bytes=4096, write_amplification=1.0,
-                      lifetime_years=1 / (365.25 * 24), burst_seconds=720.0)  # fmt: skip
+    cfg = FlashConfig(
+        reserved_bytes=4096 * 10,
+        pe_cycles=1,
+        page_bytes=4096,
+        write_amplification=1.0,
+        lifetime_years=1 / (365.25 * 24),
+        burst_seconds=720.0,
+    )
     m = PageMeter(cfg.page_bytes)
     ctl = BudgetController(cfg, m, control_hz=1.0)
     granted = []

@@ -1,0 +1,125 @@
+"""The control-loop protocol (reset, observe, act) and the environments ``aura run`` can drive.
+
+A *robot* is anything with
+
+    reset(seed) -> None          start an episode
+    observe() -> observation     the current observation (any type the backbone understands)
+    act(action) -> bool          apply an action [d_action] float32; True when the episode is over
+
+and a *backbone* maps an observation to ``(features [d_model], base_action [d_action])``, both float32.
+:class:`GymRobot` adapts any ``gymnasium.Env``; a real robot implements the three methods itself.
+
+``noise`` is a self-contained numpy robot for smoke tests and benchmarks: its observation already is
+``(features, base_action)`` (AR(1) features with rare cue events, a fixed linear base policy).
+``synthetic`` is the controlled synthetic benchmark (``sim.synthetic``) with its frozen numpy encoder.
+Neither imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Robot(Protocol):
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def observe(self) -> Any: ...
+
+    def act(self, action: np.ndarray) -> bool: ...
+
+
+class Backbone(Protocol):
+    def __call__(self, observation: Any) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class GymRobot:
+    """Adapts a ``gymnasium.Env`` to the protocol; keeps the last observation, reward and info."""
+
+    def __init__(self, env):
+        self.env = env
+        self.obs = None
+        self.info: dict = {}
+        self.episode_return = 0.0
+
+    def reset(self, seed: int | None = None) -> None:
+        self.obs, self.info = self.env.reset(seed=seed)
+        self.episode_return = 0.0
+
+    def observe(self):
+        return self.obs
+
+    def act(self, action: np.ndarray) -> bool:
+        self.obs, reward, terminated, truncated, self.info = self.env.step(action)
+        self.episode_return += float(reward)
+        return bool(terminated or truncated)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class NoiseRobot:
+    """Numpy-only stand-in robot: AR(1) features with cue events every ~``1 / cue_rate`` steps.
+
+    The observation is ``(features, base_action)`` already, so use it with :func:`identity_backbone`.
+    Buffers are preallocated: stepping it allocates nothing, so it does not disturb memory measurements.
+    """
+
+    def __init__(
+        self, d_model: int, d_action: int, episode_steps: int = 500, cue_rate: float = 0.02, seed: int = 0
+    ):
+        self.d_model, self.d_action, self.episode_steps, self.cue_rate = (
+            d_model,
+            d_action,
+            episode_steps,
+            cue_rate,
+        )
+        rng = np.random.default_rng(seed)
+        self.policy = (rng.standard_normal((d_model, d_action)) / np.sqrt(d_model)).astype(np.float32)
+        self.cues = rng.standard_normal((8, d_model)).astype(np.float32)
+        self.features = np.zeros(d_model, dtype=np.float32)
+        self.base = np.zeros(d_action, dtype=np.float32)
+        self._noise = np.zeros(d_model, dtype=np.float32)
+        self.rng = rng
+        self.t = 0
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.t = 0
+        self.features[:] = self.rng.standard_normal(self.d_model, dtype=np.float32)
+        np.matmul(self.features, self.policy, out=self.base)
+
+    def observe(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.features, self.base
+
+    def act(self, action: np.ndarray) -> bool:
+        self.t += 1
+        self.rng.standard_normal(self.d_model, dtype=np.float32, out=self._noise)
+        self.features *= np.float32(0.9)
+        self._noise *= np.float32(0.436)  # sqrt(1 - 0.9^2): unit stationary variance
+        self.features += self._noise
+        if self.rng.random() < self.cue_rate:
+            self.features += self.cues[self.rng.integers(len(self.cues))]
+        np.matmul(self.features, self.policy, out=self.base)
+        return self.t >= self.episode_steps
+
+
+def identity_backbone(observation: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return observation
+
+
+def make_robot(name: str, d_model: int, d_action: int, episode_steps: int, seed: int = 0):
+    """``(robot, backbone)`` for ``aura run --env NAME``; raises ValueError on an unknown name."""
+    if name == "noise":
+        return NoiseRobot(d_model, d_action, episode_steps, seed=seed), identity_backbone
+    if name == "synthetic":
+        try:
+            from deploy.synthetic_adapter import make_synthetic
+        except ImportError as err:
+            raise ValueError(
+                f"--env synthetic needs the sim.synthetic package ({err}); try --env noise"
+            ) from err
+        return make_synthetic(d_model, d_action, episode_steps, seed)
+    raise ValueError(f"--env: unknown environment {name!r} (choose 'synthetic' or 'noise')")
