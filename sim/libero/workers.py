@@ -1,0 +1,162 @@
+"""Executors for the LIBERO harness: local worker processes, or Ray when given an address.
+
+Both run ``runner(payload) -> dict`` for jobs handed out by a scheduler (``next_job()``,
+``finished(job, result)``, ``failed(job, error) -> retry?``, ``open()``) and never let one episode take
+the run down:
+
+* an exception in the runner is caught in the worker and reported;
+* a worker that dies (segfault in MuJoCo/GL, OOM kill, ``os._exit``) or exceeds ``timeout`` is
+  detected through its process sentinel, replaced by a fresh process, and the job it held - known
+  exactly, since each worker holds one job at a time - is reported as failed.
+
+The scheduler decides whether a failed job is retried. Local workers are ``spawn``-ed processes
+(forking a process that already holds a GL context is unsafe) that keep their environments across
+jobs, so the scheduler orders jobs to reuse them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any
+
+
+@dataclass
+class Job:
+    key: tuple
+    payload: dict
+    attempt: int = 1
+    meta: dict = field(default_factory=dict)
+
+
+def _worker_main(conn, runner: Callable[[dict], dict], nice: int) -> None:
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        jid, payload = msg
+        try:
+            conn.send((jid, True, runner(payload)))
+        except Exception as e:  # a failing episode is reported, the worker lives on
+            conn.send((jid, False, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}"))
+
+
+class _Worker:
+    def __init__(self, ctx, runner, nice: int):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, runner, nice), daemon=True)
+        self.proc.start()
+        child.close()
+        self.job: Job | None = None
+        self.started = 0.0
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        self.proc.join(timeout=10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
+def run_local(
+    scheduler, runner: Callable[[dict], dict], workers: int, timeout: float | None = None, nice: int = 0
+):
+    """Run every job the scheduler hands out on ``workers`` local processes."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    ctx = mp.get_context("spawn")
+    pool = [_Worker(ctx, runner, nice) for _ in range(workers)]
+    jid = 0
+    try:
+        while True:
+            for w in pool:
+                if w.job is None and (job := scheduler.next_job()) is not None:
+                    jid += 1
+                    job.meta["jid"] = jid
+                    w.job, w.started = job, time.perf_counter()
+                    w.conn.send((jid, job.payload))
+            busy = [w for w in pool if w.job is not None]
+            if not busy:
+                if scheduler.open():
+                    raise RuntimeError("scheduler has open jobs but none is ready (dependency cycle?)")
+                return
+            wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=1.0)
+            for i, w in enumerate(pool):
+                if w.job is None:
+                    continue
+                job, error = w.job, None
+                if w.conn.poll():
+                    try:
+                        got, ok, value = w.conn.recv()
+                    except (EOFError, OSError):
+                        error = f"worker pid {w.proc.pid} died (exit code {w.proc.exitcode})"
+                    else:
+                        if got != job.meta["jid"]:
+                            error = f"worker pid {w.proc.pid} answered job {got}, expected {job.meta['jid']}"
+                        elif ok:
+                            w.job = None
+                            scheduler.finished(job, value)
+                            continue
+                        else:
+                            w.job = None
+                            scheduler.failed(job, value)
+                            continue
+                elif not w.proc.is_alive():
+                    w.proc.join()
+                    error = f"worker pid {w.proc.pid} died (exit code {w.proc.exitcode})"
+                elif timeout is not None and time.perf_counter() - w.started > timeout:
+                    error = f"episode exceeded the {timeout:.0f} s timeout; worker pid {w.proc.pid} killed"
+                    w.proc.kill()
+                    w.proc.join()
+                if error is not None:
+                    pool[i] = _Worker(ctx, runner, nice)
+                    scheduler.failed(job, error)
+    finally:
+        for w in pool:
+            if w.job is not None:
+                w.proc.kill()
+            w.stop()
+
+
+def run_ray(scheduler, runner: Callable[[dict], dict], address: str, workers: int | None = None):
+    """Run the jobs as Ray tasks on the cluster at ``address`` (``"auto"`` for a local one)."""
+    try:
+        import ray
+    except ImportError as e:
+        raise RuntimeError("--ray needs the ray package, which AURA does not install: pip install ray") from e
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    slots = workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
+    remote = ray.remote(num_cpus=1, max_retries=0)(runner)  # retries are the scheduler's decision
+    inflight: dict[Any, Job] = {}
+    while True:
+        while len(inflight) < slots and (job := scheduler.next_job()) is not None:
+            inflight[remote.remote(job.payload)] = job
+        if not inflight:
+            if scheduler.open():
+                raise RuntimeError("scheduler has open jobs but none is ready (dependency cycle?)")
+            return
+        ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+        for ref in ready:
+            job = inflight.pop(ref)
+            try:
+                result = ray.get(ref)
+            except Exception as e:  # RayTaskError, WorkerCrashedError, ...
+                scheduler.failed(job, f"{type(e).__name__}: {e}")
+            else:
+                scheduler.finished(job, result)
