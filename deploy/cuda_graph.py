@@ -1,0 +1,114 @@
+"""Torch CUDA-graph runner for GPU development machines (imports torch; the deploy runtime does not).
+
+One step = one CUDA-graph replay of ``H2D(features, base_action) -> step -> D2H(action, write, gate_prob)``
+on buffers allocated once, so GPU memory is fixed for the life of the runner (``aura bench runtime``
+measures ``torch.cuda.memory_allocated`` and the driver's free memory over 100,000 steps). The state lives
+on the GPU in two buffers; graph ``i`` reads ``states[i]`` and writes ``states[1 - i]`` (the step always
+writes ``where(write, S~, S)``), and the runner alternates the graphs: ping-pong without a copy.
+
+``fused=True`` captures :class:`deploy.fused_step.FusedStep` (two Triton kernels); ``fused=False`` captures
+the eager ``AuraMem.step`` (its naive twin, ~60 small kernels). On this runner the GPU state is authoritative:
+its writes are not bit-identical to the numpy replay of the journal (the GPU fuses multiply-adds), so use
+the ONNX Runtime / TensorRT runners where the journal must be bit-exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class CudaGraphRunner:
+    def __init__(self, layer, fused: bool = True, device: str = "cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError("CudaGraphRunner needs a CUDA device")
+        self.layer = layer = layer.to(device).eval()
+        cfg = self.cfg = layer.config
+        self.fused = fused
+        f32, dev = torch.float32, torch.device(device)
+        n_state = cfg.heads * (cfg.d_key + 1) * cfg.d_val
+        self.h_z = torch.zeros(cfg.d_model, dtype=f32, pin_memory=True)
+        self.h_base = torch.zeros(cfg.d_action, dtype=f32, pin_memory=True)
+        self.h_action = torch.zeros(cfg.d_action, dtype=f32, pin_memory=True)
+        self.h_write = torch.zeros(1, dtype=torch.int8, pin_memory=True)
+        self.h_prob = torch.zeros(1, dtype=f32, pin_memory=True)
+        self.z = torch.zeros(cfg.d_model, dtype=f32, device=dev)
+        self.base = torch.zeros(cfg.d_action, dtype=f32, device=dev)
+        self.states = [torch.zeros(n_state, dtype=f32, device=dev) for _ in range(2)]
+        self.action = torch.zeros(cfg.d_action, dtype=f32, device=dev)
+        self.skip = torch.zeros(cfg.d_action, dtype=f32, device=dev)
+        self.write = torch.zeros(1, dtype=torch.int8, device=dev)
+        self.prob = torch.zeros(1, dtype=f32, device=dev)
+        hk, hv = cfg.heads * cfg.d_key, cfg.heads * cfg.d_val
+        self.decay, self.key = torch.zeros(hk, device=dev), torch.zeros(hk, device=dev)
+        self.delta, self.aux = torch.zeros(hv, device=dev), torch.zeros(hv, device=dev)
+        if fused:
+            from deploy.fused_step import FusedStep
+
+            self.kernel = FusedStep(layer)
+        self.cur = 0
+        # Warm up on a side stream (compiles the Triton kernels, lets cuBLAS choose), then capture.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for i in (0, 1, 0):
+                self._body(i)
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        self.graphs = []
+        for i in (0, 1):
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g), torch.no_grad():
+                self._body(i)
+            self.graphs.append(g)
+        for s in self.states:
+            s.zero_()
+        torch.cuda.synchronize()
+
+    def _body(self, i: int) -> None:
+        cfg = self.cfg
+        self.z.copy_(self.h_z, non_blocking=True)
+        self.base.copy_(self.h_base, non_blocking=True)
+        src, dst = self.states[i], self.states[1 - i]
+        if self.fused:
+            self.kernel(
+                self.z,
+                self.base,
+                src,
+                dst,
+                self.action,
+                self.skip,
+                self.write,
+                self.prob,
+                self.decay,
+                self.key,
+                self.delta,
+                self.aux,
+            )
+        else:
+            shape = (1, cfg.heads, cfg.d_key + 1, cfg.d_val)
+            o = self.layer.step(self.z[None], self.base[None], src.view(shape))
+            dst.copy_(o.state.reshape(-1))
+            self.action.copy_(o.action.reshape(-1))
+            self.write.copy_(o.write.reshape(-1))
+            self.prob.copy_(o.gate_prob.reshape(-1))
+        self.h_action.copy_(self.action, non_blocking=True)
+        self.h_write.copy_(self.write, non_blocking=True)
+        self.h_prob.copy_(self.prob, non_blocking=True)
+
+    @property
+    def state(self) -> torch.Tensor:
+        cfg = self.cfg
+        return self.states[self.cur].view(1, cfg.heads, cfg.d_key + 1, cfg.d_val)
+
+    def load_state(self, state) -> None:
+        self.states[self.cur].copy_(torch.as_tensor(state).reshape(-1))
+
+    def step(self, features: np.ndarray, base_action: np.ndarray) -> tuple[np.ndarray, bool, float]:
+        """One replay; returns (action, write, gate_prob) read from pinned host buffers."""
+        self.h_z.numpy()[:] = features.reshape(-1)
+        self.h_base.numpy()[:] = base_action.reshape(-1)
+        self.graphs[self.cur].replay()
+        torch.cuda.current_stream().synchronize()
+        self.cur ^= 1
+        return self.h_action.numpy(), bool(self.h_write[0]), float(self.h_prob[0])
