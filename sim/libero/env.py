@@ -134,7 +134,7 @@ class LiberoEnv(gym.Env):
 
         img = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         obs_spaces: dict[str, spaces.Space] = {c: img for c in self.cameras}
-        obs_spaces["state"] = spaces.Box(-np.inf, np.inf, (8,), np.float32)
+        obs_spaces["state"] = spaces.Box(-10.0, 10.0, (8,), np.float32)  # metres / radians: loose but finite
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
         self.raw_obs: dict[str, np.ndarray] = {}

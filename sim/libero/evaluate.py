@@ -321,7 +321,9 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        if args.ray:
+        if sched.total == 0:
+            pass  # everything was done: only the summary is rebuilt
+        elif args.ray:
             run_ray(sched, run_episode, args.ray, args.workers)
         else:
             run_local(sched, run_episode, args.workers, timeout=args.episode_timeout)

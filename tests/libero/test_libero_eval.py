@@ -1,0 +1,74 @@
+"""`aura eval libero` end to end on tiny episodes: a worker crash is retried and recorded, budget arms
+match the AURA arm's writes, and a rerun resumes (skips finished episodes, redoes missing ones)."""
+
+import json
+
+import pytest
+
+pytest.importorskip("libero", reason="needs the LIBERO stack (scripts/setup.sh installs it)")
+pytest.importorskip("aura.layer", reason="needs aura.layer.AuraMem")
+
+from aura import cli  # noqa: E402
+
+ARGS = ["eval", "libero", "--tasks", "0", "--init-states", "0-1", "--arms", "base,aura,random,periodic"]
+ARGS += ["--policy", "noop", "--max-steps", "4", "--workers", "1", "--retries", "1"]
+
+
+def _lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    marker = out / "crashed.marker"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AURA_LIBERO_CRASH_ONCE", f"0:1:aura:{marker}")
+    try:
+        rc = cli.main([*ARGS, "--out", str(out)])
+    finally:
+        mp.undo()
+    return rc, out, marker
+
+
+def test_worker_crash_is_retried_and_recorded(first_run):
+    rc, out, marker = first_run
+    assert rc == 0 and marker.exists()
+    recs = _lines(out / "episodes.jsonl")
+    errors = [r for r in recs if r["status"] != "ok"]
+    assert len(errors) == 1
+    e = errors[0]
+    assert (e["task"], e["init_state"], e["arm"], e["attempt"]) == (0, 1, "aura", 1)
+    assert "exit code 17" in e["error"]
+    ok = {(r["init_state"], r["arm"]): r for r in recs if r["status"] == "ok"}
+    assert len(ok) == 8 and ok[(1, "aura")]["attempt"] == 2
+    for i in (0, 1):
+        assert ok[(i, "base")]["writes"] == 0 and ok[(i, "base")]["bytes"] == 0
+        for arm in ("random", "periodic"):  # budget-matched to the AURA arm of the same episode
+            assert ok[(i, arm)]["writes"] == ok[(i, "aura")]["writes"]
+        assert ok[(i, "aura")]["bytes"] == ok[(i, "aura")]["writes"] * 4224
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed_attempts"] == 1
+    assert {r["arm"] for r in summary["rows"]} == {"base", "aura", "random", "periodic"}
+
+
+def test_rerun_resumes_and_skips_finished_episodes(first_run, capsys):
+    _, out, _ = first_run
+    path = out / "episodes.jsonl"
+    before = path.read_text()
+    assert cli.main([*ARGS, "--out", str(out)]) == 0
+    assert path.read_text() == before
+    assert "0 episodes to run" in capsys.readouterr().out
+    # Lose one finished episode (as if the run had been killed before writing it): only it is redone.
+    kept = [x for x in before.splitlines() if not ('"init_state": 0, "arm": "base"' in x and '"ok"' in x)]
+    path.write_text("\n".join(kept) + "\n")
+    assert cli.main([*ARGS, "--out", str(out)]) == 0
+    new = _lines(path)[len(kept) :]
+    assert [(r["init_state"], r["arm"], r["status"]) for r in new] == [(0, "base", "ok")]
+
+
+def test_bad_arguments_are_usage_errors(capsys, tmp_path):
+    assert cli.main(["eval", "libero", "--tasks", "12", "--out", str(tmp_path)]) == 2
+    assert "--tasks" in capsys.readouterr().err
+    assert cli.main(["eval", "libero", "--shard", "3/2", "--out", str(tmp_path)]) == 2
+    assert cli.main(["eval", "libero", "--arms", "base,magic", "--out", str(tmp_path)]) == 2

@@ -1,0 +1,67 @@
+"""Wilson intervals, record de-duplication across retries, the summary and the video timeline."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sim.libero import report
+from sim.libero.arms import periodic_schedule, random_schedule
+
+
+def test_wilson_matches_reference_values():
+    # Reference values from the closed form evaluated independently (z = 1.959964).
+    lo, hi = report.wilson(5, 10)
+    assert lo == pytest.approx(0.2365931, abs=1e-6) and hi == pytest.approx(0.7634069, abs=1e-6)
+    lo, hi = report.wilson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775328, abs=1e-6)
+    lo, hi = report.wilson(50, 50)
+    assert lo == pytest.approx(0.9286524, abs=1e-6) and hi == 1.0
+    assert report.wilson(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        report.wilson(3, 2)
+
+
+def _rec(arm, init, status="ok", success=True, writes=0):
+    return dict(task=0, init_state=init, arm=arm, seed=0, status=status, success=success, steps=100,
+                writes=writes, bytes=writes * 4224, wall_s=1.0)  # fmt: skip
+
+
+def test_summary_counts_each_episode_once_and_keeps_failures_visible(tmp_path):
+    recs = [
+        _rec("aura", 0, status="error", success=False),
+        _rec("aura", 0, writes=4),  # the retry that succeeded
+        _rec("aura", 1, success=False, writes=6),
+        _rec("base", 0),
+        _rec("base", 1, status="error", success=False),  # never recovered
+    ]
+    path = tmp_path / "episodes.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in recs) + '\n{"task": 0, "init_st')  # torn last line
+    got = report.read_records([path])
+    assert len(got) == 5
+    s = report.write_summary(got, tmp_path)
+    rows = {(r["arm"], r["task"]): r for r in s["rows"]}
+    assert rows[("aura", "all")]["episodes"] == 2 and rows[("aura", "all")]["successes"] == 1
+    assert rows[("aura", "all")]["writes"] == 5.0 and rows[("aura", "all")]["bytes"] == 5 * 4224
+    assert rows[("base", "all")]["episodes"] == 1 and rows[("base", "all")]["failed"] == 1
+    assert (tmp_path / "summary.md").read_text().count("| aura |") == 2
+    assert (tmp_path / "success.png").stat().st_size > 1000
+
+
+def test_budget_schedules_spend_exactly_the_budget():
+    rng = np.random.default_rng(0)
+    for n, horizon in [(0, 50), (7, 50), (50, 50), (60, 50)]:
+        r, p = random_schedule(n, horizon, rng), periodic_schedule(n, horizon)
+        assert len(set(r.tolist())) == len(r) == min(n, horizon)
+        assert len(set(p.tolist())) == len(p) == min(n, horizon)
+        assert all(0 <= s < horizon for s in [*r, *p])
+
+
+def test_timeline_marks_writes_up_to_the_cursor():
+    frame = np.zeros((8, 100, 3), np.uint8)
+    out = report.timeline_frame(frame, t=50, horizon=101, write_steps=[10, 80])
+    assert out.shape == (20, 100, 3)
+    strip = out[8:]
+    assert tuple(strip[-1, 10]) == (230, 40, 40)  # a past write
+    assert tuple(strip[-1, 80]) == (60, 60, 60)  # a future write is not shown yet
+    assert tuple(strip[0, 50]) == (255, 255, 255)  # the cursor
