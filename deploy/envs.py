@@ -42,10 +42,12 @@ class GymRobot:
         self.obs = None
         self.info: dict = {}
         self.episode_return = 0.0
+        self.queries = self.correct = 0
 
     def reset(self, seed: int | None = None) -> None:
         self.obs, self.info = self.env.reset(seed=seed)
         self.episode_return = 0.0
+        self.queries = self.correct = 0
 
     def observe(self):
         return self.obs
@@ -53,7 +55,16 @@ class GymRobot:
     def act(self, action: np.ndarray) -> bool:
         self.obs, reward, terminated, truncated, self.info = self.env.step(action)
         self.episode_return += float(reward)
+        self.queries += bool(self.info.get("query", False))
+        self.correct += bool(self.info.get("correct", False))
         return bool(terminated or truncated)
+
+    def stats(self) -> dict:
+        """Episode return, and query accuracy where the env reports ``query`` / ``correct`` in its info."""
+        out = {"return": self.episode_return}
+        if self.queries:
+            out.update(queries=self.queries, accuracy=self.correct / self.queries)
+        return out
 
     def close(self) -> None:
         self.env.close()
@@ -114,12 +125,13 @@ def make_robot(name: str, d_model: int, d_action: int, episode_steps: int, seed:
     """``(robot, backbone)`` for ``aura run --env NAME``; raises ValueError on an unknown name."""
     if name == "noise":
         return NoiseRobot(d_model, d_action, episode_steps, seed=seed), identity_backbone
-    if name == "synthetic":
+    if name == "synthetic" or name.startswith("synthetic:"):
+        config = name.partition(":")[2] or "hard"
         try:
             from deploy.synthetic_adapter import make_synthetic
         except ImportError as err:
             raise ValueError(
-                f"--env synthetic needs the sim.synthetic package ({err}); try --env noise"
+                f"--env synthetic needs the sim.synthetic package ({err}); use --env noise"
             ) from err
-        return make_synthetic(d_model, d_action, episode_steps, seed)
-    raise ValueError(f"--env: unknown environment {name!r} (choose 'synthetic' or 'noise')")
+        return make_synthetic(d_model, d_action, episode_steps, seed, config)
+    raise ValueError(f"--env: unknown environment {name!r} (choose 'synthetic[:CONFIG]' or 'noise')")

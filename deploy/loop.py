@@ -155,6 +155,7 @@ class ControlLoop:
         lat = self.latency[:t]
         flash = budget.report(self.total_steps, self.total_writes)
         st_bytes = st.state_bytes
+        task = robot.stats() if hasattr(robot, "stats") else {}
         return {
             "episode": index,
             "steps": t,
@@ -173,6 +174,7 @@ class ControlLoop:
             "latency_us_p99": float(np.percentile(lat, 99)) if t else 0.0,
             "journal_us_median": float(np.median(self.journal_us[:journal_n])) if journal_n else 0.0,
             "flash": {k: v for k, v in flash.items() if k != "config"},
+            **task,
         }
 
     def close(self) -> None:
@@ -183,7 +185,7 @@ class ControlLoop:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="ONNX per-step graph (aura export) or TensorRT engine")
     parser.add_argument("--backend", choices=("ort", "trt"), default="ort")
-    parser.add_argument("--env", default="synthetic", help="'synthetic' (default) or 'noise'")
+    parser.add_argument("--env", default="synthetic", help="'synthetic[:CONFIG]' (default: hard) or 'noise'")
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=500, help="steps per episode at most")
     parser.add_argument("--seed", type=int, default=0)
@@ -209,7 +211,7 @@ def _table(summaries: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="aura run: episodes")
-    cols = (
+    cols = [
         "ep",
         "steps",
         "writes",
@@ -221,24 +223,28 @@ def _table(summaries: list[dict]) -> None:
         "KV-eq. B",
         "med us",
         "p99 us",
-    )
-    for c in cols:
+    ]
+    acc = "accuracy" in summaries[0]
+    for c in cols + (["acc."] if acc else []):
         table.add_column(c, justify="right")
     for s in summaries:
-        table.add_row(
-            str(s["episode"]),
-            str(s["steps"]),
-            str(s["writes"]),
+        row = [
+            s["episode"],
+            s["steps"],
+            s["writes"],
             f"{s['write_rate']:.3f}",
-            str(s["writes_suppressed"]),
-            str(s["fallbacks"]),
-            str(s["bytes_written"]),
-            str(s["pages_written"]),
-            str(s["kv_equivalent_bytes"]),
+            s["writes_suppressed"],
+            s["fallbacks"],
+            s["bytes_written"],
+            s["pages_written"],
+            s["kv_equivalent_bytes"],
             f"{s['latency_us_median']:.1f}",
             f"{s['latency_us_p99']:.1f}",
-        )
-    Console().print(table)
+        ]
+        if acc:
+            row.append(f"{s.get('accuracy', float('nan')):.3f}")
+        table.add_row(*map(str, row))
+    Console(width=150).print(table)
     f = summaries[-1]["flash"]
     print(
         f"state {summaries[-1]['state_bytes']} B, record {summaries[-1]['record_bytes']} B/write; flash: "

@@ -1,0 +1,17 @@
+"""aura bench runtime pieces on the tiny graph (the 1,000,000-step soak lives in the benchmark, not here)."""
+
+from deploy.bench import bench_cpu, memcpy_bandwidth, weight_bytes
+
+
+def test_weight_bytes_counts_the_parameters(tiny_onnx):
+    path, module = tiny_onnx
+    params = sum(p.numel() * 4 for p in module.parameters())
+    assert params <= weight_bytes(path) <= params + 4096  # plus a few small constants
+
+
+def test_bench_cpu_reports_latency_and_floor(tiny_onnx):
+    path, _ = tiny_onnx
+    res = bench_cpu(path, steps=300, soak_steps=0)
+    assert 0 < res["latency_us_median"] <= res["latency_us_p99"]
+    assert res["floor_us"] > 0 and res["median_over_floor"] > 0
+    assert memcpy_bandwidth(1 << 20, 2) > 1e8
