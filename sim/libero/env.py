@@ -138,6 +138,7 @@ class LiberoEnv(gym.Env):
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
         self.raw_obs: dict[str, np.ndarray] = {}
+        self.cameras_on = bool(self.cameras)
         self.steps = 0
         self._episode_ready = False
 
@@ -156,13 +157,22 @@ class LiberoEnv(gym.Env):
         ctx.con.free()
         ctx._set_mujoco_context_and_buffers()
 
-    def _set_cameras(self, on: bool) -> None:
+    def set_cameras(self, on: bool) -> None:
+        """Switch rendering of this env's cameras; while off, image observations are all zeros
+        (for rollouts whose images nobody looks at, e.g. a privileged expert's first pass)."""
         inner = self.raw_env.env
         for c in self.cameras:
             inner.modify_observable(f"{CAMERAS[c]}_image", "enabled", on)
+        self.cameras_on = bool(on)
+
+    def _image(self, c: str) -> np.ndarray:
+        key = f"{CAMERAS[c]}_image"
+        if not self.cameras_on or key not in self.raw_obs:
+            return np.zeros((self.image_size, self.image_size, 3), np.uint8)
+        return np.ascontiguousarray(self.raw_obs[key][::-1])
 
     def _obs(self) -> dict[str, np.ndarray]:
-        out = {c: np.ascontiguousarray(self.raw_obs[f"{CAMERAS[c]}_image"][::-1]) for c in self.cameras}
+        out = {c: self._image(c) for c in self.cameras}
         out["state"] = proprio(self.raw_obs)
         return out
 
@@ -183,7 +193,8 @@ class LiberoEnv(gym.Env):
             self._check_init(options["init_state"])
             self.init_state = int(options["init_state"])
         self.raw_env.seed(self.seed)
-        self._set_cameras(False)  # reset + state load + wait render nothing
+        keep = self.cameras_on
+        self.set_cameras(False)  # reset + state load + wait render nothing
         try:
             self.raw_env.reset()
             # A soft reset keeps robosuite's gripper objects, whose ramped command (current_action)
@@ -195,8 +206,8 @@ class LiberoEnv(gym.Env):
             for _ in range(self.wait_steps):
                 self.raw_obs, _, _, _ = self.raw_env.step(NOOP)
         finally:
-            self._set_cameras(True)
-        if self.cameras:
+            self.set_cameras(keep)
+        if self.cameras and keep:
             self.raw_obs = self.raw_env.env._get_observations(force_update=True)
         self.steps = 0
         self._episode_ready = True
