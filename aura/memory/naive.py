@@ -40,17 +40,18 @@ def gdn2_recurrent(
     None. ``validate=False`` skips the value checks (finite, g <= 0, gates in [0, 1]), not the shape checks.
     """
     fn = "gdn2_recurrent"
-    B, T, H, K, V = check_sequence(fn, q, k, v, g, b, w, initial_state, validate)
+    (B, T, H, K, V), _ = check_sequence(fn, q, k, v, g, b, w, initial_state, validate)
     s = check_scale(fn, scale, K)
     ct = compute_dtype(q, k, v, g, b, w, initial_state)
     q, k, v, g, b, w = (x.to(ct) for x in (q, k, v, g, b, w))
     S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(ct)
     outs = []
-    for t in range(T):
-        S = S * g[:, t].exp().unsqueeze(-1)
-        u = w[:, t] * v[:, t] - torch.einsum("bhkv,bhk->bhv", S, b[:, t] * k[:, t])
-        S = S + k[:, t].unsqueeze(-1) * u.unsqueeze(-2)
-        outs.append(torch.einsum("bhkv,bhk->bhv", S, q[:, t] * s))
+    # unbind, not x[:, t]: the backward of each select would zero-fill a full-size gradient (O(T^2)).
+    for q_t, k_t, v_t, g_t, b_t, w_t in zip(*(x.unbind(1) for x in (q, k, v, g, b, w))):
+        S = S * g_t.exp().unsqueeze(-1)
+        u = w_t * v_t - ((b_t * k_t).unsqueeze(-1) * S).sum(-2)
+        S = S + k_t.unsqueeze(-1) * u.unsqueeze(-2)
+        outs.append(((q_t * s).unsqueeze(-1) * S).sum(-2))
     o = torch.stack(outs, dim=1).to(q.dtype if q.dtype != ct else ct)
     return o, (S if output_final_state else None)
 

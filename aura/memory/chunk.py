@@ -1,0 +1,177 @@
+"""Chunkwise (WY / UT) form of Gated DeltaNet-2 in pure PyTorch, and the dispatch to fla on CUDA.
+
+Within a chunk of C tokens that starts from state S, let Gamma_r = sum_{i<=r} g_i (per key channel,
+chunk-local) and write rows as tokens. Unrolling the recurrence (see ``aura.memory.naive``) gives
+
+    T      = tril((B*K*e^Gamma)(K*e^-Gamma)^T, -1)         pairwise erase interactions, decayed
+    [W, U] = (I + T)^{-1} [B*K*e^Gamma, W_g*V]             forward substitution (unit lower triangular)
+    U_new  = U - W S                                       the true per-token deltas u_t
+    O      = s (Q*e^Gamma) S + tril(s (Q*e^Gamma)(K*e^-Gamma)^T) U_new
+    S     <- Diag(e^{Gamma_C}) S + (K*e^{Gamma_C - Gamma})^T U_new
+
+Everything except the short loop over chunks is batched over all chunks at once.
+
+Numerics: e^-Gamma overflows for strong decays, so the pairwise decays e^{Gamma_r - Gamma_i} (always <= 1
+for i <= r) are factored around a reference per sub-block of rows: e^{Gamma_r - P} e^{P - Gamma_i}, with P
+the cumulative decay at the sub-block's first row. The sub-block size c is the largest power of two with
+c * max|g| <= E (E = 40 in float32, 500 in float64), so no factor exceeds e^E; strong decays only cost
+speed, never accuracy. T not a multiple of C is padded with identity steps (k = q = 0, g = 0, b = w = 0).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import torch.nn.functional as F
+
+from aura.memory._validate import check_scale, check_sequence, compute_dtype
+
+BACKENDS = ("auto", "torch", "fla")
+# Set AURA_MEMORY_BACKEND=torch to force the torch path where a call site cannot pass backend=.
+ENV_BACKEND = "AURA_MEMORY_BACKEND"
+_EXP_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
+
+
+@functools.lru_cache(maxsize=1)
+def fla_chunk_gdn2():
+    """fla's ``chunk_gdn2`` if fla-core imports (it needs Triton), else None."""
+    try:
+        from fla.ops.gdn2 import chunk_gdn2
+    except Exception:  # ImportError, or Triton failing to initialise on a machine without a GPU
+        return None
+    return chunk_gdn2
+
+
+def resolve_backend(backend: str, q: torch.Tensor, ct: torch.dtype, chunk_size: int) -> str:
+    """'fla' for ``auto`` on CUDA with fla-core importable (float32 or lower precision, chunk 64)."""
+    env = os.environ.get(ENV_BACKEND)
+    if backend == "auto" and env:
+        backend = env
+    if backend not in BACKENDS:
+        raise ValueError(f"gdn2_chunk: argument 'backend' must be one of {BACKENDS}, got {backend!r}")
+    fla_ok = q.is_cuda and ct == torch.float32 and chunk_size == 64 and fla_chunk_gdn2() is not None
+    if backend == "fla" and not fla_ok:
+        why = (
+            "inputs are not on CUDA"
+            if not q.is_cuda
+            else "a float64 input"
+            if ct != torch.float32
+            else f"chunk_size={chunk_size} (fla needs 64)"
+            if chunk_size != 64
+            else "fla-core (with Triton) is not importable"
+        )
+        raise ValueError(f"gdn2_chunk: backend='fla' cannot run here: {why}")
+    if backend == "auto":
+        return "fla" if fla_ok else "torch"
+    return backend
+
+
+def gdn2_chunk(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    b: torch.Tensor,
+    w: torch.Tensor,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    chunk_size: int = 64,
+    backend: str = "auto",
+    *,
+    validate: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Chunkwise GDN-2, same contract as :func:`aura.memory.gdn2_recurrent`; differentiable by autograd.
+
+    ``backend``: ``"auto"`` uses fla's Triton ``chunk_gdn2`` on CUDA when fla-core is installed and the
+    inputs are not float64, else the torch form here; ``"torch"`` forces the torch form (as does the
+    environment variable ``AURA_MEMORY_BACKEND=torch``); ``"fla"`` requires fla. ``chunk_size`` is a power
+    of two (fla accepts only 64); sequences shorter than a chunk use the next power of two >= T.
+    """
+    fn = "gdn2_chunk"
+    (B, T, H, K, V), stats = check_sequence(fn, q, k, v, g, b, w, initial_state, validate)
+    s = check_scale(fn, scale, K)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(
+            f"gdn2_chunk: argument 'chunk_size' must be a positive power of two, got {chunk_size!r}"
+        )
+    if chunk_size & (chunk_size - 1):
+        raise ValueError(f"gdn2_chunk: argument 'chunk_size' must be a power of two, got {chunk_size}")
+    ct = compute_dtype(q, k, v, g, b, w, initial_state)
+    if resolve_backend(backend, q, ct, chunk_size) == "fla":
+        S0 = None if initial_state is None else initial_state.float()
+        return fla_chunk_gdn2()(
+            q, k, v, g, b, w, scale=s, initial_state=S0, output_final_state=output_final_state
+        )
+    g_min = stats["g"][0] if stats is not None else float(g.detach().min())
+    o, S = _chunk_torch(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min)
+    return o.to(q.dtype if q.dtype != ct else ct), (S if output_final_state else None)
+
+
+def _sub_block(C: int, g_min: float, ct: torch.dtype) -> int:
+    """Largest power-of-two sub-block c <= C whose decay range c * |g_min| stays within e^E."""
+    c = C
+    while c > 1 and c * -g_min > _EXP_LIMIT[ct]:
+        c //= 2
+    return c
+
+
+def _chunk_torch(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    C = min(chunk_size, 1 << (T - 1).bit_length())
+    N = -(-T // C)
+    pad = N * C - T
+    c = _sub_block(C, g_min, ct)
+    L = C // c
+
+    def chunks(x):  # [B, T, H, D] -> [B, H, N, C, D], zero-padded: identity steps
+        x = x.to(ct).transpose(1, 2)
+        return F.pad(x, (0, 0, 0, pad)).reshape(B, H, N, C, x.shape[-1])
+
+    q, k, v, g, b, w = (chunks(x) for x in (q, k, v, g, b, w))
+    gam = g.cumsum(-2)  # Gamma_r, chunk-local
+    gam_C = gam[..., -1:, :]
+    if L == 1:  # the reference is the chunk start: row factors are e^Gamma itself
+        P = None
+        row = gam.exp()
+        col = (-gam).clamp(max=_EXP_LIMIT[ct]).exp().unsqueeze(-3)  # [B, H, N, 1, C, K]
+    else:
+        # P_R: cumulative decay at the first row of sub-block R; rows use e^{Gamma_r - P_R} <= 1, and the
+        # diagonal entry (i = r) is e^0 even when c = 1 and a single g_r is below -E.
+        P = gam[..., ::c, :].unsqueeze(-2)  # [B, H, N, L, 1, K]
+        row = (gam.reshape(B, H, N, L, c, K) - P).exp().reshape(B, H, N, C, K)
+        # Columns relative to each P_R: <= e^E up to the end of sub-block R; later columns are masked
+        # below and merely clamped here so they stay finite.
+        col = (P - gam.unsqueeze(-3)).clamp(max=_EXP_LIMIT[ct]).exp()  # [B, H, N, L, C, K]
+    Xb = b * k * row  # (b*k) e^{Gamma_r - P_R}
+    Xq = (s * q) * row
+    Y = k.unsqueeze(-3) * col
+    X = torch.stack([Xb.reshape(B, H, N, L, c, K), Xq.reshape(B, H, N, L, c, K)], dim=-3)
+    XY = (X.reshape(B, H, N, L, 2 * c, K) @ Y.transpose(-1, -2)).reshape(B, H, N, L, 2, c, C)
+    Tm = torch.tril(XY[..., 0, :, :].reshape(B, H, N, C, C), -1)
+    Aqk = torch.tril(XY[..., 1, :, :].reshape(B, H, N, C, C))
+    if P is not None:  # back to the chunk start: e^{Gamma_r} = e^{Gamma_r - P_R} e^{P_R}
+        e_P = P.exp()
+        Xb = (Xb.reshape(B, H, N, L, c, K) * e_P).reshape(B, H, N, C, K)
+        Xq = (Xq.reshape(B, H, N, L, c, K) * e_P).reshape(B, H, N, C, K)
+    WU = torch.linalg.solve_triangular(Tm, torch.cat([Xb, w * v], dim=-1), upper=False, unitriangular=True)
+    Wm, U = WU[..., :K], WU[..., K:]
+    k_tail = (k * (gam_C - gam).exp()).transpose(-1, -2)  # [B, H, N, K, C]
+    d_C = gam_C.exp().transpose(-1, -2)  # [B, H, N, K, 1]
+
+    S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(ct)
+    starts, deltas = [], []
+    # unbind, not U[:, :, n]: each select's backward would zero-fill and add a full-size gradient.
+    for U_n, W_n, d_n, kt_n in zip(U.unbind(2), Wm.unbind(2), d_C.unbind(2), k_tail.unbind(2)):
+        u = U_n - W_n @ S
+        starts.append(S)
+        deltas.append(u)
+        S = d_n * S + kt_n @ u
+    S_start = torch.stack(starts, dim=2)  # [B, H, N, K, V]
+    U_new = torch.stack(deltas, dim=2)  # [B, H, N, C, V]
+    o = Xq @ S_start + Aqk @ U_new
+    o = o.reshape(B, H, N * C, V)[:, :, :T].transpose(1, 2)
+    return o, S
