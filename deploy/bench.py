@@ -134,6 +134,20 @@ def bench_cpu(model, steps: int, soak_steps: int, threads: int = 1, warmup_s: fl
     return out
 
 
+# (name, CudaGraphRunner options): the eager twin and the fused step's launch / I/O variants.
+CUDA_VARIANTS = [
+    (
+        "fused_1k_zerocopy_w1",
+        {"fused": True, "zero_copy": True, "single": True, "tail_warps": 1, "ksplit": 64, "block_n": 32},
+    ),
+    ("fused_1k_zerocopy_w4", {"fused": True, "zero_copy": True, "single": True, "tail_warps": 4}),
+    ("fused_2k_zerocopy_w1", {"fused": True, "zero_copy": True, "single": False, "tail_warps": 1}),
+    ("fused_2k_memcpy_w1", {"fused": True, "zero_copy": False, "single": False, "tail_warps": 1}),
+    ("fused_2k_memcpy_w4", {"fused": True, "zero_copy": False, "single": False, "tail_warps": 4}),
+    ("eager", {"fused": False}),
+]
+
+
 def bench_cuda(d_model: int, steps: int, soak_steps: int, checkpoint=None) -> list[dict]:
     import torch
 
@@ -151,8 +165,13 @@ def bench_cuda(d_model: int, steps: int, soak_steps: int, checkpoint=None) -> li
     spec = type("S", (), {"d_model": layer.config.d_model, "d_action": layer.config.d_action})
     feats, bases = _inputs(spec)
     n = len(feats)
-    for fused in (True, False):
-        runner = CudaGraphRunner(layer, fused=fused)
+    for name, opts in CUDA_VARIANTS:
+        try:
+            runner = CudaGraphRunner(layer, **opts)
+        except Exception as err:  # a variant the toolchain cannot build is reported, not fatal
+            results.append({"runner": name, "error": f"{type(err).__name__}: {err}"})
+            print(f"  {name}: FAILED to build: {err}", flush=True)
+            continue
         lat = np.empty(steps, dtype=np.float64)
         clock = time.perf_counter_ns
         for i in range(1000):
@@ -172,9 +191,10 @@ def bench_cuda(d_model: int, steps: int, soak_steps: int, checkpoint=None) -> li
             g.replay()
         ev1.record()
         torch.cuda.synchronize()
-        gpu_us = ev0.elapsed_time(ev1) / 1000 * 1000
+        gpu_us = ev0.elapsed_time(ev1)  # ms for 1000 replays = us per replay
         res = {
-            "runner": "cuda_graph_fused" if fused else "cuda_graph_eager",
+            "runner": name,
+            "options": opts,
             "device": torch.cuda.get_device_name(),
             "d_model": layer.config.d_model,
             "steps": steps,
@@ -197,9 +217,8 @@ def bench_cuda(d_model: int, steps: int, soak_steps: int, checkpoint=None) -> li
             )
         results.append(res)
         print(
-            f"  {res['runner']}: median {res['latency_us_median']:.1f} us, "
-            f"p99 {res['latency_us_p99']:.1f} us, "
-            f"GPU {gpu_us:.1f} us/replay",
+            f"  {name}: median {res['latency_us_median']:.1f} us, "
+            f"p99 {res['latency_us_p99']:.1f} us, GPU {gpu_us:.1f} us/replay",
             flush=True,
         )
         del runner
@@ -279,6 +298,9 @@ def run(args: argparse.Namespace) -> int:
         res = bench_cuda(args.d_model, args.steps, args.cuda_soak_steps, args.checkpoint)
         result["cuda"] = res
         for r in res:
+            if "error" in r:
+                rows.append((r["runner"], float("nan"), float("nan"), r["error"][:60], None))
+                continue
             rows.append(
                 (
                     f"{r['runner']} {r['device']}",

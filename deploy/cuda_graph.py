@@ -19,12 +19,17 @@ import torch
 
 
 class CudaGraphRunner:
-    def __init__(self, layer, fused: bool = True, device: str = "cuda"):
+    def __init__(
+        self, layer, fused: bool = True, device: str = "cuda", zero_copy: bool = True, **fused_options
+    ):
         if not torch.cuda.is_available():
             raise RuntimeError("CudaGraphRunner needs a CUDA device")
         self.layer = layer = layer.to(device).eval()
         cfg = self.cfg = layer.config
         self.fused = fused
+        # zero_copy: the fused kernels read features / write actions straight from pinned host memory
+        # (mapped under UVA), so the graph holds no memcpy nodes. The eager twin always copies.
+        self.zero_copy = zero_copy and fused
         f32, dev = torch.float32, torch.device(device)
         n_state = cfg.heads * (cfg.d_key + 1) * cfg.d_val
         self.h_z = torch.zeros(cfg.d_model, dtype=f32, pin_memory=True)
@@ -32,6 +37,7 @@ class CudaGraphRunner:
         self.h_action = torch.zeros(cfg.d_action, dtype=f32, pin_memory=True)
         self.h_write = torch.zeros(1, dtype=torch.int8, pin_memory=True)
         self.h_prob = torch.zeros(1, dtype=f32, pin_memory=True)
+        self.h_skip = torch.zeros(cfg.d_action, dtype=f32, pin_memory=True)
         self.z = torch.zeros(cfg.d_model, dtype=f32, device=dev)
         self.base = torch.zeros(cfg.d_action, dtype=f32, device=dev)
         self.states = [torch.zeros(n_state, dtype=f32, device=dev) for _ in range(2)]
@@ -45,7 +51,7 @@ class CudaGraphRunner:
         if fused:
             from deploy.fused_step import FusedStep
 
-            self.kernel = FusedStep(layer)
+            self.kernel = FusedStep(layer, **fused_options)
         self.cur = 0
         # Warm up on a side stream (compiles the Triton kernels, lets cuBLAS choose), then capture.
         side = torch.cuda.Stream()
@@ -67,6 +73,22 @@ class CudaGraphRunner:
 
     def _body(self, i: int) -> None:
         cfg = self.cfg
+        if self.zero_copy:
+            self.kernel(
+                self.h_z,
+                self.h_base,
+                self.states[i],
+                self.states[1 - i],
+                self.h_action,
+                self.h_skip,
+                self.h_write,
+                self.h_prob,
+                self.decay,
+                self.key,
+                self.delta,
+                self.aux,
+            )
+            return
         self.z.copy_(self.h_z, non_blocking=True)
         self.base.copy_(self.h_base, non_blocking=True)
         src, dst = self.states[i], self.states[1 - i]

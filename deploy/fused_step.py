@@ -40,7 +40,7 @@ def _seg(p_ptr, bias_ptr, off: tl.constexpr, KS: tl.constexpr, N: tl.constexpr, 
     """Reduce the split-K partials of output columns off .. off + W and add the bias."""
     ks = tl.arange(0, KS)
     cols = off + tl.arange(0, W)
-    part = tl.load(p_ptr + ks[:, None] * N + cols[None, :])
+    part = tl.load(p_ptr + ks[:, None] * N + cols[None, :], cache_modifier=".cg")
     return tl.sum(part, axis=0) + tl.load(bias_ptr + cols)
 
 
@@ -55,7 +55,7 @@ def _norm(x):
 
 
 @triton.jit
-def _step_tail(
+def _tail(
     p_ptr,
     bias_ptr,
     state_ptr,
@@ -149,10 +149,163 @@ def _step_tail(
     tl.store(aux_ptr + rv, wv)
 
 
+@triton.jit
+def _step_tail(
+    p_ptr,
+    bias_ptr,
+    state_ptr,
+    base_ptr,
+    alog_ptr,
+    dtb_ptr,
+    wc_ptr,
+    w1_ptr,
+    b1_ptr,
+    w2_ptr,
+    b2_ptr,
+    out_state_ptr,
+    action_ptr,
+    skip_ptr,
+    write_ptr,
+    prob_ptr,
+    decay_ptr,
+    key_ptr,
+    delta_ptr,
+    aux_ptr,
+    scale,
+    tau,
+    n_act,
+    KS: tl.constexpr,
+    N: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    A_P: tl.constexpr,
+    ZF: tl.constexpr,
+    HID: tl.constexpr,
+):
+    _tail(
+        p_ptr,
+        bias_ptr,
+        state_ptr,
+        base_ptr,
+        alog_ptr,
+        dtb_ptr,
+        wc_ptr,
+        w1_ptr,
+        b1_ptr,
+        w2_ptr,
+        b2_ptr,
+        out_state_ptr,
+        action_ptr,
+        skip_ptr,
+        write_ptr,
+        prob_ptr,
+        decay_ptr,
+        key_ptr,
+        delta_ptr,
+        aux_ptr,
+        scale,
+        tau,
+        n_act,
+        KS,
+        N,
+        K,
+        V,
+        A_P,
+        ZF,
+        HID,
+    )
+
+
+@triton.jit
+def _step_single(
+    z_ptr,
+    w_ptr,
+    count_ptr,
+    p_ptr,
+    bias_ptr,
+    state_ptr,
+    base_ptr,
+    alog_ptr,
+    dtb_ptr,
+    wc_ptr,
+    w1_ptr,
+    b1_ptr,
+    w2_ptr,
+    b2_ptr,
+    out_state_ptr,
+    action_ptr,
+    skip_ptr,
+    write_ptr,
+    prob_ptr,
+    decay_ptr,
+    key_ptr,
+    delta_ptr,
+    aux_ptr,
+    scale,
+    tau,
+    n_act,
+    KS: tl.constexpr,
+    N: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    A_P: tl.constexpr,
+    ZF: tl.constexpr,
+    HID: tl.constexpr,
+    BK: tl.constexpr,
+    BN: tl.constexpr,
+):
+    """One launch: each program stores its GEMV partial; the last to arrive (acq_rel count) runs the tail."""
+    pn = tl.program_id(0)
+    pk = tl.program_id(1)
+    rk = pk * BK + tl.arange(0, BK)
+    rn = pn * BN + tl.arange(0, BN)
+    z = tl.load(z_ptr + rk)
+    w = tl.load(w_ptr + rk[:, None] * N + rn[None, :])
+    tl.store(p_ptr + pk * N + rn, tl.sum(z[:, None] * w, axis=0))
+    total = tl.num_programs(0) * tl.num_programs(1)
+    arrived = tl.atomic_add(count_ptr, 1, sem="acq_rel")
+    if arrived == total - 1:
+        _tail(
+            p_ptr,
+            bias_ptr,
+            state_ptr,
+            base_ptr,
+            alog_ptr,
+            dtb_ptr,
+            wc_ptr,
+            w1_ptr,
+            b1_ptr,
+            w2_ptr,
+            b2_ptr,
+            out_state_ptr,
+            action_ptr,
+            skip_ptr,
+            write_ptr,
+            prob_ptr,
+            decay_ptr,
+            key_ptr,
+            delta_ptr,
+            aux_ptr,
+            scale,
+            tau,
+            n_act,
+            KS,
+            N,
+            K,
+            V,
+            A_P,
+            ZF,
+            HID,
+        )
+        tl.atomic_xchg(count_ptr, 0)
+
+
 class FusedStep:
     """Packed weights of one AuraMem (rule gdn2, one head) and preallocated work buffers for the kernels."""
 
-    def __init__(self, layer, ksplit: int | None = None, block_n: int = 64):
+    def __init__(
+        self, layer, ksplit: int | None = None, block_n: int = 64, single: bool = False, tail_warps: int = 1
+    ):
         cfg = layer.config
         if cfg.rule != "gdn2" or cfg.heads != 1 or cfg.gate_z_features <= 0:
             raise NotImplementedError(
@@ -191,16 +344,19 @@ class FusedStep:
         self.b2 = g.mlp[2].bias.detach().float().contiguous()
         self.cfg, self.scale, self.tau = cfg, cfg.d_key**-0.5, float(cfg.threshold)
         self.partial = torch.empty(self.ksplit, self.n_pad, device=dev)
+        self.count = torch.zeros(1, dtype=torch.int32, device=dev)
+        # single: one launch (arrival counter); else GEMV + tail. A one-warp tail reduces with shuffles only.
+        self.single, self.tail_warps = single, tail_warps
         self.a_pad = triton.next_power_of_2(cfg.d_action)
 
     def __call__(self, z, base, state, out_state, action, skip, write, prob, decay, key, delta, aux) -> None:
-        """One step on flat fp32 buffers; ``write`` is int8 [1]. No allocation: safe to capture in a graph."""
+        """One step on flat fp32 buffers; ``write`` is int8 [1]. No allocation: safe to capture in a graph.
+
+        z, base, action, skip, write and prob may live in pinned host memory (zero-copy over PCIe).
+        """
         cfg = self.cfg
         bk = cfg.d_model // self.ksplit
-        _gemv_partial[(self.n_pad // self.block_n, self.ksplit)](
-            z, self.w, self.partial, self.n_pad, bk, self.block_n
-        )
-        _step_tail[(1,)](
+        tail_args = (
             self.partial,
             self.bias,
             state,
@@ -232,3 +388,9 @@ class FusedStep:
             cfg.gate_z_features,
             cfg.gate_hidden,
         )
+        grid = (self.n_pad // self.block_n, self.ksplit)
+        if self.single:
+            _step_single[grid](z, self.w, self.count, *tail_args, bk, self.block_n, num_warps=self.tail_warps)
+        else:
+            _gemv_partial[grid](z, self.w, self.partial, self.n_pad, bk, self.block_n)
+            _step_tail[(1,)](*tail_args, num_warps=self.tail_warps)

@@ -19,7 +19,7 @@ import torch
 from aura.layer import AuraMem
 from deploy.fused_step import FusedStep
 
-def check(device, d_model, seeds):
+def check(device, d_model, seeds, **options):
     worst = {"fused": 0.0, "naive": 0.0, "flips": 0, "cases": 0}
     for seed in seeds:
         torch.manual_seed(seed)
@@ -28,7 +28,7 @@ def check(device, d_model, seeds):
             layer.head.weight.normal_(0, 0.3)
             layer.gate.mlp[2].bias.normal_(0, 1.0)
         layer = layer.to(device)
-        fs = FusedStep(layer)
+        fs = FusedStep(layer, **options)
         z, base = torch.randn(1, d_model, device=device), torch.randn(1, 7, device=device)
         state = torch.randn(1, 1, 33, 32, device=device) * 0.3
         e = lambda *s: torch.empty(*s, device=device)
@@ -71,11 +71,13 @@ def test_fused_step_matches_float64_in_the_triton_interpreter():
     code = (
         "import os\nos.environ['TRITON_INTERPRET'] = '1'\n"
         + CHECK
-        + ("print(json.dumps(check('cpu', 256, range(6))))\n")
+        + "print(json.dumps(check('cpu', 256, range(5))))\n"
+        + "print(json.dumps(check('cpu', 256, range(5, 9), single=True, ksplit=4, block_n=32)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    _assert_close(json.loads(out.stdout.strip().splitlines()[-1]))
+    for line in out.stdout.strip().splitlines()[-2:]:
+        _assert_close(json.loads(line))
 
 
 def _cuda():
@@ -89,15 +91,21 @@ def _cuda():
 needs_cuda = pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU and triton")
 
 
+VARIANTS = [{}, {"single": True, "ksplit": 64, "block_n": 32}, {"single": True, "tail_warps": 4}]
+
+
 @needs_cuda
-def test_fused_step_matches_float64_on_cuda():
+@pytest.mark.parametrize("options", VARIANTS, ids=["two-kernel", "one-kernel-w1", "one-kernel-w4"])
+def test_fused_step_matches_float64_on_cuda(options):
     scope: dict = {}
     exec(CHECK, scope)
-    _assert_close(scope["check"]("cuda", 4096, range(10)))
+    _assert_close(scope["check"]("cuda", 4096, range(10), **options))
 
 
 @needs_cuda
-def test_cuda_graph_runner_fused_follows_the_eager_graph():
+@pytest.mark.parametrize("options", VARIANTS, ids=["two-kernel", "one-kernel-w1", "one-kernel-w4"])
+@pytest.mark.parametrize("zero_copy", [True, False], ids=["zero-copy", "memcpy"])
+def test_cuda_graph_runner_fused_follows_the_eager_graph(options, zero_copy):
     import numpy as np
     import torch
 
@@ -108,7 +116,8 @@ def test_cuda_graph_runner_fused_follows_the_eager_graph():
     layer = AuraMem(d_model=4096, d_action=7).eval()
     with torch.no_grad():
         layer.head.weight.normal_(0, 0.05)
-    fused, naive = CudaGraphRunner(layer, fused=True), CudaGraphRunner(layer, fused=False)
+    fused = CudaGraphRunner(layer, fused=True, zero_copy=zero_copy, **options)
+    naive = CudaGraphRunner(layer, fused=False)
     rng = np.random.default_rng(0)
     flips = 0
     for _ in range(300):
