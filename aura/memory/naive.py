@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from aura.memory._validate import check_scale, check_sequence, check_step, compute_dtype
+from aura.memory.guard import state_norm_scale
 
 
 def gdn2_recurrent(
@@ -31,6 +32,7 @@ def gdn2_recurrent(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
     *,
+    max_norm: float | None = None,
     validate: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Naive recurrent GDN-2, one token at a time (see the module docstring for the math).
@@ -38,10 +40,13 @@ def gdn2_recurrent(
     Computes in float64 if any input is float64, else in float32. Returns ``(o, S_T)``: o ``[B, T, H, V]``
     in q's dtype, and the final state ``[B, H, K, V]`` in the compute dtype if ``output_final_state`` else
     None. ``validate=False`` skips the value checks (finite, g <= 0, gates in [0, 1]), not the shape checks.
+    ``max_norm`` applies the norm guard (``aura.memory.guard``) after every step, before the read.
     """
     fn = "gdn2_recurrent"
     (B, T, H, K, V), _ = check_sequence(fn, q, k, v, g, b, w, initial_state, validate)
     s = check_scale(fn, scale, K)
+    if max_norm is not None:
+        state_norm_scale(q.new_ones(1, 1, 1, 1), max_norm)  # argument check before the loop
     ct = compute_dtype(q, k, v, g, b, w, initial_state)
     q, k, v, g, b, w = (x.to(ct) for x in (q, k, v, g, b, w))
     S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(ct)
@@ -51,6 +56,8 @@ def gdn2_recurrent(
         S = S * g_t.exp().unsqueeze(-1)
         u = w_t * v_t - ((b_t * k_t).unsqueeze(-1) * S).sum(-2)
         S = S + k_t.unsqueeze(-1) * u.unsqueeze(-2)
+        if max_norm is not None:
+            S = S * state_norm_scale(S, max_norm)
         outs.append(((q_t * s).unsqueeze(-1) * S).sum(-2))
     o = torch.stack(outs, dim=1).to(q.dtype if q.dtype != ct else ct)
     return o, (S if output_final_state else None)
@@ -67,6 +74,7 @@ def gdn2_step(
     scale: float | None = None,
     *,
     out: torch.Tensor | None = None,
+    max_norm: float | None = None,
     validate: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One batched GDN-2 step for inference: ``(o_t [B, H, V], S_t [B, H, K, V]) = step(..., S_{t-1})``.
@@ -76,6 +84,8 @@ def gdn2_step(
     into ``out`` if given (which may be ``state`` itself, for an in-place update in a fixed-memory loop),
     else into one fresh tensor, and the rank-1 update is applied in place (``baddbmm_``), so no
     ``K x V`` temporary exists. With autograd (an input requires grad) it takes the functional path.
+    ``max_norm`` rescales each head's new state to ||S_t||_F <= max_norm before the read (the guard of
+    ``aura.memory.guard``; bit-identical below the threshold).
     """
     fn = "gdn2_step"
     B, H, K, V = check_step(fn, q, k, v, g, b, w, state, validate)
@@ -94,6 +104,8 @@ def gdn2_step(
         S1 = (state * decay).reshape(BH, K, V)
         u = torch.baddbmm(wv, bk, S1, alpha=-1)
         new = torch.baddbmm(S1, k.reshape(BH, K, 1), u)
+        if max_norm is not None:
+            new = new * state_norm_scale(new, max_norm)
     else:
         if out is None:
             out = torch.empty((B, H, K, V), dtype=dt, device=state.device)
@@ -108,6 +120,8 @@ def gdn2_step(
         new = out.view(BH, K, V)
         u = torch.baddbmm(wv, bk, new, alpha=-1)
         new.baddbmm_(k.reshape(BH, K, 1), u)
+        if max_norm is not None:
+            new.mul_(state_norm_scale(new, max_norm))
     o = torch.bmm((q * s).reshape(BH, 1, K), new).reshape(B, H, V)
     return o.to(q_dtype), new.reshape(B, H, K, V)
 

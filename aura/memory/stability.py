@@ -1,0 +1,201 @@
+"""``aura bench stability``: max ||S||_F of the GDN-2 state over long runs, random and adversarial.
+
+Every case runs ``--runs`` independent d x d memories (one head) for ``--steps`` steps, all cases batched
+into one state tensor and advanced with ``gdn2_step`` in place. Inputs are drawn in blocks; the running
+max of the per-run Frobenius norm is kept on every step. float32 and float64 run one after the other.
+The analysis the numbers are checked against is in ``aura.memory.guard``; docs/memory.md has the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from aura.memory.guard import CYCLE_RATE, SUP_TRANSITION_NORM
+from aura.memory.naive import gdn2_step
+
+# name -> one-line description (the generators are in _block)
+CASES = {
+    "random": "unit k, b, w ~ U(0,1), g ~ -U(0, 0.1), v ~ N(0, I)",
+    "random_nodecay": "as random, g = 0",
+    "b=w=1_nodecay": "random unit k, b = w = 1, g = 0 (DeltaNet, beta = 1)",
+    "repeated_key": "one fixed k per run, b = w = 1, g = 0",
+    "colinear_keys": "k = l2n(k0 + 0.01 n_t), b = w = 1, g = 0",
+    "colinear_keys_random_b": "k = l2n(k0 + 0.01 n_t), b, w ~ U(0,1), g = 0",
+    "adversarial_cycle": "2-cycle with eigenvalue 5/4 (aura.memory.guard), w = 1, g = 0",
+    "adversarial_cycle_guarded": "the same with the norm guard max_norm",
+}
+
+
+def _block(case, t0, n, runs, d, dtype, gen, k0):
+    """Inputs for steps t0..t0+n-1 of one case: (k, v, g, b, w), each [n, runs, 1, d]."""
+    shape = (n, runs, 1, d)
+
+    def rand(lo=0.0, hi=1.0):
+        return lo + (hi - lo) * torch.rand(shape, dtype=dtype, generator=gen)
+
+    v = torch.randn(shape, dtype=dtype, generator=gen)
+    zero, one = torch.zeros(shape, dtype=dtype), torch.ones(shape, dtype=dtype)
+    if case.startswith("random"):
+        k = F.normalize(torch.randn(shape, dtype=dtype, generator=gen), dim=-1)
+        g = -rand(0.0, 0.1) if case == "random" else zero
+        return k, v, g, rand(), rand()
+    if case == "b=w=1_nodecay":
+        return F.normalize(torch.randn(shape, dtype=dtype, generator=gen), dim=-1), v, zero, one, one
+    if case == "repeated_key":
+        return k0.expand(shape), v, zero, one, one
+    if case.startswith("colinear_keys"):
+        k = F.normalize(k0 + 0.01 * torch.randn(shape, dtype=dtype, generator=gen), dim=-1)
+        if case == "colinear_keys":
+            return k, v, zero, one, one
+        return k, v, zero, rand(), rand()
+    # adversarial 2-cycle in the first two key dims: k_1 = (c, s), b_1 = e_1; k_2 = (s, c), b_2 = e_2
+    c, s = math.sqrt(1 / 6), math.sqrt(5 / 6)
+    odd = ((torch.arange(t0, t0 + n) % 2) == 1)[:, None, None]
+    k = torch.zeros(shape, dtype=dtype)
+    b = torch.zeros(shape, dtype=dtype)
+    k[..., 0] = torch.where(odd, s, c)
+    k[..., 1] = torch.where(odd, c, s)
+    b[..., 0] = (~odd).to(dtype)
+    b[..., 1] = odd.to(dtype)
+    return k, v, zero, b, one
+
+
+def run_stability(steps, runs, d=32, dtype=torch.float32, max_norm=1e3, block=1000, seed=0, progress=True):
+    """Advance every case ``steps`` steps; returns {case: stats} (see ``_summarise``)."""
+    names = list(CASES)
+    gen = torch.Generator().manual_seed(seed)
+    k0 = {name: F.normalize(torch.randn(1, runs, 1, d, dtype=dtype, generator=gen), dim=-1) for name in names}
+    R = runs * len(names)
+    S = torch.zeros(R, 1, d, d, dtype=dtype)
+    limit = torch.full((R, 1, 1, 1), math.inf, dtype=dtype)
+    i = names.index("adversarial_cycle_guarded")
+    limit[i * runs : (i + 1) * runs] = max_norm
+    running_max = torch.zeros(R, dtype=dtype)
+    tiny = torch.finfo(dtype).tiny
+    first_nonfinite = torch.full((R,), -1, dtype=torch.long)
+    checkpoints, next_cp = {}, 1
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=steps, desc=f"stability {str(dtype).replace('torch.', '')}", unit="step", unit_scale=True
+        )
+    t_start = time.perf_counter()
+    t = 0
+    with torch.no_grad():
+        while t < steps:
+            n = min(block, steps - t)
+            parts = [_block(name, t, n, runs, d, dtype, gen, k0[name]) for name in names]
+            k, v, g, b, w = (torch.cat([p[j] for p in parts], dim=1).contiguous() for j in range(5))
+            block_max = torch.zeros(R, dtype=dtype)
+            for j in range(n):
+                gdn2_step(k[j], k[j], v[j], g[j], b[j], w[j], S, out=S, validate=False)
+                # scaled by max|S| so the norm itself overflows only with the state, not at its square root
+                a = S.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(tiny)
+                norm = a * torch.linalg.vector_norm(S / a, dim=(-2, -1), keepdim=True)
+                S.mul_(torch.where(norm > limit, limit / norm, 1.0))  # the guard, where limit is finite
+                torch.maximum(block_max, torch.minimum(norm, limit).view(R), out=block_max)
+                if t + j + 1 == next_cp:
+                    checkpoints[next_cp] = torch.linalg.vector_norm(S, dim=(-2, -1)).view(R).tolist()
+                    next_cp *= 10
+            bad = ~torch.isfinite(block_max) & (first_nonfinite < 0)
+            first_nonfinite[bad] = t + n  # resolution: one block
+            torch.fmax(running_max, block_max, out=running_max)
+            t += n
+            if bar is not None:
+                bar.update(n)
+    if bar is not None:
+        bar.close()
+    final = torch.linalg.vector_norm(S, dim=(-2, -1)).view(R)
+    seconds = time.perf_counter() - t_start
+    out = {}
+    for c, name in enumerate(names):
+        sl = slice(c * runs, (c + 1) * runs)
+        nonfinite = first_nonfinite[sl]
+        overflowed = nonfinite >= 0
+        finite_max = running_max[sl][torch.isfinite(running_max[sl])]
+        out[name] = {
+            "description": CASES[name] + (f" (max_norm={max_norm:g})" if name.endswith("guarded") else ""),
+            "max_norm_F": float(running_max[sl].max()) if not overflowed.any() else math.inf,
+            "max_norm_F_before_overflow": float(finite_max.max()) if finite_max.numel() else None,
+            "median_final_norm_F": float(final[sl].median()),
+            "runs_overflowed": int(overflowed.sum()),
+            "first_overflow_step_le": int(nonfinite[overflowed].min()) if overflowed.any() else None,
+            "norm_at_step": {
+                str(s_): float(torch.tensor(vals[sl]).max()) for s_, vals in checkpoints.items()
+            },
+        }
+    return out, seconds
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, default=1_000_000, help="steps per run (default 1,000,000)")
+    parser.add_argument(
+        "--runs", type=int, default=16, help="independent runs per case, batched (default 16)"
+    )
+    parser.add_argument("--d", type=int, default=32, help="d_key = d_val (default 32)")
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
+    parser.add_argument("--max-norm", type=float, default=1e3, help="guard threshold for the guarded case")
+    parser.add_argument("--block", type=int, default=1000, help="steps of inputs drawn at once")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small ops)")
+    parser.add_argument("--json", type=str, default=None, help="write results here")
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("steps", "runs", "d", "block", "threads"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"aura bench stability: --{name} must be >= 1, got {getattr(args, name)}")
+    torch.set_num_threads(args.threads)
+    result = {
+        "steps": args.steps,
+        "runs_per_case": args.runs,
+        "d_key": args.d,
+        "d_val": args.d,
+        "max_norm_guard": args.max_norm,
+        "sup_single_step_transition_norm": SUP_TRANSITION_NORM,
+        "adversarial_cycle_rate_per_step": CYCLE_RATE,
+        "torch": torch.__version__,
+        "by_dtype": {},
+    }
+    for name in args.dtypes:
+        dtype = getattr(torch, name)
+        cases, seconds = run_stability(
+            args.steps, args.runs, args.d, dtype, args.max_norm, args.block, args.seed
+        )
+        result["by_dtype"][name] = {"cases": cases, "seconds": seconds}
+        if args.json:  # after each dtype, so a long run leaves partial results behind
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+    _print_table(result)
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _print_table(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"max ||S||_F over {result['steps']:,} steps, d = {result['d_key']}")
+    for col in ("dtype", "case", "max ||S||_F", "median final", "overflowed", "first overflow <= step"):
+        table.add_column(col)
+    for dt, block in result["by_dtype"].items():
+        for name, c in block["cases"].items():
+            mx = c["max_norm_F"]
+            table.add_row(
+                dt,
+                name,
+                f"{mx:.4g}",
+                f"{c['median_final_norm_F']:.4g}",
+                f"{c['runs_overflowed']}/{result['runs_per_case']}",
+                "-" if c["first_overflow_step_le"] is None else f"{c['first_overflow_step_le']:,}",
+            )
+    Console(width=130).print(table)
