@@ -118,12 +118,21 @@ def gdn2_step(
             )
         torch.mul(state, decay, out=out)
         new = out.view(BH, K, V)
-        u = torch.baddbmm(wv, bk, new, alpha=-1)
-        new.baddbmm_(k.reshape(BH, K, 1), u)
+        update_(new, bk, wv, k.reshape(BH, K, 1))
         if max_norm is not None:
             new.mul_(state_norm_scale(new, max_norm))
     o = torch.bmm((q * s).reshape(BH, 1, K), new).reshape(B, H, V)
     return o.to(q_dtype), new.reshape(B, H, K, V)
+
+
+def update_(S: torch.Tensor, bk: torch.Tensor, wv: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """In place, on an already decayed state S' ``[N, K, V]``: u = w*v - S'^T (b*k); S' += k u^T. Returns u.
+
+    ``bk`` is ``[N, 1, K]``, ``wv`` ``[N, 1, V]``, ``k`` ``[N, K, 1]``; no validation (the callers check).
+    """
+    u = torch.baddbmm(wv, bk, S, alpha=-1)
+    S.baddbmm_(k, u)
+    return u
 
 
 def state_bytes(d_key: int, d_val: int, heads: int = 1, *, bytes_per_element: int = 4) -> int:

@@ -1,8 +1,10 @@
 """``aura bench stability``: max ||S||_F of the GDN-2 state over long runs, random and adversarial.
 
 Every case runs ``--runs`` independent d x d memories (one head) for ``--steps`` steps, all cases batched
-into one state tensor and advanced with ``gdn2_step`` in place. Inputs are drawn in blocks; the running
-max of the per-run Frobenius norm is kept on every step. float32 and float64 run one after the other.
+into one state tensor and advanced in place by the core of ``gdn2_step`` (``update_``), with the gates of a
+block of steps computed at once. The running max of each run's Frobenius norm (taken in float64) is kept
+on every step; a run "overflows" when its state holds inf/NaN (checked once per block). float32 and
+float64 run one after the other.
 The analysis the numbers are checked against is in ``aura.memory.guard``; docs/memory.md has the results.
 """
 
@@ -16,8 +18,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from aura.memory.guard import CYCLE_RATE, SUP_TRANSITION_NORM
-from aura.memory.naive import gdn2_step
+from aura.memory.guard import CYCLE_RATE, SUP_TRANSITION_NORM, state_norm_scale
+from aura.memory.naive import update_
 
 # name -> one-line description (the generators are in _block)
 CASES = {
@@ -67,17 +69,17 @@ def _block(case, t0, n, runs, d, dtype, gen, k0):
 
 
 def run_stability(steps, runs, d=32, dtype=torch.float32, max_norm=1e3, block=1000, seed=0, progress=True):
-    """Advance every case ``steps`` steps; returns {case: stats} (see ``_summarise``)."""
+    """Advance every case ``steps`` steps; returns ({case: stats}, seconds)."""
     names = list(CASES)
     gen = torch.Generator().manual_seed(seed)
     k0 = {name: F.normalize(torch.randn(1, runs, 1, d, dtype=dtype, generator=gen), dim=-1) for name in names}
     R = runs * len(names)
-    S = torch.zeros(R, 1, d, d, dtype=dtype)
-    limit = torch.full((R, 1, 1, 1), math.inf, dtype=dtype)
+    S = torch.zeros(R, d, d, dtype=dtype)  # one head per run: [B*H, K, V]
     i = names.index("adversarial_cycle_guarded")
-    limit[i * runs : (i + 1) * runs] = max_norm
-    running_max = torch.zeros(R, dtype=dtype)
-    tiny = torch.finfo(dtype).tiny
+    guarded = slice(i * runs, (i + 1) * runs)
+    running_max = torch.zeros(
+        R, dtype=torch.float64
+    )  # norms in float64: a float32 state's norm cannot overflow
     first_nonfinite = torch.full((R,), -1, dtype=torch.long)
     checkpoints, next_cp = {}, 1
     bar = None
@@ -93,20 +95,23 @@ def run_stability(steps, runs, d=32, dtype=torch.float32, max_norm=1e3, block=10
         while t < steps:
             n = min(block, steps - t)
             parts = [_block(name, t, n, runs, d, dtype, gen, k0[name]) for name in names]
-            k, v, g, b, w = (torch.cat([p[j] for p in parts], dim=1).contiguous() for j in range(5))
-            block_max = torch.zeros(R, dtype=dtype)
+            k, v, g, b, w = (torch.cat([p[j] for p in parts], dim=1) for j in range(5))
+            # The gates of gdn2_step, computed for the whole block at once (same elementwise arithmetic).
+            decay = g.exp().view(n, R, d, 1)
+            bk, wv, kc = (b * k).view(n, R, 1, d), (w * v).view(n, R, 1, d), k.reshape(n, R, d, 1)
+            block_max = torch.zeros(R, dtype=torch.float64)
             for j in range(n):
-                gdn2_step(k[j], k[j], v[j], g[j], b[j], w[j], S, out=S, validate=False)
-                # scaled by max|S| so the norm itself overflows only with the state, not at its square root
-                a = S.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(tiny)
-                norm = a * torch.linalg.vector_norm(S / a, dim=(-2, -1), keepdim=True)
-                S.mul_(torch.where(norm > limit, limit / norm, 1.0))  # the guard, where limit is finite
-                torch.maximum(block_max, torch.minimum(norm, limit).view(R), out=block_max)
+                S.mul_(decay[j])
+                update_(S, bk[j], wv[j], kc[j])
+                Sg = S[guarded]  # a view: the guard rescales those runs in place
+                Sg.mul_(state_norm_scale(Sg, max_norm))
+                norm = torch.linalg.vector_norm(S, dim=(-2, -1), dtype=torch.float64)
+                torch.fmax(block_max, norm, out=block_max)
                 if t + j + 1 == next_cp:
-                    checkpoints[next_cp] = torch.linalg.vector_norm(S, dim=(-2, -1)).view(R).tolist()
+                    checkpoints[next_cp] = norm.tolist()
                     next_cp *= 10
-            bad = ~torch.isfinite(block_max) & (first_nonfinite < 0)
-            first_nonfinite[bad] = t + n  # resolution: one block
+            state_bad = ~torch.isfinite(S).view(R, -1).all(-1) & (first_nonfinite < 0)
+            first_nonfinite[state_bad] = t + n  # resolution: one block
             torch.fmax(running_max, block_max, out=running_max)
             t += n
             if bar is not None:
