@@ -87,8 +87,8 @@ def main(argv=None) -> int:
             env_steps_per_s=steps / wall, env_step_ms=ms, cpu_ms_per_step=cpu, uncontended_est=est
         )
         print(
-            f"{phase:>12}: {steps / wall:6.1f} env-steps/s, {args.workers} workers ({ms:.0f} ms wall per "
-            f"env.step; {cpu:.0f} ms CPU per loop step -> ~{est:.0f} env-steps/s on {args.workers} free cores)"
+            f"{phase:>12}: {steps / wall:6.1f} env-steps/s, {args.workers} workers ({ms:.0f} ms/env.step; "
+            f"{cpu:.0f} ms CPU/loop step -> ~{est:.0f} env-steps/s on {args.workers} idle cores)"
         )
     cf, cam = summary["camera_free"]["env_step_ms"], summary["cameras"]["env_step_ms"]
     print(f"render share of a step with cameras [{args.cameras}] at {args.image_size} px: {1 - cf / cam:.0%}")

@@ -9,8 +9,9 @@ of the same pair). Crashed or failing episodes are retried ``--retries`` times a
 fatal. At the end ``summary.json``/``summary.md`` (Wilson 95 % intervals) and plots are written from
 every JSONL in ``OUT``, and env-steps/s of this run is printed.
 
-Test hook: ``AURA_LIBERO_CRASH_ONCE=task:init:arm:MARKER`` makes the worker running that episode
-exit hard once (it creates MARKER first), to exercise crash recovery end to end.
+Test hook: ``AURA_LIBERO_CRASH_ONCE=task:init:arm:MODE:MARKER[;...]`` makes the worker running that
+episode exit hard (MODE ``exit``) or raise (``raise``) once - it creates MARKER first - to exercise
+recovery end to end.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ _CACHE: dict = {}
 
 
 def _crash_hook(p: dict) -> None:
-    spec = os.environ.get("AURA_LIBERO_CRASH_ONCE")
-    if not spec:
-        return
-    task, init, arm, marker = spec.split(":", 3)
-    if (int(task), int(init), arm) == (p["task"], p["init_state"], p["arm"]) and not os.path.exists(marker):
-        Path(marker).touch()
-        os._exit(17)
+    for spec in filter(None, os.environ.get("AURA_LIBERO_CRASH_ONCE", "").split(";")):
+        task, init, arm, mode, marker = spec.split(":", 4)
+        if (int(task), int(init), arm) == (p["task"], p["init_state"], p["arm"]) and not os.path.exists(
+            marker
+        ):
+            Path(marker).touch()
+            if mode == "raise":
+                raise RuntimeError(f"injected failure ({spec})")
+            os._exit(17)
 
 
 def run_episode(p: dict) -> dict:
