@@ -302,6 +302,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.fresh and out.exists():
         out.unlink()
+    # Records are keyed by (task, init state, arm, seed): resuming under another configuration would
+    # mix incomparable episodes, so the settings that change an episode are pinned per results dir.
+    pinned = dict(
+        policy=args.policy, max_steps=args.max_steps, checkpoint=args.checkpoint, d_model=args.d_model
+    )
+    cfg_path = out_dir / "config.json"
+    if cfg_path.is_file() and any(out_dir.glob("episodes*.jsonl")):
+        old = json.loads(cfg_path.read_text())
+        diff = {k: (old.get(k), v) for k, v in pinned.items() if old.get(k) != v}
+        if diff:
+            print(f"aura eval libero: {out_dir} holds results of another configuration {diff} (was, now); "
+                  "use another --out", file=sys.stderr)  # fmt: skip
+            return 2
+    cfg_path.write_text(json.dumps(pinned, indent=1))
     pairs = [(t, i) for t in tasks for i in inits][shard_i::shard_n]
     done = {}
     for r in read_records([out]):

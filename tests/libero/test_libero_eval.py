@@ -66,6 +66,14 @@ def test_rerun_resumes_and_skips_finished_episodes(first_run, capsys):
     assert [(r["init_state"], r["arm"], r["status"]) for r in new] == [(0, "base", "ok")]
 
 
+def test_resume_under_another_configuration_is_refused(first_run, capsys):
+    _, out, _ = first_run
+    before = (out / "episodes.jsonl").read_text()
+    assert cli.main([*ARGS[:-6], "--max-steps", "9", "--out", str(out)]) == 2
+    assert "another configuration" in capsys.readouterr().err
+    assert (out / "episodes.jsonl").read_text() == before
+
+
 def test_bad_arguments_are_usage_errors(capsys, tmp_path):
     assert cli.main(["eval", "libero", "--tasks", "12", "--out", str(tmp_path)]) == 2
     assert "--tasks" in capsys.readouterr().err

@@ -65,3 +65,13 @@ def test_timeline_marks_writes_up_to_the_cursor():
     assert tuple(strip[-1, 10]) == (230, 40, 40)  # a past write
     assert tuple(strip[-1, 80]) == (60, 60, 60)  # a future write is not shown yet
     assert tuple(strip[0, 50]) == (255, 255, 255)  # the cursor
+
+
+def test_video_has_every_frame_and_the_timeline_strip(tmp_path):
+    imageio = pytest.importorskip("imageio.v2")
+    pytest.importorskip("imageio_ffmpeg", reason="needs imageio-ffmpeg (sim extra) for MP4")
+    frames = [np.full((32, 48, 3), 10 * i, np.uint8) for i in range(6)]
+    path = tmp_path / "ep.mp4"
+    report.write_video(path, frames, write_steps=[2, 4])
+    back = imageio.mimread(path)
+    assert len(back) == 6 and back[0].shape == (32 + 12, 48, 3)
