@@ -68,8 +68,13 @@ def _block(case, t0, n, runs, d, dtype, gen, k0):
     return k, v, zero, b, one
 
 
-def run_stability(steps, runs, d=32, dtype=torch.float32, max_norm=1e3, block=1000, seed=0, progress=True):
-    """Advance every case ``steps`` steps; returns ({case: stats}, seconds)."""
+def run_stability(
+    steps, runs, d=32, dtype=torch.float32, max_norm=1e3, block=1000, seed=0, progress=True, report=None
+):
+    """Advance every case ``steps`` steps; returns ({case: stats}, seconds).
+
+    ``report(stats, steps_done)``, if given, is called about every 100 blocks with the stats so far.
+    """
     names = list(CASES)
     gen = torch.Generator().manual_seed(seed)
     k0 = {name: F.normalize(torch.randn(1, runs, 1, d, dtype=dtype, generator=gen), dim=-1) for name in names}
@@ -116,28 +121,38 @@ def run_stability(steps, runs, d=32, dtype=torch.float32, max_norm=1e3, block=10
             t += n
             if bar is not None:
                 bar.update(n)
+            if report is not None and (t // block) % 100 == 0 and t < steps:
+                report(_summarise(names, runs, max_norm, S, running_max, first_nonfinite, checkpoints), t)
     if bar is not None:
         bar.close()
-    final = torch.linalg.vector_norm(S, dim=(-2, -1)).view(R)
-    seconds = time.perf_counter() - t_start
+    return _summarise(
+        names, runs, max_norm, S, running_max, first_nonfinite, checkpoints
+    ), time.perf_counter() - t_start
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no inf/NaN: an overflowed quantity is null (``runs_overflowed`` says so)."""
+    return x if math.isfinite(x) else None
+
+
+def _summarise(names, runs, max_norm, S, running_max, first_nonfinite, checkpoints):
+    final = torch.linalg.vector_norm(S, dim=(-2, -1), dtype=torch.float64).view(-1)
     out = {}
     for c, name in enumerate(names):
         sl = slice(c * runs, (c + 1) * runs)
         nonfinite = first_nonfinite[sl]
         overflowed = nonfinite >= 0
-        finite_max = running_max[sl][torch.isfinite(running_max[sl])]
         out[name] = {
             "description": CASES[name] + (f" (max_norm={max_norm:g})" if name.endswith("guarded") else ""),
-            "max_norm_F": float(running_max[sl].max()) if not overflowed.any() else math.inf,
-            "max_norm_F_before_overflow": float(finite_max.max()) if finite_max.numel() else None,
-            "median_final_norm_F": float(final[sl].median()),
+            "max_norm_F": _finite(float(running_max[sl].max())) if not overflowed.any() else None,
+            "median_final_norm_F": _finite(float(final[sl].median())),
             "runs_overflowed": int(overflowed.sum()),
             "first_overflow_step_le": int(nonfinite[overflowed].min()) if overflowed.any() else None,
             "norm_at_step": {
-                str(s_): float(torch.tensor(vals[sl]).max()) for s_, vals in checkpoints.items()
+                str(s_): _finite(float(torch.tensor(vals[sl]).max())) for s_, vals in checkpoints.items()
             },
         }
-    return out, seconds
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -172,13 +187,17 @@ def run(args: argparse.Namespace) -> int:
     }
     for name in args.dtypes:
         dtype = getattr(torch, name)
+
+        def report(cases, done, seconds=None, name=name):
+            result["by_dtype"][name] = {"cases": cases, "steps_done": done, "seconds": seconds}
+            if args.json:  # also while running, so a long run leaves partial results behind
+                with open(args.json, "w") as f:
+                    json.dump(result, f, indent=2)
+
         cases, seconds = run_stability(
-            args.steps, args.runs, args.d, dtype, args.max_norm, args.block, args.seed
+            args.steps, args.runs, args.d, dtype, args.max_norm, args.block, args.seed, report=report
         )
-        result["by_dtype"][name] = {"cases": cases, "seconds": seconds}
-        if args.json:  # after each dtype, so a long run leaves partial results behind
-            with open(args.json, "w") as f:
-                json.dump(result, f, indent=2)
+        report(cases, args.steps, seconds)
     _print_table(result)
     if args.json:
         print(f"wrote {args.json}")
@@ -194,12 +213,12 @@ def _print_table(result) -> None:
         table.add_column(col)
     for dt, block in result["by_dtype"].items():
         for name, c in block["cases"].items():
-            mx = c["max_norm_F"]
+            mx, fin = c["max_norm_F"], c["median_final_norm_F"]
             table.add_row(
                 dt,
                 name,
-                f"{mx:.4g}",
-                f"{c['median_final_norm_F']:.4g}",
+                "overflow" if mx is None else f"{mx:.4g}",
+                "overflow" if fin is None else f"{fin:.4g}",
                 f"{c['runs_overflowed']}/{result['runs_per_case']}",
                 "-" if c["first_overflow_step_le"] is None else f"{c['first_overflow_step_le']:,}",
             )
