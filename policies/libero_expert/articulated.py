@@ -1,0 +1,139 @@
+"""Skills for fixtures and awkward placements: stove knob, drawer, microwave door, mug into the
+microwave, book into the caddy.
+
+Joint conventions (read from the model, checked against LIBERO's predicates):
+- stove knob: hinge about world z, "on" when q >= 0.5 rad (q in [0, 2.1]); a paddle geom along the
+  button body's local x sticks up 5 cm.
+- drawer: slide along world y, closed when q > 0 (open about -0.146); pushing +y closes it.
+- microwave door: hinge about world z at the door's left edge, closed when q > -0.005, open about
+  -1.58; the free edge sits at angle q from +x, so closing sweeps it toward +x.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from policies.libero_expert.skills import CLOSE, OPEN, Ctx, actuate, lift, move, nearest_yaw, servo
+
+
+def _joint_of(ctx: Ctx, fixture: str, kind: str) -> str:
+    m = ctx.scene.model
+    names = [m.joint(j).name for j in range(m.njnt)]
+    cands = [n for n in names if n.startswith(fixture) and kind in n]
+    if not cands:
+        raise ValueError(f"no joint containing {kind!r} under fixture {fixture!r}")
+    return cands[0]
+
+
+def _body_frame(ctx: Ctx, body: str):
+    m, d = ctx.scene.model, ctx.scene.data
+    b = m.body(body).id
+    return d.xpos[b].copy(), d.xmat[b].reshape(3, 3).copy()
+
+
+def turn_on_knob(ctx: Ctx, stove: str, target_q: float = 0.85, lever: float = 0.035, max_steps: int = 90):
+    """Grip the knob's paddle at ``lever`` m from the hinge and walk it along its arc to ``target_q``."""
+    sc = ctx.scene
+    joint = _joint_of(ctx, stove, "button")
+    safe = sc.table_z + 0.25
+    anchor, rot = _body_frame(ctx, f"{stove}_button")
+    q0 = sc.joint(joint)
+    # Paddle points along the button body's local -x; its world angle at the current q.
+    base_ang = float(np.arctan2(rot[1, 0], rot[0, 0])) + np.pi
+    z = anchor[2] + 0.03
+
+    def at(theta):
+        ang = base_ang + (theta - q0)
+        return np.array([anchor[0] + lever * np.cos(ang), anchor[1] + lever * np.sin(ang), z])
+
+    # Fingers across the paddle: finger axis perpendicular to the paddle direction.
+    yaw0 = nearest_yaw(ctx, base_ang)
+    start = at(q0)
+    if ctx.eef[2] < safe - 0.05:
+        yield from lift(ctx, safe, yaw0)
+    yield from move(ctx, start + [0, 0, 0.08], yaw0, OPEN, tol=0.01, max_steps=90)
+    yield from move(ctx, start, yaw0, OPEN, tol=0.006, max_steps=40, kp=8.0)
+    yield from actuate(ctx, CLOSE, 10, yaw0)
+    for _ in range(max_steps):
+        q = sc.joint(joint)
+        if q >= target_q:
+            break
+        lead = min(q + 0.25, target_q + 0.1)
+        a, _, _ = servo(ctx, at(lead), yaw0 + (lead - q0), CLOSE, kp=10.0, kr=3.0)
+        yield a
+    yaw_end = yaw0 + (sc.joint(joint) - q0)
+    yield from actuate(ctx, OPEN, 6, yaw_end)
+    yield from lift(ctx, safe, yaw_end)
+
+
+def close_drawer(ctx: Ctx, region: str, max_steps: int = 90):
+    """Push the drawer holding ``region`` along +y until LIBERO calls it closed."""
+    sc = ctx.scene
+    fixture = region.rsplit("_", 2)[0] if region.endswith("_region") else region
+    level = region[len(fixture) + 1 :].replace("_region", "")
+    joint = _joint_of(ctx, fixture, f"{level}_level")
+    m = sc.model
+    body = m.body(m.jnt_bodyid[m.joint(joint).id]).name
+    # Front panel of the drawer: its lowest-y collision geom box.
+    gids = [g for g in range(m.ngeom) if m.body(m.geom_bodyid[g]).name == body and m.geom_contype[g]]
+    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+    boxes = []
+    for g in gids:
+        w = (signs * m.geom_aabb[g, 3:] + m.geom_aabb[g, :3]) @ sc.data.geom_xmat[g].reshape(3, 3).T
+        w = w + sc.data.geom_xpos[g]
+        boxes.append((w.min(0), w.max(0)))
+    lo = np.min([b[0] for b in boxes], axis=0)
+    hi = np.max([b[1] for b in boxes], axis=0)
+    x = (lo[0] + hi[0]) / 2
+    z = hi[2] - 0.01
+    front = lo[1]
+    tilt = np.array([np.pi / 4, 0.0, 0.0])  # fingers lean toward +y so the forearm clears the top
+    yaw = nearest_yaw(ctx, np.pi / 2)
+    safe = max(sc.table_z + 0.25, ctx.eef[2])
+    yield from lift(ctx, safe, yaw)
+    ctx.grip = CLOSE
+    start = np.array([x, front - 0.07, z + 0.02])
+    yield from move(ctx, start + [0, 0, 0.1], yaw, CLOSE, tol=0.015, max_steps=80, tilt=tilt)
+    yield from move(ctx, start, yaw, CLOSE, tol=0.01, max_steps=50, tilt=tilt)
+    q_open = sc.joint(joint)
+    for _ in range(max_steps):
+        q = sc.joint(joint)
+        if q > 0.002:
+            break
+        push = np.array([x, front + (q - q_open) + 0.05, z + 0.02])
+        yield servo(ctx, push, yaw, CLOSE, tilt=tilt)[0]
+    back = ctx.eef + np.array([0.0, -0.08, 0.05])
+    yield from move(ctx, back, yaw, CLOSE, tol=0.02, max_steps=20, tilt=tilt)
+
+
+def close_door(ctx: Ctx, door_fixture: str, lever: float = 0.2, standoff: float = 0.04, max_steps: int = 120):
+    """Sweep the door's outer face toward q = 0 from ``standoff`` m outside it at ``lever`` m from the hinge."""
+    sc = ctx.scene
+    m = sc.model
+    names = [m.joint(j).name for j in range(m.njnt)]
+    joint = [n for n in names if n.startswith(door_fixture) and m.jnt_type[m.joint(n).id] == 3][0]
+    jid = m.joint(joint).id
+    anchor = sc.data.xanchor[jid].copy()
+    safe = sc.table_z + 0.3
+
+    def at(theta, d):
+        u = np.array([np.cos(theta), np.sin(theta)])
+        v = np.array([-np.sin(theta), np.cos(theta)])
+        xy = anchor[:2] + lever * u - d * v
+        return np.array([xy[0], xy[1], anchor[2]])
+
+    yaw = nearest_yaw(ctx, 0.0)
+    q = sc.joint(joint)
+    start = at(q, standoff)
+    if ctx.eef[2] < safe - 0.05:
+        yield from lift(ctx, safe, yaw)
+    ctx.grip = CLOSE
+    yield from move(ctx, np.array([start[0], start[1], safe]), yaw, CLOSE, tol=0.015, max_steps=90)
+    yield from move(ctx, start, yaw, CLOSE, tol=0.01, max_steps=60)
+    for _ in range(max_steps):
+        q = sc.joint(joint)
+        if q > -0.002:
+            break
+        lead = min(q + 0.3, 0.05)
+        yield servo(ctx, at(lead, 0.005), yaw, CLOSE)[0]
+    yield from move(ctx, ctx.eef + np.array([-0.08, -0.05, 0.05]), yaw, CLOSE, tol=0.02, max_steps=20)
