@@ -76,18 +76,21 @@ class SurpriseGate(nn.Module):
     ) -> torch.Tensor:
         """[B, 3H+1] log-signals. u, d_read, wv, aux: [B, H, V]; w_c: [A, H*V] (the correction weight)."""
         b, h, v = u.shape
-        wc = w_c.detach().reshape(w_c.shape[0], h, v)
-        u, d_read, wv, aux = u.detach(), d_read.detach(), wv.detach(), aux.detach()
-        err = _norm(u)  # [B, H]
-        move_bound = scale * _norm(torch.einsum("ahv,bhv->bha", wc, u))  # [B, H]
-        move_now = _norm(torch.einsum("ahv,bhv->ba", wc, d_read))[:, None]  # [B, 1]
-        novelty = _norm(wv - aux)  # [B, H]
-        feats = torch.cat([err, move_bound, move_now, novelty], dim=-1)
-        return torch.log(feats + EPS)
+        with torch.no_grad():  # detached by design (module doc); also keeps them off the autograd tape
+            wc = w_c.reshape(w_c.shape[0], h, v)
+            err = _norm(u)  # [B, H]
+            move_bound = scale * _norm(torch.einsum("ahv,bhv->bha", wc, u))  # [B, H]
+            move_now = _norm(torch.einsum("ahv,bhv->ba", wc, d_read))[:, None]  # [B, 1]
+            novelty = _norm(wv - aux)  # [B, H]
+            feats = torch.cat([err, move_bound, move_now, novelty], dim=-1)
+            return torch.log(feats + EPS)
 
-    def forward(self, signals: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """The write logit [B]."""
-        x = signals if self.z_proj is None else torch.cat([signals, self.z_proj(z)], dim=-1)
+    def z_features(self, z: torch.Tensor) -> torch.Tensor | None:
+        return None if self.z_proj is None else self.z_proj(z)
+
+    def forward(self, signals: torch.Tensor, z_feat: torch.Tensor | None) -> torch.Tensor:
+        """The write logit [B] from the signals and ``z_features(z)``."""
+        x = signals if z_feat is None else torch.cat([signals, z_feat], dim=-1)
         return self.mlp(x).squeeze(-1)
 
 

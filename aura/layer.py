@@ -211,13 +211,14 @@ class AuraMem(nn.Module):
         s_new = s_dec + p.k[..., :, None] * delta[..., None, :]
         return decay, p.k, delta, wv, torch.cat([s_new, wv[:, :, None, :]], dim=2)
 
-    def _core(self, p, z, base, state, force=None, allowed=None, generator=None):
-        """One step on projections p (per-step slices). Returns (StepOutput, write_mask)."""
+    def _core(self, p, zf, base, state, force=None, allowed=None, generator=None):
+        """One step on projections p and gate features zf = gate.z_features(z_t). -> (StepOutput, mask)."""
         cfg = self.config
         decay, key, delta, wv, new_state = self.candidate(p, state)
-        d_read = self.read(new_state, p.q) - self.read(state, p.q)
+        with torch.no_grad():
+            d_read = self.read(new_state, p.q) - self.read(state, p.q)
         sig = SurpriseGate.signals(delta, d_read, wv, state[:, :, cfg.d_key], self.head.weight, self.scale)
-        logit = self.gate(sig, z)
+        logit = self.gate(sig, zf)
         prob = torch.sigmoid(logit)
         train_gate = self.training and force is None
         if force is not None:
@@ -243,7 +244,7 @@ class AuraMem(nn.Module):
     # -- public API -----------------------------------------------------------------------------
     def step(self, z: torch.Tensor, base_action: torch.Tensor, state: torch.Tensor) -> StepOutput:
         """One control step: z [B, d_model], base_action [B, d_action], state [B, H, K+1, V]."""
-        out, _ = self._core(self.project(z), z, base_action, state)
+        out, _ = self._core(self.project(z), self.gate.z_features(z), base_action, state)
         return out
 
     def forward(
@@ -266,13 +267,20 @@ class AuraMem(nn.Module):
             state = self.init_state(bsz, dtype=z.dtype, device=z.device)
         spent = torch.zeros(bsz, dtype=torch.long, device=z.device)
         actions, writes, probs, masks = [], [], [], []
+        if self.training:  # batched projections: faster, and training needs no bit-exactness
+            p_all = [x.unbind(1) for x in self.project(z)]
+            zf_all = self.gate.z_features(z)
+            zf_all = [None] * t_len if zf_all is None else zf_all.unbind(1)
         for t in range(t_len):
-            # Projected per step, exactly as ``step`` does, so both APIs agree bit for bit (a batched
-            # [B*T, D] GEMM may sum in another order than a [B, D] one).
-            p = self.project(z[:, t])
+            if self.training:
+                p, zf = Proj(*(x[t] for x in p_all)), zf_all[t]
+            else:
+                # Per step, exactly as ``step`` does, so in eval both APIs agree bit for bit (a batched
+                # [B*T, D] GEMM may sum in another order than a [B, D] one).
+                p, zf = self.project(z[:, t]), self.gate.z_features(z[:, t])
             allowed = None if max_writes is None else spent < max_writes
             force = None if schedule is None else schedule[:, t]
-            out, m = self._core(p, z[:, t], base_action[:, t], state, force, allowed, generator)
+            out, m = self._core(p, zf, base_action[:, t], state, force, allowed, generator)
             state = out.state
             spent = spent + out.write.long()
             actions.append(out.action)
@@ -286,6 +294,44 @@ class AuraMem(nn.Module):
             torch.stack(probs, 1),
             torch.stack(masks, 1),
         )
+
+    def forward_fixed(
+        self,
+        z: torch.Tensor,
+        base_action: torch.Tensor,
+        schedule: torch.Tensor,
+        state: torch.Tensor | None = None,
+    ) -> SeqOutput:
+        """Sequence API for a write schedule fixed in advance (always-write, oracle, random, periodic).
+
+        Chunkwise: a skipped step is fed to ``aura.memory.gdn2_chunk`` as g = 0, b = 0, w = 0, which is
+        the identity update (decay 1, u = 0), so the whole sequence runs in the WY/UT form. Equals
+        ``forward(..., schedule=schedule)`` up to float rounding; ``gate_prob`` is not computed (NaN).
+        Without ``aura.memory.gdn2_chunk`` it falls back to ``forward``.
+        """
+        try:
+            from aura.memory import gdn2_chunk
+        except ImportError:
+            return self.forward(z, base_action, state, schedule=schedule)
+        bsz, t_len, _ = z.shape
+        kd = self.config.d_key
+        if state is None:
+            state = self.init_state(bsz, dtype=z.dtype, device=z.device)
+        p = self.project(z)
+        on = schedule.to(z.dtype)[..., None, None]
+        o, s_fin = gdn2_chunk(
+            p.q, p.k, p.v, p.g * on, p.b * on, p.w * on, self.scale, state[:, :, :kd], True, validate=False
+        )
+        # aux = w * v of the last write (the initial aux if none)
+        wv = p.w * p.v
+        last = torch.where(schedule, torch.arange(t_len, device=z.device), -1).amax(1)
+        aux = torch.where(
+            (last >= 0)[:, None, None], wv[torch.arange(bsz), last.clamp(min=0)], state[:, :, kd]
+        )
+        action = base_action + self.correction(o.reshape(bsz * t_len, *o.shape[2:])).reshape(bsz, t_len, -1)
+        new_state = torch.cat([s_fin.to(state.dtype), aux[:, :, None]], dim=2)
+        nan = torch.full(schedule.shape, float("nan"), dtype=z.dtype, device=z.device)
+        return SeqOutput(action, new_state, schedule.to(torch.bool), nan, schedule.to(z.dtype))
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self, path, meta: dict | None = None) -> None:

@@ -66,7 +66,7 @@ def test_forced_schedule_skips_exactly_on_false_steps():
     sched = torch.rand(3, 40, generator=torch.Generator().manual_seed(2)) < 0.3
     state = m.init_state(3)
     for t in range(40):
-        out, _ = m._core(m.project(z[:, t]), z[:, t], a[:, t], state, sched[:, t])
+        out, _ = m._core(m.project(z[:, t]), m.gate.z_features(z[:, t]), a[:, t], state, sched[:, t])
         skipped = ~sched[:, t]
         assert torch.equal(out.state[skipped], state[skipped])
         assert torch.equal(out.write, sched[:, t])
