@@ -31,7 +31,8 @@ def test_trt_engine_matches_onnx_runtime(tiny_onnx, tmp_path, rng):
         if ro.write:  # both follow the CPU's decision so the states stay comparable
             trt_r.commit()
             ort_r.commit()
-        assert trt_r.state.tobytes() == ort_r.state.tobytes() or flips
+        # each runner commits its own engine's factored record: equal up to fused-multiply-add rounding
+        assert np.abs(trt_r.state - ort_r.state).max() <= 1e-5
     assert flips <= 1
     trt_r.close()
 
