@@ -70,6 +70,15 @@ class CudaGraphRunner:
         for s in self.states:
             s.zero_()
         torch.cuda.synchronize()
+        # numpy views of the pinned buffers, made once: torch indexing / .numpy() cost microseconds per call.
+        # (Added after the H100 measurements in docs/deploy.md; not re-measured.)
+        self._np_z, self._np_base = self.h_z.numpy(), self.h_base.numpy()
+        self._np_action, self._np_write, self._np_prob = (
+            self.h_action.numpy(),
+            self.h_write.numpy(),
+            self.h_prob.numpy(),
+        )
+        self._stream = torch.cuda.current_stream()
 
     def _body(self, i: int) -> None:
         cfg = self.cfg
@@ -128,9 +137,9 @@ class CudaGraphRunner:
 
     def step(self, features: np.ndarray, base_action: np.ndarray) -> tuple[np.ndarray, bool, float]:
         """One replay; returns (action, write, gate_prob) read from pinned host buffers."""
-        self.h_z.numpy()[:] = features.reshape(-1)
-        self.h_base.numpy()[:] = base_action.reshape(-1)
+        np.copyto(self._np_z, features.reshape(-1))
+        np.copyto(self._np_base, base_action.reshape(-1))
         self.graphs[self.cur].replay()
-        torch.cuda.current_stream().synchronize()
+        self._stream.synchronize()
         self.cur ^= 1
-        return self.h_action.numpy(), bool(self.h_write[0]), float(self.h_prob[0])
+        return self._np_action, bool(self._np_write[0]), float(self._np_prob[0])
