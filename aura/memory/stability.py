@@ -69,17 +69,27 @@ def _block(case, t0, n, runs, d, dtype, gen, k0):
 
 
 def run_stability(
-    steps, runs, d=32, dtype=torch.float32, max_norm=1e3, block=1000, seed=0, progress=True, report=None
+    steps,
+    runs,
+    d=32,
+    dtype=torch.float32,
+    max_norm=1e3,
+    block=1000,
+    seed=0,
+    progress=True,
+    report=None,
+    device="cpu",
 ):
     """Advance every case ``steps`` steps; returns ({case: stats}, seconds).
 
     ``report(stats, steps_done)``, if given, is called about every 100 blocks with the stats so far.
+    Inputs are drawn on the CPU (same numbers on every device) and moved to ``device`` block by block.
     """
     names = list(CASES)
     gen = torch.Generator().manual_seed(seed)
     k0 = {name: F.normalize(torch.randn(1, runs, 1, d, dtype=dtype, generator=gen), dim=-1) for name in names}
     R = runs * len(names)
-    S = torch.zeros(R, d, d, dtype=dtype)  # one head per run: [B*H, K, V]
+    S = torch.zeros(R, d, d, dtype=dtype, device=device)  # one head per run: [B*H, K, V]
     i = names.index("adversarial_cycle_guarded")
     guarded = slice(i * runs, (i + 1) * runs)
     running_max = torch.zeros(
@@ -100,11 +110,11 @@ def run_stability(
         while t < steps:
             n = min(block, steps - t)
             parts = [_block(name, t, n, runs, d, dtype, gen, k0[name]) for name in names]
-            k, v, g, b, w = (torch.cat([p[j] for p in parts], dim=1) for j in range(5))
+            k, v, g, b, w = (torch.cat([p[j] for p in parts], dim=1).to(device) for j in range(5))
             # The gates of gdn2_step, computed for the whole block at once (same elementwise arithmetic).
             decay = g.exp().view(n, R, d, 1)
             bk, wv, kc = (b * k).view(n, R, 1, d), (w * v).view(n, R, 1, d), k.reshape(n, R, d, 1)
-            block_max = torch.zeros(R, dtype=torch.float64)
+            block_max = torch.zeros(R, dtype=torch.float64, device=device)
             for j in range(n):
                 S.mul_(decay[j])
                 update_(S, bk[j], wv[j], kc[j])
@@ -166,6 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", type=int, default=1000, help="steps of inputs drawn at once")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small ops)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--json", type=str, default=None, help="write results here")
 
 
@@ -183,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         "sup_single_step_transition_norm": SUP_TRANSITION_NORM,
         "adversarial_cycle_rate_per_step": CYCLE_RATE,
         "torch": torch.__version__,
+        "device": args.device,
         "by_dtype": {},
     }
     for name in args.dtypes:
@@ -195,7 +207,16 @@ def run(args: argparse.Namespace) -> int:
                     json.dump(result, f, indent=2)
 
         cases, seconds = run_stability(
-            args.steps, args.runs, args.d, dtype, args.max_norm, args.block, args.seed, report=report
+            args.steps,
+            args.runs,
+            args.d,
+            dtype,
+            args.max_norm,
+            args.block,
+            args.seed,
+            True,
+            report,
+            args.device,
         )
         report(cases, args.steps, seconds)
     _print_table(result)

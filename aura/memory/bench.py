@@ -1,0 +1,175 @@
+"""``aura bench memory``: the naive loop vs the torch chunk form (vs fla on CUDA), forward and fwd+bwd.
+
+Shapes (fla layout): B64 T520 H1 d32 and B16 T4096 H1 d32. Rows report the median wall time over
+``--reps`` timed calls after a warm-up (CUDA: synchronised before and after each call). On CUDA it also
+times fla's ``chunk_gdn2`` called directly and ``gdn2_chunk`` dispatching to it; their ratio is the
+dispatch overhead (validation, one host sync). Prints a table and writes JSON (``--json PATH``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from aura.memory.chunk import fla_chunk_gdn2, gdn2_chunk
+from aura.memory.naive import gdn2_recurrent
+
+SHAPES = [(64, 520, 1, 32, 32), (16, 4096, 1, 32, 32)]
+
+
+def make_inputs(B, T, H, K, V, device, dtype, seed=0):
+    """Unit q, k; g ~ -U(0, 0.5) (decays like a freshly initialised layer's); b, w ~ U(0, 1)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    q, k = F.normalize(r(B, T, H, K), dim=-1), F.normalize(r(B, T, H, K), dim=-1)
+    v = r(B, T, H, V)
+    g = -0.5 * torch.rand(B, T, H, K, generator=gen)
+    b, w = torch.rand(B, T, H, K, generator=gen), torch.rand(B, T, H, V, generator=gen)
+    return [x.to(device=device, dtype=dtype) for x in (q, k, v, g, b, w)]
+
+
+def _time(fn, reps, device):
+    fn()  # warm-up (also Triton compilation on CUDA)
+    times = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times), min(times)
+
+
+def _impls(device, chunk_sizes):
+    impls = {"naive": lambda *x: gdn2_recurrent(*x)}
+    for c in chunk_sizes:
+        impls[f"torch_chunk{c}"] = lambda *x, c=c: gdn2_chunk(*x, chunk_size=c, backend="torch")
+    fla = fla_chunk_gdn2()
+    if device.type == "cuda" and fla is not None:
+        impls["fla_direct"] = lambda *x: fla(*x)
+        impls["aura_dispatch"] = lambda *x: gdn2_chunk(*x, backend="auto")
+    return impls
+
+
+def run_bench(
+    device, dtype, reps, naive_reps, chunk_sizes, shapes=SHAPES, modes=("fwd", "fwd+bwd"), log=print
+):
+    rows = []
+    impls = _impls(device, chunk_sizes)
+    for B, T, H, K, V in shapes:
+        xs = make_inputs(B, T, H, K, V, device, dtype)
+        do = torch.randn(B, T, H, V, device=device, dtype=dtype)
+        for mode in modes:
+            for name, fn in impls.items():
+                n = naive_reps if name == "naive" else reps
+                if mode == "fwd":
+
+                    def call(fn=fn, xs=xs):
+                        with torch.no_grad():
+                            fn(*xs)
+                else:
+                    leaves = [x.detach().requires_grad_() for x in xs]
+
+                    def call(fn=fn, leaves=leaves, do=do):
+                        for x in leaves:
+                            x.grad = None
+                        o, _ = fn(*leaves)
+                        o.backward(do)
+
+                med, best = _time(call, n, device)
+                row = {"impl": name, "B": B, "T": T, "H": H, "K": K, "V": V, "mode": mode}
+                row.update({"median_ms": med, "min_ms": best, "reps": n})
+                rows.append(row)
+                log(f"  {name:>14} B{B} T{T} H{H} d{K} {mode:>7}: {med:9.2f} ms (min {best:.2f})")
+    return rows
+
+
+def _ratios(rows):
+    """naive / chunk speedups and the dispatch overhead, per shape and mode."""
+    out = []
+    index = {(r["impl"], r["B"], r["T"], r["mode"]): r["median_ms"] for r in rows}
+    for (impl, B, T, mode), ms in index.items():
+        naive = index.get(("naive", B, T, mode))
+        if impl.startswith("torch_chunk") and naive:
+            out.append({"what": f"naive / {impl}", "B": B, "T": T, "mode": mode, "ratio": naive / ms})
+        if impl == "aura_dispatch" and ("fla_direct", B, T, mode) in index:
+            ratio = ms / index[("fla_direct", B, T, mode)]
+            out.append({"what": "aura_dispatch / fla_direct", "B": B, "T": T, "mode": mode, "ratio": ratio})
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda (adds fla rows)")
+    parser.add_argument(
+        "--dtype", default=None, help="input dtype (default float32 on cpu, bfloat16 on cuda)"
+    )
+    parser.add_argument("--reps", type=int, default=5, help="timed calls per chunk/fla row (default 5)")
+    parser.add_argument("--naive-reps", type=int, default=2, help="timed calls per naive row (default 2)")
+    parser.add_argument(
+        "--chunk-sizes", type=int, nargs="+", default=[64], help="torch chunk sizes (default 64)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--quick", action="store_true", help="only B64 T520 (smoke runs)")
+    parser.add_argument("--json", type=str, default=None, help="write the results here")
+
+
+def run(args: argparse.Namespace) -> int:
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("aura bench memory: --device cuda but CUDA is not available")
+    dtype_name = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
+    if dtype_name not in ("float32", "bfloat16", "float16", "float64"):
+        raise SystemExit(f"aura bench memory: --dtype must be a float dtype, got {dtype_name!r}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    threads = torch.get_num_threads()
+    print(f"aura bench memory on {dev_name}, {dtype_name}, torch {torch.__version__}, threads {threads}")
+    shapes = SHAPES[:1] if args.quick else SHAPES
+    rows = run_bench(device, getattr(torch, dtype_name), args.reps, args.naive_reps, args.chunk_sizes, shapes)
+    ratios = _ratios(rows)
+    result = {
+        "device": dev_name,
+        "device_type": device.type,
+        "dtype": dtype_name,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "fla": fla_chunk_gdn2() is not None,
+        "rows": rows,
+        "ratios": ratios,
+    }
+    _print_table(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _print_table(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"GDN-2 memory rule on {result['device']} ({result['dtype']}), median ms")
+    for col in ("impl", "shape", "mode", "median ms", "min ms"):
+        table.add_column(col)
+    for r in result["rows"]:
+        shape = f"B{r['B']} T{r['T']} H{r['H']} d{r['K']}"
+        table.add_row(r["impl"], shape, r["mode"], f"{r['median_ms']:.2f}", f"{r['min_ms']:.2f}")
+    console = Console(width=110)
+    console.print(table)
+    for r in result["ratios"]:
+        console.print(f"{r['what']:>34}  B{r['B']} T{r['T']} {r['mode']:>7}: {r['ratio']:.2f}x")
