@@ -41,8 +41,10 @@ def make_runner(model: str | os.PathLike, backend: str = "ort", threads: int = 1
 
         return OrtRunner(model, threads=threads)
     if backend == "trt":
-        from deploy.trt_runner import TrtRunner
+        from deploy.trt_runner import TrtRunner, trt_available
 
+        if not trt_available():
+            raise ValueError("--backend trt needs TensorRT 10.x (python package 'tensorrt', e.g. JetPack 6)")
         return TrtRunner(model)
     raise ValueError(f"--backend: unknown backend {backend!r} (choose 'ort' or 'trt')")
 
