@@ -14,6 +14,10 @@ Observation (a ``gymnasium.spaces.Dict``):
 MuJoCo's offscreen frames come out bottom row first; they are flipped vertically here so row 0 is
 the top of the picture (no left-right mirror: that is the camera's true view).
 
+Reproducibility: LIBERO re-draws fixture placements (a few cm; not part of the init state) at every
+reset from ``np.random``; ``reset`` seeds it with ``seed`` first, so (task, init state, seed) fixes the
+episode bit for bit.
+
 Action: 7-d in ``[-1, 1]`` (OSC delta position, delta rotation, gripper with -1 = open), clipped.
 ``terminated`` is the task's own BDDL goal predicate (``_check_success``); ``truncated`` is the
 ``max_steps`` limit. Rendering costs ~100x physics on a software GL, so only the requested cameras
@@ -118,8 +122,11 @@ class LiberoEnv(gym.Env):
             bddl_file_name=bddl,
             camera_heights=self.image_size,
             camera_widths=self.image_size,
-            # A soft reset keeps the compiled model; set_init_state then restores the full state, so
-            # rollouts match a hard reset while reset costs ~0.1 s instead of 1-5 s.
+            # A soft reset keeps the compiled model and costs ~0.1 s instead of 1-5 s. Every reset (soft
+            # or hard) re-draws the placement of fixtures (cabinet, rack: model body_pos, not part of
+            # the init state) from np.random, which reset() seeds first - so an episode is a
+            # deterministic function of (task, init state, seed). A hard reset consumes the RNG
+            # differently while loading the model: same distribution, other draws.
             hard_reset=False,
             horizon=self.wait_steps + self.max_steps + 10,
         )
