@@ -56,8 +56,8 @@ def _impls(device, chunk_sizes):
     impls = {"naive": lambda *x: gdn2_recurrent(*x)}
     for c in chunk_sizes:
         impls[f"torch_chunk{c}"] = lambda *x, c=c: gdn2_chunk(*x, chunk_size=c, backend="torch")
-    fla = fla_chunk_gdn2()
-    if device.type == "cuda" and fla is not None:
+    fla = fla_chunk_gdn2() if device.type == "cuda" else None  # importing fla costs seconds: CUDA only
+    if fla is not None:
         impls["fla_direct"] = lambda *x: fla(*x)
         impls["aura_dispatch"] = lambda *x: gdn2_chunk(*x, backend="auto")
     return impls
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "fla": fla_chunk_gdn2() is not None,
+        "fla": device.type == "cuda" and fla_chunk_gdn2() is not None,
         "rows": rows,
         "ratios": ratios,
     }
