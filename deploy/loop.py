@@ -101,11 +101,11 @@ class ControlLoop:
         """
         runner, robot, budget = self.runner, self.robot, self.budget
         st = runner.spec.state
+        bytes0, pages0 = self.meter.bytes, self.meter.pages  # the episode's own snapshot counts too
         if not resume:
             runner.load_state(st.zeros())
             if self.journal is not None:
                 self.journal.snapshot(runner.state, self.total_steps)
-        bytes0, pages0 = self.meter.bytes, self.meter.pages
         robot.reset(seed)
         writes = requested = suppressed = fallbacks = 0
         journal_n = 0
