@@ -134,6 +134,7 @@ class Recovery:
     records_replayed: int
     dropped_bytes: int
     notes: list[str]
+    corrupt_snapshots: list[Path]
 
 
 def _list(directory: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
@@ -154,6 +155,7 @@ def recover(directory: str | os.PathLike, spec: StateSpec) -> Recovery:
     if not snaps:
         raise JournalError(directory, "no snapshot-*.bin in this directory: not a state journal")
     notes: list[str] = []
+    corrupt: list[Path] = []
     for _, path in reversed(snaps):
         try:
             seq, t, state = _read_snapshot(path, spec)
@@ -162,6 +164,7 @@ def recover(directory: str | os.PathLike, spec: StateSpec) -> Recovery:
             if "journal is for a state" in err.problem or "format version" in err.problem:
                 raise
             notes.append(f"skipped {err}")
+            corrupt.append(path)
     else:
         raise JournalError(snaps[-1][1], "every snapshot is corrupt: " + "; ".join(notes))
     snap_path, snap_seq = path, seq
@@ -202,7 +205,7 @@ def recover(directory: str | os.PathLike, spec: StateSpec) -> Recovery:
                 seq, t = rseq, rt
                 replayed += 1
             off += size
-    return Recovery(state, seq, t, snap_path, snap_seq, replayed, dropped, notes)
+    return Recovery(state, seq, t, snap_path, snap_seq, replayed, dropped, notes, corrupt)
 
 
 class StateJournal:
@@ -260,6 +263,8 @@ class StateJournal:
                 raise ValueError(f"initial_state has shape {state.shape}, expected {spec.shape}")
             self._write_snapshot(state, 0, 0)
         self.recovery = recover(directory, spec)
+        for bad in self.recovery.corrupt_snapshots:  # keep for inspection, out of the rotation
+            bad.rename(bad.with_name(bad.name + ".corrupt"))
         self.snapshot(self.recovery.state, self.recovery.t, seq=self.recovery.seq)
         return self
 

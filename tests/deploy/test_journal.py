@@ -119,6 +119,12 @@ def test_corrupt_newest_snapshot_falls_back_to_the_previous_one(tmp_path):
     r = recover(tmp_path, SPEC)
     assert r.seq == 10 and r.snapshot != newest and any("CRC" in n for n in r.notes)
     assert r.state.tobytes() == Reference()[10].tobytes()
+    # reopening moves the corrupt snapshot out of the rotation and carries on from the recovered state
+    j = StateJournal.open(tmp_path, SPEC, snapshot_every=4)
+    assert newest.with_name(newest.name + ".corrupt").exists() and not newest.exists()
+    write_records(j, j.recovery.state, 11, 14)
+    j.close()
+    assert recover(tmp_path, SPEC).state.tobytes() == Reference()[14].tobytes()
 
 
 def test_bad_journal_files_raise_errors_naming_the_file(tmp_path):
