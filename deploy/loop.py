@@ -33,20 +33,42 @@ from deploy.budget import BudgetController, FlashConfig, PageMeter
 from deploy.errors import DeployFileError, InputError
 from deploy.journal import FSYNC_POLICIES, StateJournal, record_bytes
 
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
-def make_runner(model: str | os.PathLike, backend: str = "ort", threads: int = 1):
-    """The runner for ``backend`` ("ort", "trt"); TensorRT runs engines built on the target device."""
+
+def make_runner(model: str | os.PathLike, backend: str = "auto", threads: int = 1):
+    """The runner for ``backend``: "ort", "trt", or "auto" = TensorRT when ``tensorrt`` imports, else ORT.
+
+    With TensorRT and an ONNX model, the engine is built once next to it (``model.engine``, rebuilt when the
+    ONNX file is newer): engines are specific to the device and TensorRT version.
+    """
+    from deploy.trt_runner import trt_available
+
+    model = Path(model)
+    is_engine = model.suffix in ENGINE_SUFFIXES
+    if backend == "auto":
+        backend = "trt" if is_engine or trt_available() else "ort"
     if backend == "ort":
+        if is_engine:
+            raise ValueError(
+                f"{model}: a TensorRT engine needs --backend trt (or auto with TensorRT installed)"
+            )
         from deploy.ort_runner import OrtRunner
 
         return OrtRunner(model, threads=threads)
     if backend == "trt":
-        from deploy.trt_runner import TrtRunner, trt_available
-
         if not trt_available():
             raise ValueError("--backend trt needs TensorRT 10.x (python package 'tensorrt', e.g. JetPack 6)")
+        from deploy.trt_runner import TrtRunner, build_engine
+
+        if not is_engine:
+            engine = model.with_suffix(".engine")
+            if not engine.exists() or engine.stat().st_mtime < model.stat().st_mtime:
+                print(f"building TensorRT engine {engine} from {model} ...", flush=True)
+                build_engine(model, engine)
+            model = engine
         return TrtRunner(model)
-    raise ValueError(f"--backend: unknown backend {backend!r} (choose 'ort' or 'trt')")
+    raise ValueError(f"--backend: unknown backend {backend!r} (choose 'auto', 'ort' or 'trt')")
 
 
 class ControlLoop:
@@ -186,7 +208,12 @@ class ControlLoop:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="ONNX per-step graph (aura export) or TensorRT engine")
-    parser.add_argument("--backend", choices=("ort", "trt"), default="ort")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "ort", "trt"),
+        default="auto",
+        help="auto: TensorRT where it imports (engine built next to the ONNX file), else ORT",
+    )
     parser.add_argument("--env", default="synthetic", help="'synthetic[:CONFIG]' (default: hard) or 'noise'")
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=500, help="steps per episode at most")
