@@ -102,6 +102,9 @@ def table_markdown(summary: dict, per_task: bool = True) -> str:
     for r in summary["rows"]:
         if r["task"] != "all" and not per_task:
             continue
+        if not r["episodes"]:  # every attempt failed: nothing to average
+            lines.append(f"| {r['arm']} | {r['task']} | 0 | - | - | - | - | - | - | {r['failed']} |")
+            continue
         lines.append(
             f"| {r['arm']} | {r['task']} | {r['episodes']} | {r['successes']}/{r['episodes']} "
             f"({100 * r['success_rate']:.0f} %) | {100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f} % "
