@@ -81,12 +81,12 @@ def run_episode(item: tuple[int, int]) -> dict:
         obs = reset_to(env, _ENV["inits"], init)
         expert = ScriptedExpert(task_id)
         expert.reset(env)
-        for step in range(1, MAX_STEPS + 1):
+        for _ in range(MAX_STEPS):
             obs, _, done, _ = env.step(expert.act(env, obs))
+            rec["steps"] += 1
             if done:
                 rec["success"] = True
                 break
-        rec["steps"] = step
         rec["stage"] = expert.stage
         sc = expert._ctx.scene
         rec["goal"] = {" ".join(g): bool(sc.holds(g)) for g in sc.goal}
@@ -175,7 +175,15 @@ def main(argv: list[str] | None = None) -> int:
                 done[(r["task"], r["init_state"])] = r
             except (json.JSONDecodeError, KeyError):
                 print(f"skipping a malformed line in {jsonl}", file=sys.stderr)
-    todo = [(t, i) for t in tasks for i in inits if (t, i) not in done]
+    # Blocks of 10 init states across all tasks: an interrupted sweep still covers every task
+    # evenly, and a worker rebuilds its env only when the task changes.
+    todo = [
+        (t, i)
+        for b in range(0, 50, 10)
+        for t in tasks
+        for i in inits
+        if b <= i < b + 10 and (t, i) not in done
+    ]
     print(f"{len(todo)} episodes to run, {len(done)} already in {jsonl}", flush=True)
     bar = tqdm(total=len(todo), desc="libero_10 expert", unit="ep")
     ok = 0

@@ -36,10 +36,10 @@ def turn_on_knob(ctx: Ctx, stove: str, target_q: float = 0.85, lever: float = 0.
     sc = ctx.scene
     joint = _joint_of(ctx, stove, "button")
     safe = sc.table_z + 0.25
-    anchor, rot = _body_frame(ctx, f"{stove}_button")
+    anchor, _ = _body_frame(ctx, f"{stove}_button")
     q0 = sc.joint(joint)
-    # Paddle points along the button body's local -x; its world angle at the current q.
-    base_ang = float(np.arctan2(rot[1, 0], rot[0, 0])) + np.pi
+    # The paddle points along the stove's local -x at q = 0 and turns with q about +z.
+    base_ang = sc.yaw(stove) + np.pi + q0
     z = anchor[2] + 0.03
 
     def at(theta):
@@ -85,14 +85,14 @@ def close_drawer(ctx: Ctx, region: str, max_steps: int = 90):
     lo = np.min([b[0] for b in boxes], axis=0)
     hi = np.max([b[1] for b in boxes], axis=0)
     x = (lo[0] + hi[0]) / 2
-    z = hi[2] - 0.01
+    z = (lo[2] + hi[2]) / 2
     front = lo[1]
     tilt = np.array([np.pi / 4, 0.0, 0.0])  # fingers lean toward +y so the forearm clears the top
     yaw = nearest_yaw(ctx, np.pi / 2)
     safe = max(sc.table_z + 0.25, ctx.eef[2])
     yield from lift(ctx, safe, yaw)
     ctx.grip = CLOSE
-    start = np.array([x, front - 0.07, z + 0.02])
+    start = np.array([x, front - 0.06, z])
     yield from move(ctx, start + [0, 0, 0.1], yaw, CLOSE, tol=0.015, max_steps=80, tilt=tilt)
     yield from move(ctx, start, yaw, CLOSE, tol=0.01, max_steps=50, tilt=tilt)
     q_open = sc.joint(joint)
@@ -100,7 +100,7 @@ def close_drawer(ctx: Ctx, region: str, max_steps: int = 90):
         q = sc.joint(joint)
         if q > 0.002:
             break
-        push = np.array([x, front + (q - q_open) + 0.05, z + 0.02])
+        push = np.array([x, front + (q - q_open) + 0.04, z])
         yield servo(ctx, push, yaw, CLOSE, tilt=tilt)[0]
     back = ctx.eef + np.array([0.0, -0.08, 0.05])
     yield from move(ctx, back, yaw, CLOSE, tol=0.02, max_steps=20, tilt=tilt)

@@ -21,7 +21,10 @@ def safe_height(ctx: Ctx) -> float:
 
 def grasp_for(name: str):
     """Grasp style by object family."""
-    if "mug" in name or "bowl" in name:
+    if "bowl" in name:
+        # Shallow, flared wall: pinch just under the lip or the inner finger hits the slope.
+        return grasp_rim(name, depth=0.012, inset=0.005, prefer=ROBOT_SIDE)
+    if "mug" in name:
         return grasp_rim(name, prefer=ROBOT_SIDE)
     if "moka_pot" in name:
         # Vertical bar of the side handle (body-frame +y), fingers across its thin local x.
@@ -91,7 +94,7 @@ def plan_stove(ctx: Ctx):
     region = pots[0][2]
     centre = sc.site_pos(region)
     # Two pots share the burner: aim them at either side of its centre along y.
-    offsets = [np.zeros(2)] if len(pots) == 1 else [np.array([0.0, -0.035]), np.array([0.0, 0.035])]
+    offsets = [np.zeros(2)] if len(pots) == 1 else [np.array([-0.035, -0.04]), np.array([0.035, 0.04])]
     pots.sort(key=lambda g: sc.pos(g[1])[1])
     for (_, pot, reg), off in zip(pots, offsets):
         for _ in range(2):

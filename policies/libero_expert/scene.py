@@ -78,9 +78,10 @@ class Scene:
             return p.copy(), p.copy()
         return boxes[:, 0].min(0), boxes[:, 1].max(0)
 
-    def obstacles(self, exclude: tuple[str, ...] = ()) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """World boxes of every movable object not in ``exclude``."""
-        return [(n, *self.aabb(n)) for n in self.inner.objects_dict if n not in exclude]
+    def obstacles(self, exclude: tuple[str, ...] = (), fixtures: bool = True):
+        """[(name, lo, hi)] world boxes of every object (and fixture) not in ``exclude``."""
+        names = list(self.inner.objects_dict) + (list(self.inner.fixtures_dict) if fixtures else [])
+        return [(n, *self.aabb(n)) for n in names if n not in exclude]
 
     # ---- sites, joints, predicates -----------------------------------------------------------
     def site_pos(self, site: str) -> np.ndarray:
@@ -110,4 +111,4 @@ class Scene:
         m = self.model
         if any(m.site(i).name == "table_top" for i in range(m.nsite)):
             return float(self.site_pos("table_top")[2])
-        return float(np.median([lo[2] for _, lo, _ in self.obstacles()]))
+        return float(np.median([lo[2] for _, lo, _ in self.obstacles(fixtures=False)]))

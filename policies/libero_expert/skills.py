@@ -217,9 +217,12 @@ def pick(ctx: Ctx, name: str, grasp_fn, safe_z: float, tries: int = 2, close_ste
             yield from move(ctx, np.array([above[0], above[1], cruise]), yaw, OPEN, tol=0.03, max_steps=90)
         yield from move(ctx, above, yaw, OPEN, tol=0.012, max_steps=60)
         yield from move(ctx, g.point, yaw, OPEN, tol=0.006, max_steps=50, kp=12.0)
+        z_before = ctx.scene.pos(name)[2]
         yield from actuate(ctx, CLOSE, close_steps, yaw)
         yield from lift(ctx, safe_z, yaw)
-        if ctx.finger_gap > 0.004:
+        # Did the object come up with the hand? (The finger gap cannot tell: a thin mug or bowl
+        # wall leaves the fingers as nearly shut as an empty grasp.)
+        if ctx.scene.pos(name)[2] > z_before + 0.5 * (ctx.eef[2] - g.point[2]):
             return True
         yield from actuate(ctx, OPEN, 6, yaw)
     return False
