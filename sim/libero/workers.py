@@ -141,6 +141,13 @@ def run_ray(scheduler, runner: Callable[[dict], dict], address: str, workers: in
     except ImportError as e:
         raise RuntimeError("--ray needs the ray package, which AURA does not install: pip install ray") from e
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        _ray_loop(ray, scheduler, runner, address, workers)
+    finally:
+        ray.shutdown()  # disconnects this driver; a cluster given by address keeps running
+
+
+def _ray_loop(ray, scheduler, runner, address, workers) -> None:
     slots = workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
     remote = ray.remote(num_cpus=1, max_retries=0)(runner)  # retries are the scheduler's decision
     inflight: dict[Any, Job] = {}

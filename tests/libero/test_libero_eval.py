@@ -90,3 +90,15 @@ def test_ray_without_ray_installed_is_a_clear_error():
 
     with pytest.raises(RuntimeError, match="pip install ray"):
         run_ray(None, None, "auto")
+
+
+@pytest.mark.slow
+def test_ray_executor_retries_crashed_and_failing_tasks(tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason="needs the ray package (pip install ray), not part of AURA's install")
+    hooks = f"0:1:aura:exit:{tmp_path / 'c'};0:0:aura:raise:{tmp_path / 'r'}"
+    monkeypatch.setenv("AURA_LIBERO_CRASH_ONCE", hooks)
+    assert cli.main([*ARGS, "--workers", "2", "--ray", "local", "--out", str(tmp_path)]) == 0
+    recs = _lines(tmp_path / "episodes.jsonl")
+    errs = sorted(r["error"].split(":")[0] for r in recs if r["status"] != "ok")
+    assert errs == ["RayTaskError(RuntimeError)", "WorkerCrashedError"]
+    assert sum(r["status"] == "ok" for r in recs) == 8
