@@ -106,7 +106,7 @@ def close_drawer(ctx: Ctx, region: str, max_steps: int = 90):
     yield from move(ctx, back, yaw, CLOSE, tol=0.02, max_steps=20, tilt=tilt)
 
 
-def close_door(ctx: Ctx, door_fixture: str, lever: float = 0.2, standoff: float = 0.04, max_steps: int = 120):
+def close_door(ctx: Ctx, door_fixture: str, lever: float = 0.2, standoff: float = 0.07, max_steps: int = 120):
     """Sweep the door's outer face toward q = 0 from ``standoff`` m outside it at ``lever`` m from the hinge."""
     sc = ctx.scene
     m = sc.model
@@ -135,5 +135,68 @@ def close_door(ctx: Ctx, door_fixture: str, lever: float = 0.2, standoff: float 
         if q > -0.002:
             break
         lead = min(q + 0.3, 0.05)
-        yield servo(ctx, at(lead, 0.005), yaw, CLOSE)[0]
+        yield servo(ctx, at(lead, 0.03), yaw, CLOSE)[0]
     yield from move(ctx, ctx.eef + np.array([-0.08, -0.05, 0.05]), yaw, CLOSE, tol=0.02, max_steps=20)
+
+
+def mug_into_microwave(ctx: Ctx, mug: str, region: str, depth: float = 0.095):
+    """Carry the mug by its handle, handle turned toward the robot, set it down just inside the
+    opening, then push it in with forward-tilted closed fingers so the door can shut in front of it.
+
+    The cavity is 14 cm tall and the mug 10 cm: the hand cannot go in above the mug, so it holds the
+    handle from outside and the push reaches in with the fingertips only.
+    """
+    from policies.libero_expert.grasps import grasp_mug_handle, handle_frame
+    from policies.libero_expert.skills import pick
+
+    sc = ctx.scene
+    half = sc.site_half(region)
+    centre = sc.site_pos(region)
+    front = centre[1] - half[1]  # the opening's plane (world y)
+    floor = centre[2] - half[2] + 0.01
+    safe = floor + 0.26
+    ok = yield from pick(ctx, mug, grasp_mug_handle(mug), safe)
+    if not ok:
+        return False
+    # Turn the hand so the handle points at -y (toward the robot); the mug turns with it.
+    _, ang, _ = handle_frame(ctx, mug)
+    turn = float(np.angle(np.exp(1j * (-np.pi / 2 - ang))))
+    yaw = nearest_yaw(ctx, ctx.yaw_now() + turn, symmetric=False)
+
+    def hand_for(cy, z):
+        def f(c):
+            grip, _, mc = handle_frame(c, mug)
+            off = grip - mc  # hand relative to the mug's axis
+            return np.array([centre[0] + off[0], cy + off[1], z])
+
+        return f
+
+    yield from move(ctx, hand_for(front - 0.12, safe), yaw, CLOSE, tol=0.02, max_steps=110)
+    grip, _, mc = handle_frame(ctx, mug)
+    # Held by the handle the mug droops on its far side; keep 3 cm over the cavity floor's lip.
+    z_set = floor + 0.03 + (grip[2] - sc.aabb(mug)[0][2])
+    yield from move(ctx, hand_for(front - 0.12, z_set), yaw, CLOSE, tol=0.012, max_steps=70)
+    yield from move(ctx, hand_for(front + 0.035, z_set), yaw, CLOSE, tol=0.008, max_steps=60)
+    yield from actuate(ctx, OPEN, 8, yaw)
+    # Back off, close the fingers, lean them 25 degrees toward +y, push the handle in.
+    back = ctx.eef + np.array([0.0, -0.08, 0.0])
+    yield from move(ctx, back, yaw, OPEN, tol=0.015, max_steps=30)
+    tilt = np.array([0.45, 0.0, 0.0])
+    ctx.grip = CLOSE
+    grip, _, mc = handle_frame(ctx, mug)
+    push_z = floor + 0.05
+    yaw_p = ctx.yaw_now()
+    start = np.array([grip[0], grip[1] - 0.04, push_z + 0.02])
+    yield from move(ctx, start, yaw_p, CLOSE, tol=0.012, max_steps=50, tilt=tilt)
+    target_y = front + depth
+    last = []
+    for _ in range(80):
+        grip, _, mc = handle_frame(ctx, mug)
+        last.append(mc[1])
+        # Done, or the hand has met the frame and the mug stopped moving.
+        if mc[1] >= target_y or (len(last) > 12 and last[-1] - last[-12] < 0.002):
+            break
+        push = np.array([grip[0], ctx.eef[1] + 0.04, push_z])
+        yield servo(ctx, push, yaw_p, CLOSE, tilt=tilt)[0]
+    yield from move(ctx, ctx.eef + np.array([0.0, -0.1, 0.06]), yaw_p, CLOSE, tol=0.02, max_steps=25, tilt=tilt)
+    return True

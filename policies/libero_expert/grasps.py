@@ -101,3 +101,32 @@ def grasp_handle(name: str, local_point, bar_axis_angle_local: float = 0.0):
         return Grasp(point, _finger_yaw(yaw_obj + bar_axis_angle_local), approach=0.08)
 
     return fn
+
+
+def handle_frame(ctx: Ctx, name: str):
+    """(grip point world, handle direction world angle, rim centre world) of a mug's side handle."""
+    sc = ctx.scene
+    c, radius, _, h = rim_geometry(ctx, name)
+    if h is None:
+        raise ValueError(f"{name} has no side handle")
+    loc = sc.geom_boxes(name, frame="body")
+    d = np.array([np.cos(h), np.sin(h)])
+    far = np.max(loc[:, :, :2] @ d, axis=1) - c @ d  # outermost reach of each geom along d
+    bar = loc[far > radius + 0.005]
+    reach = float(np.max(far))
+    zmid = float((bar[:, 0, 2].min() + bar[:, 1, 2].max()) / 2)
+    local = np.array([c[0] + (reach - 0.007) * d[0], c[1] + (reach - 0.007) * d[1], zmid])
+    r, p = sc.rot(name), sc.pos(name)
+    yaw_obj = float(np.arctan2(r[1, 0], r[0, 0]))
+    centre = p + r @ np.array([c[0], c[1], 0.0])
+    return p + r @ local, yaw_obj + h, centre
+
+
+def grasp_mug_handle(name: str):
+    """Fingers across the handle's outer vertical bar (finger axis perpendicular to the handle)."""
+
+    def fn(ctx: Ctx) -> Grasp:
+        point, ang, _ = handle_frame(ctx, name)
+        return Grasp(point, _finger_yaw(ang + np.pi / 2), approach=0.08)
+
+    return fn
