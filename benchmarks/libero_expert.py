@@ -194,13 +194,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             pool = mp.get_context("spawn").Pool(args.workers, maxtasksperchild=None)
             results = pool.imap_unordered(run_episode, todo, chunksize=1)
-        for rec in results:
-            f.write(json.dumps(rec) + "\n")
-            f.flush()
-            done[(rec["task"], rec["init_state"])] = rec
-            ok += rec["success"]
-            bar.update(1)
-            bar.set_postfix(task=rec["task"], ok=f"{ok}/{bar.n}")
+        try:
+            for rec in results:
+                f.write(json.dumps(rec) + "\n")
+                f.flush()
+                done[(rec["task"], rec["init_state"])] = rec
+                ok += rec["success"]
+                bar.update(1)
+                bar.set_postfix(task=rec["task"], ok=f"{ok}/{bar.n}")
+        except KeyboardInterrupt:
+            # Stopped early (Ctrl-C / SIGINT): summarize what finished; a rerun resumes.
+            print("\ninterrupted: summarizing the finished episodes", file=sys.stderr)
+            if pool is not None:
+                pool.terminate()
+                pool = None
         if pool is not None:
             pool.close()
             pool.join()

@@ -107,7 +107,8 @@ def close_drawer(ctx: Ctx, region: str, max_steps: int = 90):
 
 
 def close_door(ctx: Ctx, door_fixture: str, lever: float = 0.2, standoff: float = 0.07, max_steps: int = 120):
-    """Sweep the door's outer face toward q = 0 from ``standoff`` m outside it at ``lever`` m from the hinge."""
+    """Sweep the door's outer face toward q = 0, from ``standoff`` m outside it, ``lever`` m out from
+    the hinge."""
     sc = ctx.scene
     m = sc.model
     names = [m.joint(j).name for j in range(m.njnt)]
@@ -198,5 +199,48 @@ def mug_into_microwave(ctx: Ctx, mug: str, region: str, depth: float = 0.095):
             break
         push = np.array([grip[0], ctx.eef[1] + 0.04, push_z])
         yield servo(ctx, push, yaw_p, CLOSE, tilt=tilt)[0]
-    yield from move(ctx, ctx.eef + np.array([0.0, -0.1, 0.06]), yaw_p, CLOSE, tol=0.02, max_steps=25, tilt=tilt)
+    yield from move(
+        ctx, ctx.eef + np.array([0.0, -0.1, 0.06]), yaw_p, CLOSE, tol=0.02, max_steps=25, tilt=tilt
+    )
+    return True
+
+
+def book_into_caddy(ctx: Ctx, book: str, region: str):
+    """Pick the upright book near its top edge (fingers across its thickness), turn it so its
+    thickness lies along the compartment's narrow side, lower it in and let go."""
+    from policies.libero_expert.grasps import grasp_body
+    from policies.libero_expert.skills import pick
+
+    sc = ctx.scene
+    safe = sc.table_z + 0.3
+    loc = sc.geom_boxes(book, frame="body")
+    ext = loc[:, 1].max(0) - loc[:, 0].min(0)
+    ok = yield from pick(ctx, book, grasp_body(book, z_frac=0.8, z_max_above=0.2), safe)
+    if not ok:
+        return False
+    half = sc.site_half(region)
+    centre = sc.site_pos(region)
+    # World angle of the book's thin horizontal axis now, and the compartment's narrow axis.
+    r = sc.rot(book)
+    thin_local = 0 if ext[0] <= ext[1] else 1
+    thin_ang = float(np.arctan2(r[1, thin_local], r[0, thin_local]))
+    want = 0.0 if half[0] <= half[1] else np.pi / 2
+    turn = float(np.angle(np.exp(2j * (want - thin_ang))) / 2)  # the book is symmetric under pi
+    yaw = nearest_yaw(ctx, ctx.yaw_now() + turn, symmetric=False)
+    lo, _ = sc.aabb(book)
+    bottom_off = float(sc.pos(book)[2] - lo[2])
+    floor = centre[2] - half[2]
+
+    def hand_for(z):
+        def f(c):
+            off = sc.pos(book) - c.eef
+            return np.array([centre[0] - off[0], centre[1] - off[1], z])
+
+        return f
+
+    yield from move(ctx, hand_for(safe), yaw, CLOSE, tol=0.015, max_steps=110)
+    off_z = float(sc.pos(book)[2] - ctx.eef[2])
+    yield from move(ctx, hand_for(floor + bottom_off + 0.02 - off_z), yaw, CLOSE, tol=0.008, max_steps=70)
+    yield from actuate(ctx, OPEN, 8, yaw)
+    yield from lift(ctx, safe, yaw)
     return True
