@@ -3,7 +3,7 @@ microwave, book into the caddy.
 
 Joint conventions (read from the model, checked against LIBERO's predicates):
 - stove knob: hinge about world z, "on" when q >= 0.5 rad (q in [0, 2.1]); a paddle geom along the
-  button body's local x sticks up 5 cm.
+  stove's local -x (at q = 0) sticks up 5 cm.
 - drawer: slide along world y, closed when q > 0 (open about -0.146); pushing +y closes it.
 - microwave door: hinge about world z at the door's left edge, closed when q > -0.005, open about
   -1.58; the free edge sits at angle q from +x, so closing sweeps it toward +x.

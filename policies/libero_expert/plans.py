@@ -118,12 +118,10 @@ def plan_drawer(ctx: Ctx):
 
 def plan_microwave(ctx: Ctx):
     """Task 9: mug into the microwave, then swing the door shut."""
-    sc = ctx.scene
     (_, mug, region) = _goal(ctx, "in")[0]
     (_, door) = _goal(ctx, "close")[0]
     yield from art.mug_into_microwave(ctx, mug, region)
     yield from art.close_door(ctx, door)
-    del sc
 
 
 def plan_caddy(ctx: Ctx):

@@ -17,7 +17,7 @@ its step budget returns instead of blocking, so an episode always ends within th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -38,7 +38,6 @@ class Ctx:
     obs: dict
     step: int = 0
     grip: float = OPEN
-    log: list = field(default_factory=list)
 
     @property
     def eef(self) -> np.ndarray:
