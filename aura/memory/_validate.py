@@ -50,15 +50,47 @@ def _check_device(fn: str, tensors: dict[str, torch.Tensor]) -> None:
             raise ValueError(f"{fn}: argument '{name}' is on {dev}, but q is on {first}")
 
 
-def check_values(fn: str, tensors: dict[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
-    """Finite everywhere, ``g <= 0``, ``b`` and ``w`` in [0, 1]. Returns ``{name: (min, max)}``.
+_PINNED: dict[tuple, torch.Tensor] = {}
 
-    One ``aminmax`` pass per tensor (NaN and +-inf propagate into it) and a single host transfer, so the
-    check stays cheap next to the kernels it guards; the slow per-element count runs only on failure.
+
+def start_value_check(tensors: dict[str, torch.Tensor]):
+    """Launch the value reductions: one ``aminmax`` per tensor, one stack per dtype, no host sync yet.
+
+    On CUDA the results are copied to pinned host memory without blocking, and an event marks when they
+    are there, so the caller can queue its own kernels before waiting (``finish_value_check``).
     """
     with torch.no_grad():
-        mm = torch.stack([torch.stack(torch.aminmax(t.detach())).double() for t in tensors.values()])
-        stats = {name: (float(lo), float(hi)) for name, (lo, hi) in zip(tensors, mm.cpu().tolist())}
+        groups: dict[torch.dtype, list[str]] = {}
+        for name, t in tensors.items():
+            groups.setdefault(t.dtype, []).append(name)
+        pending = []
+        for dtype, names in groups.items():
+            vals = torch.stack([v for name in names for v in torch.aminmax(tensors[name].detach())])
+            if vals.is_cuda:
+                key = (dtype, vals.numel(), vals.device)
+                host = _PINNED.get(key)
+                if host is None:
+                    host = _PINNED[key] = torch.empty(vals.numel(), dtype=dtype, pin_memory=True)
+                host.copy_(vals, non_blocking=True)
+                vals = host
+            pending.append((names, vals))
+        event = None
+        if any(t.is_cuda for t in tensors.values()):
+            event = torch.cuda.Event()
+            event.record()
+    return pending, event
+
+
+def finish_value_check(fn: str, tensors: dict[str, torch.Tensor], started) -> dict[str, tuple[float, float]]:
+    """Wait for ``start_value_check``'s numbers and raise ``ValueError`` naming the first bad argument."""
+    pending, event = started
+    if event is not None:
+        event.synchronize()
+    stats = {}
+    for names, vals in pending:
+        flat = vals.tolist()
+        for i, name in enumerate(names):
+            stats[name] = (float(flat[2 * i]), float(flat[2 * i + 1]))
     for name, t in tensors.items():
         lo, hi = stats[name]
         if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -76,6 +108,15 @@ def check_values(fn: str, tensors: dict[str, torch.Tensor]) -> dict[str, tuple[f
     return stats
 
 
+def check_values(fn: str, tensors: dict[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
+    """Finite everywhere, ``g <= 0``, ``b`` and ``w`` in [0, 1]. Returns ``{name: (min, max)}``.
+
+    One ``aminmax`` pass per tensor (NaN and +-inf propagate into it) and one host transfer per dtype, so
+    the check stays cheap next to the kernels it guards; the slow per-element count runs only on failure.
+    """
+    return finish_value_check(fn, tensors, start_value_check(tensors))
+
+
 def check_scale(fn: str, scale, K: int) -> float:
     if scale is None:
         return K**-0.5
@@ -83,7 +124,7 @@ def check_scale(fn: str, scale, K: int) -> float:
         s = float(scale)
     except (TypeError, ValueError):
         raise ValueError(f"{fn}: argument 'scale' must be a float or None, got {scale!r}") from None
-    if not torch.isfinite(torch.tensor(s)):
+    if not math.isfinite(s):
         raise ValueError(f"{fn}: argument 'scale' must be finite, got {s}")
     return s
 

@@ -60,6 +60,7 @@ def _impls(device, chunk_sizes):
     if fla is not None:
         impls["fla_direct"] = lambda *x: fla(*x)
         impls["aura_dispatch"] = lambda *x: gdn2_chunk(*x, backend="auto")
+        impls["aura_dispatch_novalidate"] = lambda *x: gdn2_chunk(*x, backend="auto", validate=False)
     return impls
 
 
@@ -104,9 +105,9 @@ def _ratios(rows):
         naive = index.get(("naive", B, T, mode))
         if impl.startswith("torch_chunk") and naive:
             out.append({"what": f"naive / {impl}", "B": B, "T": T, "mode": mode, "ratio": naive / ms})
-        if impl == "aura_dispatch" and ("fla_direct", B, T, mode) in index:
+        if impl.startswith("aura_dispatch") and ("fla_direct", B, T, mode) in index:
             ratio = ms / index[("fla_direct", B, T, mode)]
-            out.append({"what": "aura_dispatch / fla_direct", "B": B, "T": T, "mode": mode, "ratio": ratio})
+            out.append({"what": f"{impl} / fla_direct", "B": B, "T": T, "mode": mode, "ratio": ratio})
     return out
 
 
@@ -169,7 +170,7 @@ def _print_table(result) -> None:
     for r in result["rows"]:
         shape = f"B{r['B']} T{r['T']} H{r['H']} d{r['K']}"
         table.add_row(r["impl"], shape, r["mode"], f"{r['median_ms']:.2f}", f"{r['min_ms']:.2f}")
-    console = Console(width=110)
+    console = Console(width=120)
     console.print(table)
     for r in result["ratios"]:
-        console.print(f"{r['what']:>34}  B{r['B']} T{r['T']} {r['mode']:>7}: {r['ratio']:.2f}x")
+        console.print(f"{r['what']:>45}  B{r['B']} T{r['T']} {r['mode']:>7}: {r['ratio']:.2f}x")

@@ -26,7 +26,14 @@ import os
 import torch
 import torch.nn.functional as F
 
-from aura.memory._validate import check_scale, check_sequence, compute_dtype
+from aura.memory._validate import (
+    check_scale,
+    check_sequence,
+    check_values,
+    compute_dtype,
+    finish_value_check,
+    start_value_check,
+)
 
 BACKENDS = ("auto", "torch", "fla")
 # Set AURA_MEMORY_BACKEND=torch to force the torch path where a call site cannot pass backend=.
@@ -91,7 +98,7 @@ def gdn2_chunk(
     of two (fla accepts only 64); sequences shorter than a chunk use the next power of two >= T.
     """
     fn = "gdn2_chunk"
-    (B, T, H, K, V), stats = check_sequence(fn, q, k, v, g, b, w, initial_state, validate)
+    (B, T, H, K, V), _ = check_sequence(fn, q, k, v, g, b, w, initial_state, False)
     s = check_scale(fn, scale, K)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(
@@ -100,11 +107,21 @@ def gdn2_chunk(
     if chunk_size & (chunk_size - 1):
         raise ValueError(f"gdn2_chunk: argument 'chunk_size' must be a power of two, got {chunk_size}")
     ct = compute_dtype(q, k, v, g, b, w, initial_state)
+    tensors = {"q": q, "k": k, "v": v, "g": g, "b": b, "w": w}
+    if initial_state is not None:
+        tensors["initial_state"] = initial_state
     if resolve_backend(backend, q, ct, chunk_size) == "fla":
+        # The value check's reductions are queued first and read back only after fla's kernels are
+        # launched, so the host sync overlaps fla's work instead of stalling before it.
+        started = start_value_check(tensors) if validate else None
         S0 = None if initial_state is None else initial_state.float()
-        return fla_chunk_gdn2()(
+        out = fla_chunk_gdn2()(
             q, k, v, g, b, w, scale=s, initial_state=S0, output_final_state=output_final_state
         )
+        if started is not None:
+            finish_value_check(fn, tensors, started)
+        return out
+    stats = check_values(fn, tensors) if validate else None
     g_min = stats["g"][0] if stats is not None else float(g.detach().min())
     o, S = _chunk_torch(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min)
     return o.to(q.dtype if q.dtype != ct else ct), (S if output_final_state else None)
