@@ -29,7 +29,9 @@ whose success predicate still works. ``raw_env`` is LIBERO's ``OffScreenRenderEn
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 from typing import Any
 
 import gymnasium as gym
@@ -135,6 +137,12 @@ class LiberoEnv(gym.Env):
         else:
             kw.update(has_offscreen_renderer=False, use_camera_obs=False)
         self.raw_env = OffScreenRenderEnv(**kw)
+        if not _OPEN:
+            # Registered after robosuite's EGL module (atexit runs last-in first-out), so open envs
+            # are closed before robosuite terminates the EGL display.
+            atexit.unregister(_close_all)
+            atexit.register(_close_all)
+        _OPEN.add(self)
         self.raw_env.seed(self.seed)
         if self.cameras:
             self._shrink_offscreen_buffer()
@@ -243,6 +251,27 @@ class LiberoEnv(gym.Env):
 
     def close(self):
         raw = getattr(self, "raw_env", None)
-        if raw is not None:
-            raw.close()
-            self.raw_env = None
+        if raw is None:
+            return
+        sim = getattr(raw.env, "sim", None)
+        ctx = getattr(sim, "_render_context_offscreen", None)
+        if ctx is not None:
+            # Free the GL context now, while EGL is alive; left to __del__ at interpreter exit it
+            # fails noisily (EGLError tracebacks) because the display is already gone.
+            ctx.gl_ctx.make_current()
+            ctx.con.free()
+            ctx.gl_ctx.free()
+        raw.close()
+        self.raw_env = None
+        _OPEN.discard(self)
+
+
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    for env in list(_OPEN):
+        try:
+            env.close()
+        except Exception:  # best effort at exit; nothing left to report to
+            pass
