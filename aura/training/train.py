@@ -1,0 +1,131 @@
+"""Training loop for every arm: closed-loop action error plus the arm's write cost.
+
+For AuraMem with its learned gate the loss is
+
+    L = E[ l(a_t, a_t*) over supervised steps ] + sparsity * mean_t p_t + budget_w * relu(rate - budget)
+
+where a_t is read from the state the gate's own earlier decisions produced: the straight-through mask
+m_t = 1[p_t > tau] + p_t - sg(p_t) mixes S_t = m_t S~_t + (1 - m_t) S_{t-1}, so dL/dm_t =
+<dL/dS_t, S~_t - S_{t-1}> is the first-order effect of writing (or not) at t on every later action's error.
+l is cross-entropy on logits ("ce", discrete actions, e.g. the synthetic benchmark) or squared error ("mse",
+continuous robot actions). Target rows that are NaN are unsupervised.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOSSES = ("ce", "mse")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    loss: str = "ce"
+    grad_clip: float = 1.0
+    warmup: int = 20
+    seed: int = 0
+    log_every: int = 25
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.steps < 1 or self.lr <= 0:
+            raise ValueError(f"steps must be >= 1 and lr > 0, got steps={self.steps}, lr={self.lr}")
+
+
+def action_loss(action: torch.Tensor, target: torch.Tensor, loss: str = "ce") -> torch.Tensor:
+    """Mean loss over supervised steps (target rows without NaN); 0 (with grad) if none are supervised."""
+    mask = torch.isfinite(target).all(-1)
+    if not mask.any():
+        return action.sum() * 0.0
+    a, y = action[mask], target[mask]
+    if loss == "ce":
+        return F.cross_entropy(a, y.argmax(-1))
+    return ((a - y) ** 2).mean()
+
+
+def accuracy(action: torch.Tensor, target: torch.Tensor) -> float:
+    mask = torch.isfinite(target).all(-1)
+    if not mask.any():
+        return float("nan")
+    return (action[mask].argmax(-1) == target[mask].argmax(-1)).float().mean().item()
+
+
+def fit(
+    arm: nn.Module,
+    batches: Callable[[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | Iterator,
+    cfg: TrainConfig,
+    params=None,
+    desc: str = "train",
+    progress: bool = True,
+    log_path: Path | None = None,
+) -> list[dict]:
+    """Train ``arm`` (forward(z, base) -> ArmOutput) on ``batches(step) -> (z, base, target)``.
+
+    Adam with linear warm-up and cosine decay; prints a tqdm bar; returns (and appends as JSONL to
+    ``log_path``) one record every ``log_every`` steps.
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    params = [p for p in (params if params is not None else arm.parameters()) if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    history: list[dict] = []
+    arm.train()
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False, mininterval=2.0)
+    t0 = time.perf_counter()
+    run = {"loss": 0.0, "acc": 0.0, "writes": 0.0, "n": 0}
+    for step in bar:
+        z, base, target = batches(step) if callable(batches) else next(batches)
+        out = arm(z, base)
+        l_act = action_loss(out.action, target, cfg.loss)
+        loss = l_act if out.penalty is None else l_act + out.penalty
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{desc}: non-finite loss at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        run["loss"] += l_act.item()
+        run["acc"] += accuracy(out.action.detach(), target) if cfg.loss == "ce" else 0.0
+        run["writes"] += out.write.float().mean().item()
+        run["n"] += 1
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            n = run["n"]
+            rec = {
+                "step": step + 1,
+                "action_loss": run["loss"] / n,
+                "train_acc": run["acc"] / n if cfg.loss == "ce" else None,
+                "write_rate": run["writes"] / n,
+                "lr": sched.get_last_lr()[0],
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(rec)
+            bar.set_postfix(loss=f"{rec['action_loss']:.3f}", wr=f"{rec['write_rate']:.3f}")
+            if log_path is not None:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps({"desc": desc, **rec}) + "\n")
+            run = {"loss": 0.0, "acc": 0.0, "writes": 0.0, "n": 0}
+    arm.eval()
+    return history
