@@ -171,9 +171,8 @@ class EvalScheduler:
             if arm in BUDGET_ARMS:
                 if (t, i) in self.dead:
                     self.queue.pop(k)
-                    self._record(
-                        job, dict(status="error", error="the AURA arm failed: no write budget"), final=True
-                    )
+                    why = "the AURA arm failed: no write budget"
+                    self._record(job, dict(status="error", error=why, success=False, final=True), final=True)
                     return self.next_job()
                 budget = self._budget(t, i)
                 if budget is None:
