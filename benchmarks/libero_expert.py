@@ -17,6 +17,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -164,6 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     from policies.libero_expert.sim import ensure_config
 
     ensure_config()  # once, before workers import libero (it would prompt on a missing config)
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+
+    # A background job (nohup ... &) ignores SIGINT; make both SIGINT and SIGTERM end the sweep
+    # with a summary of what finished.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     jsonl = out / "episodes.jsonl"
@@ -204,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 bar.set_postfix(task=rec["task"], ok=f"{ok}/{bar.n}")
         except KeyboardInterrupt:
             # Stopped early (Ctrl-C / SIGINT): summarize what finished; a rerun resumes.
-            print("\ninterrupted: summarizing the finished episodes", file=sys.stderr)
+            print("\nstopped: summarizing the finished episodes", file=sys.stderr)
             if pool is not None:
                 pool.terminate()
                 pool = None
