@@ -47,8 +47,8 @@ class Budget:
     @classmethod
     def quick(cls) -> Budget:
         return cls(
-            batch=16, dense_steps=60, gate_steps=15, skip_steps=8, gru_steps=40, kv_steps=40, stream_steps=20,
-            test_episodes=64,
+            batch=16, dense_steps=40, gate_steps=10, skip_steps=5, gru_steps=30, kv_steps=30, stream_steps=10,
+            test_episodes=48,
         )  # fmt: skip
 
 

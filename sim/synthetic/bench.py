@@ -187,8 +187,9 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xlabel("writes per episode (log)")
         ax.set_ylabel("query accuracy")
         ax.set_title(f"synthetic '{name}' (N = {results['configs'][name]['horizon']})")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center right")  # outside the axes: hides no point
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
