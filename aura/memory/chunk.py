@@ -165,11 +165,14 @@ def _chunk_torch(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min):
         col = (P - gam.unsqueeze(-3)).clamp(max=_EXP_LIMIT[ct]).exp()  # [B, H, N, L, C, K]
     Xb = b * k * row  # (b*k) e^{Gamma_r - P_R}
     Xq = (s * q) * row
-    Y = k.unsqueeze(-3) * col
-    X = torch.stack([Xb.reshape(B, H, N, L, c, K), Xq.reshape(B, H, N, L, c, K)], dim=-3)
-    XY = (X.reshape(B, H, N, L, 2 * c, K) @ Y.transpose(-1, -2)).reshape(B, H, N, L, 2, c, C)
-    Tm = torch.tril(XY[..., 0, :, :].reshape(B, H, N, C, C), -1)
-    Aqk = torch.tril(XY[..., 1, :, :].reshape(B, H, N, C, C))
+    Yt = (k.unsqueeze(-3) * col).transpose(-1, -2)  # [B, H, N, L, K, C]
+    # Causal masks as multiplications (one pass each, no copy of the product); rows r, columns i.
+    r = torch.arange(C, device=q.device)
+    strict = (r[:, None] > r[None, :]).to(ct)
+    Tm = ((Xb.reshape(B, H, N, L, c, K) @ Yt).reshape(B, H, N, C, C)) * strict
+    Aqk = ((Xq.reshape(B, H, N, L, c, K) @ Yt).reshape(B, H, N, C, C)) * (
+        strict + torch.eye(C, dtype=ct, device=q.device)
+    )
     if P is not None:  # back to the chunk start: e^{Gamma_r} = e^{Gamma_r - P_R} e^{P_R}
         e_P = P.exp()
         Xb = (Xb.reshape(B, H, N, L, c, K) * e_P).reshape(B, H, N, C, K)
