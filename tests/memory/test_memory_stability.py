@@ -120,3 +120,14 @@ def test_stability_bench_short_run(tmp_path):
     assert aura_main([*argv, "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["steps"] == 300 and "adversarial_cycle" in data["by_dtype"]["float64"]["cases"]
+
+
+def test_guard_in_the_autograd_step_matches_the_in_place_step(gen):
+    q, k, v, g, b, w, S0 = make_inputs(2, 1, 2, 6, 5, gen=gen)
+    step = [x[:, 0] for x in (q, k, v, g, b, w)]
+    o1, S1 = gdn2_step(*step, S0 * 10, max_norm=3.0)  # no grad: in-place path into a fresh buffer
+    leaves = [x.clone().requires_grad_() for x in (*step, S0 * 10)]
+    o2, S2 = gdn2_step(*leaves, max_norm=3.0)  # functional path
+    assert rel_err(o2, o1) < 1e-12 and rel_err(S2, S1) < 1e-12
+    assert abs(float(torch.linalg.vector_norm(S2, dim=(-2, -1)).max()) - 3.0) < 1e-9
+    torch.autograd.grad(o2.sum() + S2.sum(), leaves)  # differentiable through the guard
