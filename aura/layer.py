@@ -9,6 +9,7 @@ Per step t, from backbone features z_t [B, d_model] and base action a_t^base [B,
 
     candidate   S' = Diag(alpha_t) S_{t-1};  u_t = w_t * v_t - S'^T (b_t * k_t);  S~_t = S' + k_t u_t^T
     gate        p_t = gate(u_t, ..., z_t)  (aura.gate);  write_t = p_t > tau
+    guard       S~_t <- c_t S~_t, c_t = min(1, max_state_norm / ||S~_t||_F) per head (1 below the bound)
     state       (S_t, aux_t) = (S~_t, w_t * v_t) if write_t else (S_{t-1}, aux_{t-1})   (skipped, not * 0)
     read        r_t = S_t^T (s q_t)          (after the optional write; on a skip r_t = S_{t-1}^T s q_t)
     action      a_t = a_t^base + W_c [r_t^1; ...; r_t^H],   W_c = 0 at init, so a fresh AuraMem == backbone
@@ -63,6 +64,10 @@ class AuraMemConfig:
     estimator: str = "st"  # training: "st" straight-through on p > tau; "gumbel": logistic noise first
     gate_hidden: int = 16
     gate_z_features: int = 8
+    # Norm guard on each head's S after a write (aura/memory/guard.py: GDN-2 alone gives no bound; an
+    # adversarial input cycle grows ||S|| by 1.118x per step). None disables it. The runtime may rely on
+    # ||S_t||_F <= max_state_norm (up to fp32 rounding) for every head and step.
+    max_state_norm: float | None = 1.0e4
 
     def __post_init__(self):
         for name in ("d_model", "d_key", "d_val", "d_action", "heads", "gate_hidden"):
@@ -73,6 +78,13 @@ class AuraMemConfig:
             raise ValueError(
                 f"AuraMemConfig.gate_z_features must be an int >= 0, got {self.gate_z_features!r}"
             )
+        if self.max_state_norm is not None:
+            if not (isinstance(self.max_state_norm, (int, float)) and 0 < self.max_state_norm < math.inf):
+                raise ValueError(
+                    f"AuraMemConfig.max_state_norm must be a positive finite float or None, "
+                    f"got {self.max_state_norm!r}"
+                )
+            self.max_state_norm = float(self.max_state_norm)
         if self.rule not in RULES:
             raise ValueError(f"AuraMemConfig.rule must be one of {RULES}, got {self.rule!r}")
         if self.estimator not in ESTIMATORS:
@@ -209,6 +221,14 @@ class AuraMem(nn.Module):
         wv = p.w * p.v
         delta = wv - torch.einsum("bhkv,bhk->bhv", s_dec, p.b * p.k)
         s_new = s_dec + p.k[..., :, None] * delta[..., None, :]
+        if self.config.max_state_norm is not None:
+            # Fold the guard's factor c = min(1, max_norm / ||S~||_F) into the factored record (decay * c,
+            # delta * c) and rebuild S~ from it, so a journal replay of (decay, key, delta) stays bit-exact.
+            # c is exactly 1.0 below the threshold, which leaves every bit as without the guard.
+            norm = torch.sqrt((s_new * s_new).sum(dim=(-2, -1)))
+            c = (self.config.max_state_norm / norm.clamp_min(torch.finfo(s_new.dtype).tiny)).clamp(max=1.0)
+            decay, delta = decay * c[..., None], delta * c[..., None]
+            s_new = decay[..., :, None] * s_old + p.k[..., :, None] * delta[..., None, :]
         return decay, p.k, delta, wv, torch.cat([s_new, wv[:, :, None, :]], dim=2)
 
     def _core(self, p, zf, base, state, force=None, allowed=None, generator=None):

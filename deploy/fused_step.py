@@ -6,7 +6,7 @@ Same math as ``aura.layer.AuraMem.step`` (rule "gdn2", one head; s = K^-1/2, l2n
     kernel 2 (one program, everything else):
         y = sum_j P[j] + bias;  q, k = l2n(.), v;  b, w = sigmoid(.)
         alpha = exp(-exp(A_log) softplus(f + dt_bias))
-        S' = Diag(alpha) S;  u = w*v - S'^T (b*k);  S~ = S' + k u^T
+        S' = Diag(alpha) S;  u = w*v - S'^T (b*k);  S~ = S' + k u^T;  norm guard folded into (alpha, u)
         signals log(eps + [||u||, s||W_c u||, ||W_c (S~ - S)^T s q||, ||w*v - aux||]) ++ z-view -> MLP -> p
         write = p > tau;  (S, aux) <- (S~, w*v) if write
         a = a_base + W_c S^T s q;  a_skip = a_base + W_c S_old^T s q
@@ -78,6 +78,7 @@ def _tail(
     aux_ptr,
     scale,
     tau,
+    max_norm,
     n_act,
     KS: tl.constexpr,
     N: tl.constexpr,
@@ -108,6 +109,12 @@ def _tail(
     wv = w * v
     delta = wv - tl.sum(s_dec * (b * k)[:, None], axis=0)
     s_new = s_dec + k[:, None] * delta[None, :]
+    # norm guard, as in AuraMem.candidate: fold c = min(1, max_norm / ||S~||_F) into (decay, delta) and
+    # rebuild S~ from them so the journal record replays it; c == 1 below the bound.
+    c = tl.minimum(max_norm / tl.maximum(tl.sqrt(tl.sum(tl.sum(s_new * s_new, axis=1), axis=0)), 1e-30), 1.0)
+    decay = decay * c
+    delta = delta * c
+    s_new = decay[:, None] * S + k[:, None] * delta[None, :]
     sq = scale * q
     read_old = tl.sum(S * sq[:, None], axis=0)
     read_new = tl.sum(s_new * sq[:, None], axis=0)
@@ -173,6 +180,7 @@ def _step_tail(
     aux_ptr,
     scale,
     tau,
+    max_norm,
     n_act,
     KS: tl.constexpr,
     N: tl.constexpr,
@@ -205,6 +213,7 @@ def _step_tail(
         aux_ptr,
         scale,
         tau,
+        max_norm,
         n_act,
         KS,
         N,
@@ -243,6 +252,7 @@ def _step_single(
     aux_ptr,
     scale,
     tau,
+    max_norm,
     n_act,
     KS: tl.constexpr,
     N: tl.constexpr,
@@ -288,6 +298,7 @@ def _step_single(
             aux_ptr,
             scale,
             tau,
+            max_norm,
             n_act,
             KS,
             N,
@@ -343,6 +354,8 @@ class FusedStep:
         self.w2 = g.mlp[2].weight.detach().float().reshape(-1).contiguous()
         self.b2 = g.mlp[2].bias.detach().float().contiguous()
         self.cfg, self.scale, self.tau = cfg, cfg.d_key**-0.5, float(cfg.threshold)
+        # no guard == a bound no fp32 state reaches (c is then exactly 1)
+        self.max_norm = 3.0e38 if cfg.max_state_norm is None else float(cfg.max_state_norm)
         self.partial = torch.empty(self.ksplit, self.n_pad, device=dev)
         self.count = torch.zeros(1, dtype=torch.int32, device=dev)
         # single: one launch (arrival counter); else GEMV + tail. A one-warp tail reduces with shuffles only.
@@ -379,6 +392,7 @@ class FusedStep:
             aux,
             self.scale,
             self.tau,
+            self.max_norm,
             cfg.d_action,
             self.ksplit,
             self.n_pad,

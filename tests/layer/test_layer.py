@@ -88,6 +88,31 @@ def test_factored_write_record_replays_the_state_exactly(rule):
         state = out.state
 
 
+def test_norm_guard_bounds_the_state_and_keeps_the_record_exact():
+    m = _model("gdn2", heads=2, gate_bias=30.0)  # every step writes
+    m.config.max_state_norm = 5.0
+    z, a = _inputs(t=60)
+    state = 20 * torch.randn(3, *m.config.state_shape)  # starts far above the bound
+    kd = m.config.d_key
+    for t in range(60):
+        out = m.step(z[:, t], a[:, t], state)
+        s_new = out.decay[..., :, None] * state[:, :, :kd] + out.key[..., :, None] * out.delta[..., None, :]
+        assert torch.equal(out.state[:, :, :kd], s_new)  # the guard is folded into the replayable record
+        assert torch.linalg.vector_norm(out.state[:, :, :kd], dim=(-2, -1)).max() <= 5.0 * (1 + 1e-5)
+        state = out.state
+
+
+def test_norm_guard_is_bit_identical_below_its_bound():
+    guarded, free = _model("gdn2", gate_bias=30.0), _model("gdn2", gate_bias=30.0)
+    free.config.max_state_norm = None
+    z, a = _inputs()
+    s1 = s2 = guarded.init_state(3)
+    for t in range(40):
+        o1, o2 = guarded.step(z[:, t], a[:, t], s1), free.step(z[:, t], a[:, t], s2)
+        assert torch.equal(o1.state, o2.state) and torch.equal(o1.action, o2.action)
+        s1, s2 = o1.state, o2.state
+
+
 @pytest.mark.parametrize("rule,heads", [("gdn2", 1), ("gdn2", 2), ("kda", 1), ("gdn", 2), ("deltanet", 1)])
 def test_step_api_equals_sequence_api(rule, heads):
     m = _model(rule, heads=heads, gate_bias=0.0)  # gate near 0.5: both decisions occur
@@ -158,6 +183,8 @@ def test_gumbel_estimator_is_seeded_and_only_in_training():
         dict(d_model=8, rule="lstm"),
         dict(d_model=8, threshold=1.0),
         dict(d_model=8, estimator="x"),
+        dict(d_model=8, max_state_norm=0.0),
+        dict(d_model=8, max_state_norm=float("inf")),
     ],
 )
 def test_bad_config_is_a_clear_error(kwargs):
