@@ -291,6 +291,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from sim.libero.report import print_table, read_records, write_summary
 
+    if args.checkpoint is None and any(a in arms for a in ("aura", "random", "periodic")):
+        # A fresh gate is untrained: it writes on most steps, so the aura arm and its budget-matched arms
+        # then measure plumbing, not gating. Say so rather than let the table pass as a gate result.
+        print(
+            "aura eval libero: warning: no --checkpoint, so the AURA gate is untrained (a fresh AuraMem "
+            "writes on most steps and adds no correction); its write counts say nothing about gating",
+            file=sys.stderr,
+        )
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = "episodes.jsonl" if shard_n == 1 else f"episodes.shard-{shard_i}-of-{shard_n}.jsonl"
