@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing as mp
 import os
 import signal
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sim.libero.report import wilson  # noqa: E402  (after the path insert: runs from a checkout too)
 
 MAX_STEPS = 520
 
@@ -46,16 +47,6 @@ def parse_ids(spec: str, upper: int, what: str) -> list[int]:
     if bad or not out:
         raise ValueError(f"--{what}: ids must lie in [0, {upper}), got {spec!r}")
     return sorted(set(out))
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    den = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / den
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, c - h), min(1.0, c + h)
 
 
 _ENV: dict = {}
