@@ -243,25 +243,16 @@ def _export_default(args) -> Path:
     import torch  # export needs torch; the measured runtime does not
 
     from aura.layer import AuraMem
-    from deploy.export import aura_step_module, export_step
+    from deploy.export import export_layer
 
     if args.checkpoint:
         layer = AuraMem.load(args.checkpoint)
     else:
         torch.manual_seed(0)
         layer = AuraMem(d_model=args.d_model, d_action=7)
-    cfg = layer.config
-    path = Path(args.out) / f"step_d{cfg.d_model}.onnx"
-    print(f"exporting a d_model={cfg.d_model} step to {path} ...", flush=True)
-    export_step(
-        aura_step_module(layer.eval()),
-        path,
-        d_model=cfg.d_model,
-        d_action=cfg.d_action,
-        heads=cfg.heads,
-        d_key=cfg.d_key,
-        d_val=cfg.d_val,
-    )
+    path = Path(args.out) / f"step_d{layer.config.d_model}.onnx"
+    print(f"exporting a d_model={layer.config.d_model} step to {path} ...", flush=True)
+    export_layer(layer, path)
     return path
 
 

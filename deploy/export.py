@@ -162,13 +162,10 @@ def aura_step_module(layer):
     return AuraMemStep(layer).eval()
 
 
-def export_checkpoint(checkpoint, out, opset: int = 18):
-    """Load an AuraMem checkpoint directory and export its step; returns (step module, path)."""
-    from aura.layer import AuraMem
-
-    layer = AuraMem.load(checkpoint).eval()
+def export_layer(layer, out, opset: int = 18, metadata=None):
+    """Export an AuraMem's step with its config's static shapes; returns (step module, path)."""
     cfg = layer.config
-    module = aura_step_module(layer)
+    module = aura_step_module(layer.eval())
     path = export_step(
         module,
         out,
@@ -178,9 +175,18 @@ def export_checkpoint(checkpoint, out, opset: int = 18):
         d_key=cfg.d_key,
         d_val=cfg.d_val,
         opset=opset,
-        metadata={"checkpoint": Path(checkpoint).name, "rule": cfg.rule},
+        metadata=metadata,
     )
     return module, path
+
+
+def export_checkpoint(checkpoint, out, opset: int = 18):
+    """Load an AuraMem checkpoint directory and export its step; returns (step module, path)."""
+    from aura.layer import AuraMem
+
+    layer = AuraMem.load(checkpoint)
+    meta = {"checkpoint": Path(checkpoint).name, "rule": layer.config.rule}
+    return export_layer(layer, out, opset=opset, metadata=meta)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
