@@ -1,13 +1,16 @@
 """Steady-state LIBERO env throughput with N parallel workers, and where a step's time goes.
 
-    python -m sim.libero.bench --workers 2 --steps 60 --image-size 128
+    python -m sim.libero.bench --workers 2 --steps 60 --image-size 128 [--render fast] [--lp-threads N]
 
 Each worker builds a ``LiberoEnv`` (task ``tasks[i % len(tasks)]``), resets, waits at a barrier so
 all workers step at the same time, then runs ``--steps`` steps camera-free and ``--steps`` steps
 with the cameras on (same env, ``set_cameras``), driven by the scripted expert (or no-ops). Printed:
 aggregate env-steps/s of each phase (steps of all workers / wall time of the slowest), per-step ms,
-and the render share. Results also go to ``--json``. Env creation and resets are excluded here; the
-``aura eval libero`` summary reports end-to-end throughput including them.
+and the render share. ``--render`` picks the render quality (``faithful``: LIBERO's pixels;
+``fast``: decimated render meshes, see ``sim.libero.render``); ``--lp-threads`` sets llvmpipe's
+``LP_NUM_THREADS`` in the workers (default: ``ensure_libero``'s 0). Results also go to ``--json``.
+Env creation and resets are excluded here; the ``aura eval libero`` summary reports end-to-end
+throughput including them.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ import numpy as np
 
 
 def _worker(i, args, barrier, queue):
+    if args.lp_threads is not None:  # before Mesa starts in this process
+        os.environ["LP_NUM_THREADS"] = str(args.lp_threads)
     from sim.libero.arms import PrivilegedPolicy
     from sim.libero.env import LiberoEnv
 
     task = args.tasks[i % len(args.tasks)]
     cams = tuple(c for c in args.cameras.split(",") if c)
-    env = LiberoEnv(task, image_size=args.image_size, cameras=cams)
+    env = LiberoEnv(task, image_size=args.image_size, cameras=cams, render_quality=args.render)
     policy = PrivilegedPolicy(args.policy, task, d_model=8)
-    out = {"worker": i, "task": task}
+    out = {"worker": i, "task": task, "render_info": env.render_info}
     for phase, on in (("camera_free", False), ("cameras", True)):
         env.set_cameras(on)
         obs, _ = env.reset(options={"init_state": i})
@@ -62,6 +67,8 @@ def main(argv=None) -> int:
     p.add_argument("--cameras", default="image,wrist_image", help="cameras of the 'cameras' phase")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--policy", default="expert", choices=("expert", "noop"))
+    p.add_argument("--render", default="faithful", choices=("faithful", "fast"), help="render quality")
+    p.add_argument("--lp-threads", type=int, default=None, help="LP_NUM_THREADS for the workers")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
     args.tasks = [int(t) for t in args.tasks.split(",")]
@@ -73,7 +80,8 @@ def main(argv=None) -> int:
     results = [queue.get() for _ in procs]
     for pr in procs:
         pr.join()
-    summary = dict(workers=args.workers, image_size=args.image_size, cameras=args.cameras)
+    summary = dict(workers=args.workers, image_size=args.image_size, cameras=args.cameras, render=args.render)
+    summary["lp_num_threads"] = results[0]["render_info"]["lp_num_threads"]
     summary.update(cpus=os.cpu_count(), load_avg_1m=os.getloadavg()[0], per_worker=results)
     for phase in ("camera_free", "cameras"):
         steps = sum(r[phase]["steps"] for r in results)
@@ -91,7 +99,10 @@ def main(argv=None) -> int:
             f"{cpu:.0f} ms CPU/loop step -> ~{est:.0f} env-steps/s on {args.workers} idle cores)"
         )
     cf, cam = summary["camera_free"]["env_step_ms"], summary["cameras"]["env_step_ms"]
-    print(f"render share of a step with cameras [{args.cameras}] at {args.image_size} px: {1 - cf / cam:.0%}")
+    print(
+        f"render share of a step with cameras [{args.cameras}] at {args.image_size} px, "
+        f"render {args.render}, LP_NUM_THREADS={summary['lp_num_threads']}: {1 - cf / cam:.0%}"
+    )
     print(f"(load average during the run: {summary['load_avg_1m']:.1f} on {os.cpu_count()} CPUs)")
     if args.json:
         with open(args.json, "w") as f:

@@ -22,8 +22,10 @@ Action: 7-d in ``[-1, 1]`` (OSC delta position, delta rotation, gripper with -1 
 ``terminated`` is the task's own BDDL goal predicate (``_check_success``); ``truncated`` is the
 ``max_steps`` limit. Rendering costs ~100x physics on a software GL, so only the requested cameras
 are rendered, none during the reset/wait steps, into an offscreen buffer of exactly the image size
-(pixel-identical to LIBERO's 640x480 buffer, less to clear). ``cameras=()`` is a camera-free env
-whose success predicate still works. ``raw_env`` is LIBERO's ``OffScreenRenderEnv`` and
+(pixel-identical to LIBERO's 640x480 buffer, less to clear), with geoms outside the camera's view
+culled (pixel-identical, ``sim.libero.render``). ``render_quality="fast"`` draws decimated render
+meshes instead (different pixels, same physics; recorded in ``render_info``). ``cameras=()`` is a
+camera-free env whose success predicate still works. ``raw_env`` is LIBERO's ``OffScreenRenderEnv`` and
 ``raw_obs`` its latest observation dict (object poses for privileged policies).
 """
 
@@ -99,6 +101,7 @@ class LiberoEnv(gym.Env):
         max_steps: int = MAX_STEPS,
         wait_steps: int = WAIT_STEPS,
         render_mode: str | None = None,
+        render_quality: str = "faithful",
     ):
         unknown = [c for c in cameras if c not in CAMERAS]
         if unknown:
@@ -109,6 +112,8 @@ class LiberoEnv(gym.Env):
             raise ValueError(f"need max_steps >= 1 and wait_steps >= 0, got {max_steps}, {wait_steps}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if render_quality not in ("faithful", "fast"):
+            raise ValueError(f"render_quality must be 'faithful' or 'fast', got {render_quality!r}")
         if render_mode == "rgb_array" and "image" not in cameras:
             raise ValueError("render_mode='rgb_array' returns the 'image' camera: include it in cameras")
         self.task_id = int(task_id)
@@ -116,7 +121,8 @@ class LiberoEnv(gym.Env):
         self._check_init(init_state)
         self.init_state, self.seed, self.image_size = int(init_state), int(seed), int(image_size)
         self.cameras, self.max_steps, self.wait_steps = tuple(cameras), int(max_steps), int(wait_steps)
-        self.render_mode = render_mode
+        self.render_mode, self.render_quality = render_mode, render_quality
+        self.renderer = None  # sim.libero.render.SceneRenderer when cameras are rendered
 
         from libero.libero.envs import OffScreenRenderEnv
 
@@ -146,6 +152,12 @@ class LiberoEnv(gym.Env):
         self.raw_env.seed(self.seed)
         if self.cameras:
             self._shrink_offscreen_buffer()
+            ctx = self.raw_env.env.sim._render_context_offscreen
+            if ctx is not None:
+                # Imported here, after ensure_libero() has set MUJOCO_GL / PYOPENGL_PLATFORM.
+                from sim.libero.render import SceneRenderer
+
+                self.renderer = SceneRenderer(ctx, render_quality)
 
         img = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         obs_spaces: dict[str, spaces.Space] = {c: img for c in self.cameras}
@@ -161,6 +173,19 @@ class LiberoEnv(gym.Env):
         n = len(self.init_states)
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < n:
             raise ValueError(f"init_state must be an int in [0, {n}), got {i!r}")
+
+    @property
+    def render_info(self) -> dict[str, Any]:
+        """How images are rendered, for demo files and eval results: ``quality`` ("faithful" =
+        LIBERO's pixels, "fast" = decimated render meshes), ``cell_m`` (decimation cell, fast only),
+        ``faces`` (triangles of the rendered meshes: original, drawn), ``lp_num_threads``."""
+        info: dict[str, Any] = dict(quality=self.render_quality, culling=self.renderer is not None)
+        if self.renderer is not None:
+            if self.render_quality == "fast":
+                info["cell_m"] = self.renderer.cell
+            info["faces"] = list(self.renderer.faces())
+        info["lp_num_threads"] = os.environ.get("LP_NUM_THREADS")
+        return info
 
     def _shrink_offscreen_buffer(self) -> None:
         sim = self.raw_env.env.sim

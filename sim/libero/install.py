@@ -206,6 +206,10 @@ def ensure_libero() -> Path:
         gl = gl_file.read_text().strip() if gl_file.is_file() else "egl"
         os.environ["MUJOCO_GL"] = gl if gl in GL_BACKENDS else "egl"
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    # llvmpipe rasterises in the calling thread: at LIBERO's image sizes its worker threads cost
+    # more CPU in hand-offs than they save (same pixels); explicit settings win. Read once, when
+    # Mesa creates its first screen, so it must be set before any GL context exists.
+    os.environ.setdefault("LP_NUM_THREADS", "0")
     import libero.libero as ll
 
     ll._assets_path_cache = str(assets)  # get_assets_path() returns this and skips its hub download

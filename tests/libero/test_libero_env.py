@@ -80,6 +80,8 @@ def test_bad_arguments_raise_value_errors(env):
         LiberoEnv(10)
     with pytest.raises(ValueError, match="cameras"):
         LiberoEnv(0, cameras=("front",))
+    with pytest.raises(ValueError, match="render_quality"):
+        LiberoEnv(0, render_quality="draft")
 
 
 def test_quat2axisangle_known_rotations():
