@@ -34,11 +34,14 @@ from aura.memory._validate import (
     finish_value_check,
     start_value_check,
 )
+from aura.memory.chunk_fast import gdn2_chunk_fast
 
 BACKENDS = ("auto", "torch", "fla")
 # Set AURA_MEMORY_BACKEND=torch to force the torch path where a call site cannot pass backend=.
 ENV_BACKEND = "AURA_MEMORY_BACKEND"
 _EXP_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
+# The torch form's default chunk on a CPU: fastest for training at d = 32 (docs/memory.md, "Benchmarks").
+CPU_CHUNK = 32
 
 
 @functools.lru_cache(maxsize=1)
@@ -85,7 +88,7 @@ def gdn2_chunk(
     scale: float | None = None,
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
     backend: str = "auto",
     *,
     validate: bool = True,
@@ -95,11 +98,15 @@ def gdn2_chunk(
     ``backend``: ``"auto"`` uses fla's Triton ``chunk_gdn2`` on CUDA when fla-core is installed and the
     inputs are not float64, else the torch form here; ``"torch"`` forces the torch form (as does the
     environment variable ``AURA_MEMORY_BACKEND=torch``); ``"fla"`` requires fla. ``chunk_size`` is a power
-    of two (fla accepts only 64); sequences shorter than a chunk use the next power of two >= T.
+    of two (fla accepts only 64); None means 64, except for the torch form on a CPU, where it means
+    ``CPU_CHUNK`` (the fastest there). Sequences shorter than a chunk use the next power of two >= T.
     """
     fn = "gdn2_chunk"
     (B, T, H, K, V), _ = check_sequence(fn, q, k, v, g, b, w, initial_state, False)
     s = check_scale(fn, scale, K)
+    default_chunk = chunk_size is None
+    if default_chunk:
+        chunk_size = 64
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(
             f"gdn2_chunk: argument 'chunk_size' must be a positive power of two, got {chunk_size!r}"
@@ -123,8 +130,18 @@ def gdn2_chunk(
         return out
     stats = check_values(fn, tensors) if validate else None
     g_min = stats["g"][0] if stats is not None else float(g.detach().min())
-    o, S = _chunk_torch(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min)
-    return o.to(q.dtype if q.dtype != ct else ct), (S if output_final_state else None)
+    if default_chunk and q.device.type == "cpu":
+        chunk_size = CPU_CHUNK
+    o, S = _chunk_fast(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min)
+    return o, (S if output_final_state else None)
+
+
+def _chunk_fast(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min):
+    """The torch chunk form with its hand-written backward (:class:`aura.memory.chunk_fast.GDN2Chunk`)."""
+    T = q.shape[1]
+    C = min(chunk_size, 1 << (T - 1).bit_length())
+    c = _sub_block(C, g_min, ct)
+    return gdn2_chunk_fast(q, k, v, g, b, w, s, initial_state, C, c, _EXP_LIMIT[ct], ct)
 
 
 def _sub_block(C: int, g_min: float, ct: torch.dtype) -> int:
