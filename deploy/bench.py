@@ -136,14 +136,18 @@ def bench_cpu(model, steps: int, soak_steps: int, threads: int = 1, warmup_s: fl
 
 # (name, CudaGraphRunner options): the eager twin and the fused step's launch / I/O variants.
 CUDA_VARIANTS = [
+    ("fused_2k_zerocopy_spin", {"fused": True, "single": False, "launch": "driver", "wait": "spin"}),
     (
-        "fused_1k_zerocopy_w1",
-        {"fused": True, "zero_copy": True, "single": True, "tail_warps": 1, "ksplit": 64, "block_n": 32},
+        "fused_1k_zerocopy_spin",
+        {"fused": True, "single": True, "ksplit": 32, "block_n": 64, "launch": "driver", "wait": "spin"},
     ),
-    ("fused_1k_zerocopy_w4", {"fused": True, "zero_copy": True, "single": True, "tail_warps": 4}),
-    ("fused_2k_zerocopy_w1", {"fused": True, "zero_copy": True, "single": False, "tail_warps": 1}),
-    ("fused_2k_memcpy_w1", {"fused": True, "zero_copy": False, "single": False, "tail_warps": 1}),
-    ("fused_2k_memcpy_w4", {"fused": True, "zero_copy": False, "single": False, "tail_warps": 4}),
+    (
+        "fused_2k_zerocopy_spin_atomic",
+        {"fused": True, "single": False, "launch": "driver", "wait": "spin", "echo": "atomic"},
+    ),
+    ("fused_2k_zerocopy_sync", {"fused": True, "single": False, "launch": "driver", "wait": "sync"}),
+    ("fused_2k_zerocopy_replay", {"fused": True, "single": False, "launch": "torch", "wait": "sync"}),
+    ("fused_2k_memcpy", {"fused": True, "zero_copy": False, "single": False}),
     ("eager", {"fused": False}),
 ]
 
@@ -195,6 +199,8 @@ def bench_cuda(d_model: int, steps: int, soak_steps: int, checkpoint=None) -> li
         res = {
             "runner": name,
             "options": opts,
+            "launch": runner.launch,
+            "wait": runner.wait,
             "device": torch.cuda.get_device_name(),
             "d_model": layer.config.d_model,
             "steps": steps,

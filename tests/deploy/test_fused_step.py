@@ -35,7 +35,11 @@ def check(device, d_model, seeds, max_norm=1.0e4, **options):
         w8 = torch.empty(1, dtype=torch.int8, device=device)
         out = dict(out_state=e(33 * 32), action=e(7), skip=e(7), write=w8,
                    prob=e(1), decay=e(32), key=e(32), delta=e(32), aux=e(32))
+        fs.token.fill_(1000 + seed)
         fs(z.reshape(-1), base.reshape(-1), state.reshape(-1), **out)
+        if device == "cuda":
+            torch.cuda.synchronize()  # done is host memory: reading it does not wait for the kernel
+        worst["token_echoed"] = worst.get("token_echoed", True) and int(fs.done.item()) == 1000 + seed
         with torch.no_grad():
             n32 = layer.step(z, base, state)
             ref = layer.double().step(z.double(), base.double(), state.double())
@@ -62,6 +66,7 @@ def check(device, d_model, seeds, max_norm=1.0e4, **options):
 
 def _assert_close(res):
     assert res["cases"] >= 3 and res["flips"] == 0, res
+    assert res["token_echoed"], res  # the completion token a spinning host waits for
     # relative to float64: the fused fp32 path is as accurate as the eager fp32 path (same order of rounding)
     assert res["fused"] <= max(4 * res["naive"], 2e-6), res
 
@@ -93,11 +98,18 @@ def _cuda():
 needs_cuda = pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU and triton")
 
 
-VARIANTS = [{}, {"single": True, "ksplit": 64, "block_n": 32}, {"single": True, "tail_warps": 4}]
+VARIANTS = [
+    {},
+    {"single": True, "ksplit": 64, "block_n": 32},
+    {"single": True, "tail_warps": 4},
+    {"echo": "atomic"},
+]
 
 
 @needs_cuda
-@pytest.mark.parametrize("options", VARIANTS, ids=["two-kernel", "one-kernel-w1", "one-kernel-w4"])
+@pytest.mark.parametrize(
+    "options", VARIANTS, ids=["two-kernel", "one-kernel-w1", "one-kernel-w4", "echo-atomic"]
+)
 def test_fused_step_matches_float64_on_cuda(options):
     scope: dict = {}
     exec(CHECK, scope)
@@ -105,7 +117,9 @@ def test_fused_step_matches_float64_on_cuda(options):
 
 
 @needs_cuda
-@pytest.mark.parametrize("options", VARIANTS, ids=["two-kernel", "one-kernel-w1", "one-kernel-w4"])
+@pytest.mark.parametrize(
+    "options", VARIANTS, ids=["two-kernel", "one-kernel-w1", "one-kernel-w4", "echo-atomic"]
+)
 @pytest.mark.parametrize("zero_copy", [True, False], ids=["zero-copy", "memcpy"])
 def test_cuda_graph_runner_fused_follows_the_eager_graph(options, zero_copy):
     import numpy as np
@@ -133,3 +147,30 @@ def test_cuda_graph_runner_fused_follows_the_eager_graph(options, zero_copy):
         naive.load_state(fused.state)  # keep both on one trajectory
     assert flips <= 1
     assert torch.allclose(fused.state, naive.state, atol=1e-5)
+
+
+@needs_cuda
+def test_cuda_graph_runner_spin_wait_equals_stream_sync():
+    """Polling the completion token returns exactly what a stream synchronisation returns."""
+    import numpy as np
+    import torch
+
+    from aura.layer import AuraMem
+    from deploy.cuda_graph import CudaGraphRunner
+
+    torch.manual_seed(1)
+    layer = AuraMem(d_model=4096, d_action=7).eval()
+    with torch.no_grad():
+        layer.head.weight.normal_(0, 0.05)
+    spin = CudaGraphRunner(layer, launch="driver", wait="spin")
+    sync = CudaGraphRunner(layer, launch="torch", wait="sync")
+    assert (spin.launch, spin.wait, sync.wait) == ("driver", "spin", "sync")
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        z = rng.standard_normal(4096).astype(np.float32)
+        a = rng.standard_normal(7).astype(np.float32)
+        a1, w1, p1 = spin.step(z, a)
+        a1 = a1.copy()
+        a2, w2, p2 = sync.step(z, a)
+        assert np.array_equal(a1, a2) and w1 == w2 and p1 == p2
+    assert torch.equal(spin.state, sync.state)
