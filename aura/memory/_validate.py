@@ -7,6 +7,7 @@ single host sync; only when it fails are the arguments inspected one by one to n
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -53,12 +54,29 @@ def _check_device(fn: str, tensors: dict[str, torch.Tensor]) -> None:
 _PINNED: dict[tuple, torch.Tensor] = {}
 
 
-def start_value_check(tensors: dict[str, torch.Tensor]):
-    """Launch the value reductions: one ``aminmax`` per tensor, one stack per dtype, no host sync yet.
+@functools.lru_cache(maxsize=1)
+def _value_flags_module():
+    """``aura.memory._value_flags`` if Triton imports, else None (CPU-only installs)."""
+    try:
+        from aura.memory import _value_flags
+    except Exception:  # ImportError, or Triton failing to initialise without a GPU
+        return None
+    return _value_flags
 
-    On CUDA the results are copied to pinned host memory without blocking, and an event marks when they
-    are there, so the caller can queue its own kernels before waiting (``finish_value_check``).
+
+def start_value_check(tensors: dict[str, torch.Tensor], stats: bool = False):
+    """Launch the value check without a host sync; ``finish_value_check`` waits for it and raises.
+
+    ``stats=False`` on CUDA (contiguous inputs, Triton importable): one fused Triton launch that yields only
+    pass / fail per argument (``aura.memory._value_flags``). Otherwise, and whenever the caller needs the
+    numbers: one ``aminmax`` per tensor and one stack per dtype, copied to pinned host memory without
+    blocking. Either way an event marks when the answer is on the host, so the caller can queue its own
+    kernels before waiting.
     """
+    if not stats and all(t.is_cuda for t in tensors.values()):
+        flags = _value_flags_module()
+        if flags is not None and flags.supported(tensors):
+            return "flags", flags.launch(tensors), None
     with torch.no_grad():
         groups: dict[torch.dtype, list[str]] = {}
         for name, t in tensors.items():
@@ -78,14 +96,24 @@ def start_value_check(tensors: dict[str, torch.Tensor]):
         if any(t.is_cuda for t in tensors.values()):
             event = torch.cuda.Event()
             event.record()
-    return pending, event
+    return "stats", pending, event
 
 
 def finish_value_check(fn: str, tensors: dict[str, torch.Tensor], started) -> dict[str, tuple[float, float]]:
-    """Wait for ``start_value_check``'s numbers and raise ``ValueError`` naming the first bad argument."""
-    pending, event = started
+    """Wait for ``start_value_check`` and raise ``ValueError`` naming the first bad argument.
+
+    Returns ``{name: (min, max)}``, or ``{}`` after a fused pass / fail check that passed.
+    """
+    kind, pending, event = started
     if event is not None:
         event.synchronize()
+    if kind == "flags":  # the event is inside pending
+        if not _value_flags_module().bad_arguments(tensors, *pending):
+            return {}
+        # a violation: the exact check finds and names it
+        _, pending, event = start_value_check(tensors, stats=True)
+        if event is not None:
+            event.synchronize()
     stats = {}
     for names, vals in pending:
         flat = vals.tolist()
@@ -114,7 +142,7 @@ def check_values(fn: str, tensors: dict[str, torch.Tensor]) -> dict[str, tuple[f
     One ``aminmax`` pass per tensor (NaN and +-inf propagate into it) and one host transfer per dtype, so
     the check stays cheap next to the kernels it guards; the slow per-element count runs only on failure.
     """
-    return finish_value_check(fn, tensors, start_value_check(tensors))
+    return finish_value_check(fn, tensors, start_value_check(tensors, stats=True))
 
 
 def check_scale(fn: str, scale, K: int) -> float:

@@ -1,0 +1,114 @@
+"""The memory rule's value check as ONE Triton launch, for the CUDA dispatch to fla.
+
+The torch check (``aura.memory._validate``: one ``aminmax`` per tensor, a stack per dtype, a pinned copy)
+is exact but costs ~0.4 ms of host time per call, a third of fla's own forward at B64 T520. Here one kernel
+tests every element of every argument against its rule,
+
+    finite:         x - x == 0           (false for NaN and +-inf)
+    g (log-decay):  finite and g <= 0
+    b, w (gates):   0 <= x <= 1          (false for NaN)
+
+and every program that finds a violation in argument i stores the call's ``epoch`` into slot i of a small
+pinned host buffer (plain stores of one value: no atomics, no zeroing between calls). The host reads the
+slots after an event, so the read overlaps fla's kernels. It yields only pass / fail per argument; on a
+failure the exact torch check runs to name the argument and its numbers. Naive twin: the torch check
+(tests/memory/test_memory_validation.py compares both, on CUDA and in Triton's interpreter).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+SLOTS = 8
+KIND = {"g": 2, "b": 3, "w": 3}  # every other argument: 1 (finite); 0 marks an unused slot
+BLOCK = 2048
+
+
+@triton.jit
+def _flag(x_ptr, n, offs, out_ptr, epoch, KIND: tl.constexpr):
+    if KIND > 0:
+        m = offs < n
+        x = tl.load(x_ptr + offs, mask=m, other=0)
+        if not x.dtype.is_fp64():
+            x = x.to(tl.float32)  # exact for half types, and their arithmetic is not native everywhere
+        if KIND == 1:
+            bad = (x - x) != 0
+        elif KIND == 2:
+            bad = ((x - x) != 0) | (x > 0)
+        else:
+            bad = ~((x >= 0) & (x <= 1))
+        if tl.max((bad & m).to(tl.int32), axis=0) > 0:
+            tl.store(out_ptr, epoch)
+
+
+@triton.jit(do_not_specialize=["epoch"])
+def _value_flags(
+    x0, x1, x2, x3, x4, x5, x6, x7,
+    n0, n1, n2, n3, n4, n5, n6, n7,
+    out_ptr, epoch,
+    K0: tl.constexpr, K1: tl.constexpr, K2: tl.constexpr, K3: tl.constexpr,
+    K4: tl.constexpr, K5: tl.constexpr, K6: tl.constexpr, K7: tl.constexpr,
+    BLOCK: tl.constexpr,
+):  # fmt: skip
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    _flag(x0, n0, offs, out_ptr + 0, epoch, K0)
+    _flag(x1, n1, offs, out_ptr + 1, epoch, K1)
+    _flag(x2, n2, offs, out_ptr + 2, epoch, K2)
+    _flag(x3, n3, offs, out_ptr + 3, epoch, K3)
+    _flag(x4, n4, offs, out_ptr + 4, epoch, K4)
+    _flag(x5, n5, offs, out_ptr + 5, epoch, K5)
+    _flag(x6, n6, offs, out_ptr + 6, epoch, K6)
+    _flag(x7, n7, offs, out_ptr + 7, epoch, K7)
+
+
+_PER_STREAM: dict[tuple, tuple[torch.Tensor, object]] = {}
+_EPOCH = [0]
+
+
+def supported(tensors: dict[str, torch.Tensor]) -> bool:
+    """On CUDA (or the CPU under the interpreter), contiguous, at most ``SLOTS`` arguments."""
+    return len(tensors) <= SLOTS and all(t.is_contiguous() for t in tensors.values())
+
+
+@functools.lru_cache(maxsize=64)
+def _kinds(names: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple(KIND.get(n, 1) for n in names) + (0,) * (SLOTS - len(names))
+
+
+def launch(tensors: dict[str, torch.Tensor]):
+    """Queue the check on the current stream; returns ``(slots, epoch, event)``.
+
+    Slot i == epoch marks argument i bad once ``event`` (None on the CPU) has completed. Host time matters
+    here (it adds to every dispatched call), hence the cached buffers, events and rule codes.
+    """
+    xs = list(tensors.values())
+    first = xs[0]
+    stream = torch.cuda.current_stream() if first.is_cuda else None
+    key = (first.device, 0 if stream is None else stream.cuda_stream)
+    held = _PER_STREAM.get(key)
+    if held is None:  # one buffer and event per stream, so concurrent streams never share slots
+        out = torch.zeros(SLOTS, dtype=torch.int32, pin_memory=first.is_cuda)
+        held = _PER_STREAM[key] = (out, torch.cuda.Event() if first.is_cuda else None)
+    out, event = held
+    _EPOCH[0] = epoch = _EPOCH[0] % 0x7FFFFFFF + 1
+    ns = [t.numel() for t in xs]
+    pad = SLOTS - len(xs)
+    grid = (triton.cdiv(max(ns), BLOCK),)
+    _value_flags[grid](
+        *xs, *([first] * pad), *ns, *([0] * pad), out, epoch, *_kinds(tuple(tensors)), BLOCK=BLOCK
+    )
+    if event is not None:
+        event.record(stream)
+    return out, epoch, event
+
+
+def bad_arguments(tensors: dict[str, torch.Tensor], slots: torch.Tensor, epoch: int, event=None) -> list[str]:
+    """Names whose slot holds this call's epoch (waits for ``event`` first)."""
+    if event is not None:
+        event.synchronize()
+    flags = slots.tolist()
+    return [name for i, name in enumerate(tensors) if flags[i] == epoch]

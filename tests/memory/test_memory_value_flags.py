@@ -1,0 +1,113 @@
+"""The fused Triton value check vs its naive twin (per-argument torch rules), on fresh random inputs.
+
+On the CPU the kernel runs in Triton's interpreter (a subprocess, so TRITON_INTERPRET is set before triton
+loads); on CUDA it runs natively and through ``_validate``'s start / finish pair.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+CHECK = r"""
+import json, math, os, sys
+import torch
+from aura.memory import _value_flags as vf
+
+def naive_bad(tensors):
+    out = []
+    for name, t in tensors.items():
+        x = t.double()
+        finite = bool(torch.isfinite(x).all())
+        if name == "g":
+            ok = finite and bool((x <= 0).all())
+        elif name in ("b", "w"):
+            ok = bool(((x >= 0) & (x <= 1)).all())
+        else:
+            ok = finite
+        if not ok:
+            out.append(name)
+    return out
+
+def case(gen, device, dtype, T, plant):
+    B, H, K, V = 2, 1, 8, 4
+    f = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64).to(dtype).to(device)
+    u = lambda *s: torch.rand(*s, generator=gen, dtype=torch.float64).to(dtype).to(device)
+    t = {"q": f(B, T, H, K), "k": f(B, T, H, K), "v": f(B, T, H, V), "g": -u(B, T, H, K),
+         "b": u(B, T, H, K), "w": u(B, T, H, V), "initial_state": f(B, H, K, V).float()}
+    if plant:
+        name, value = plant
+        x = t[name].view(-1)
+        x[int(torch.randint(x.numel(), (1,), generator=gen))] = value
+    return t
+
+def run(device, seeds):
+    plants = [None, ("q", math.nan), ("k", math.inf), ("v", -math.inf), ("g", 0.25), ("g", -math.inf),
+              ("g", math.nan), ("b", 1.5), ("b", math.nan), ("w", -0.1), ("initial_state", math.inf)]
+    n, mismatches = 0, []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(seed)
+        for dtype in (torch.float32, torch.bfloat16, torch.float64):
+            for T in (1, 37, 1100):  # 1100 * 16 elements spans several 2048-element programs
+                for plant in plants:
+                    t = case(gen, device, dtype, T, plant)
+                    got, want = vf.bad_arguments(t, *vf.launch(t)), naive_bad(t)
+                    n += 1
+                    if got != want:
+                        mismatches.append([str(dtype), T, str(plant), got, want])
+    return {"cases": n, "mismatches": mismatches[:5]}
+"""
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="needs the triton package (interpreter mode runs on the CPU)")
+def test_value_flags_match_the_naive_rules_in_the_triton_interpreter():
+    code = (
+        "import os\nos.environ['TRITON_INTERPRET'] = '1'\n"
+        + CHECK
+        + "import random\nprint(json.dumps(run('cpu', [random.randrange(1 << 30)])))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["cases"] == 99 and res["mismatches"] == [], res
+
+
+def _cuda():
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available() and HAS_TRITON
+
+
+needs_cuda = pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU and triton")
+
+
+@needs_cuda
+def test_value_flags_match_the_naive_rules_on_cuda():
+    import random
+
+    scope: dict = {}
+    exec(CHECK, scope)
+    res = scope["run"]("cuda", [random.randrange(1 << 30) for _ in range(2)])
+    assert res["cases"] == 198 and res["mismatches"] == [], res
+
+
+@needs_cuda
+def test_fused_check_raises_the_exact_message_on_cuda():
+    """start / finish without stats take the fused path on CUDA and still name the argument and its range."""
+    import torch
+
+    from aura.memory._validate import finish_value_check, start_value_check
+
+    t = {"g": -torch.rand(4, 9, 1, 8, device="cuda"), "b": torch.rand(4, 9, 1, 8, device="cuda")}
+    started = start_value_check(t)
+    assert started[0] == "flags"
+    assert finish_value_check("f", t, started) == {}
+    t["b"][1, 2, 0, 3] = 1.25
+    with pytest.raises(ValueError, match=r"argument 'b' .* must lie in \[0, 1\], range is \[.*, 1.25\]"):
+        finish_value_check("f", t, start_value_check(t))
