@@ -8,7 +8,8 @@ with the cameras on (same env, ``set_cameras``), driven by the scripted expert (
 aggregate env-steps/s of each phase (steps of all workers / wall time of the slowest), per-step ms,
 and the render share. ``--render`` picks the render quality (``faithful``: LIBERO's pixels;
 ``fast``: decimated render meshes, see ``sim.libero.render``); ``--lp-threads`` sets llvmpipe's
-``LP_NUM_THREADS`` in the workers (default: ``ensure_libero``'s 0). Results also go to ``--json``.
+``LP_NUM_THREADS`` in the workers (default: ``ensure_libero``'s 0); ``--no-cull`` measures
+robosuite's own renderer (the baseline before culling). Results also go to ``--json``.
 Env creation and resets are excluded here; the ``aura eval libero`` summary reports end-to-end
 throughput including them.
 """
@@ -34,6 +35,8 @@ def _worker(i, args, barrier, queue):
     cams = tuple(c for c in args.cameras.split(",") if c)
     env = LiberoEnv(task, image_size=args.image_size, cameras=cams, render_quality=args.render)
     policy = PrivilegedPolicy(args.policy, task, d_model=8)
+    if args.no_cull and env.renderer is not None:
+        env.renderer.uninstall()  # robosuite's own renderer: the pre-culling baseline
     out = {"worker": i, "task": task, "render_info": env.render_info}
     for phase, on in (("camera_free", False), ("cameras", True)):
         env.set_cameras(on)
@@ -69,8 +72,11 @@ def main(argv=None) -> int:
     p.add_argument("--policy", default="expert", choices=("expert", "noop"))
     p.add_argument("--render", default="faithful", choices=("faithful", "fast"), help="render quality")
     p.add_argument("--lp-threads", type=int, default=None, help="LP_NUM_THREADS for the workers")
+    p.add_argument("--no-cull", action="store_true", help="robosuite's renderer (baseline; faithful only)")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
+    if args.no_cull and args.render != "faithful":
+        p.error("--no-cull measures the faithful baseline; drop --render fast")
     args.tasks = [int(t) for t in args.tasks.split(",")]
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(args.workers), ctx.Queue()
@@ -81,6 +87,7 @@ def main(argv=None) -> int:
     for pr in procs:
         pr.join()
     summary = dict(workers=args.workers, image_size=args.image_size, cameras=args.cameras, render=args.render)
+    summary["culling"] = not args.no_cull
     summary["lp_num_threads"] = results[0]["render_info"]["lp_num_threads"]
     summary.update(cpus=os.cpu_count(), load_avg_1m=os.getloadavg()[0], per_worker=results)
     for phase in ("camera_free", "cameras"):
@@ -101,7 +108,8 @@ def main(argv=None) -> int:
     cf, cam = summary["camera_free"]["env_step_ms"], summary["cameras"]["env_step_ms"]
     print(
         f"render share of a step with cameras [{args.cameras}] at {args.image_size} px, "
-        f"render {args.render}, LP_NUM_THREADS={summary['lp_num_threads']}: {1 - cf / cam:.0%}"
+        f"render {args.render}{' (no culling)' if args.no_cull else ''}, "
+        f"LP_NUM_THREADS={summary['lp_num_threads']}: {1 - cf / cam:.0%}"
     )
     print(f"(load average during the run: {summary['load_avg_1m']:.1f} on {os.cpu_count()} CPUs)")
     if args.json:

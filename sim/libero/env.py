@@ -179,7 +179,8 @@ class LiberoEnv(gym.Env):
         """How images are rendered, for demo files and eval results: ``quality`` ("faithful" =
         LIBERO's pixels, "fast" = decimated render meshes), ``cell_m`` (decimation cell, fast only),
         ``faces`` (triangles of the rendered meshes: original, drawn), ``lp_num_threads``."""
-        info: dict[str, Any] = dict(quality=self.render_quality, culling=self.renderer is not None)
+        on = self.renderer is not None and self.renderer.installed
+        info: dict[str, Any] = dict(quality=self.render_quality, culling=on)
         if self.renderer is not None:
             if self.render_quality == "fast":
                 info["cell_m"] = self.renderer.cell

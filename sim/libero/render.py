@@ -248,6 +248,7 @@ class SceneRenderer:
         """Route ``ctx.render`` here; the decimated lists are compiled at the next render."""
         self._con = None
         self.ctx.render = self.render
+        self.installed = True
 
     def visual_meshes(self) -> list[int]:
         """Ids of the meshes drawn by geoms of the groups this context renders."""
@@ -315,6 +316,7 @@ class SceneRenderer:
         """Back to robosuite's renderer and MuJoCo's own display lists."""
         ctx = self.ctx
         ctx.__dict__.pop("render", None)
+        self.installed = False
         if self.decimated and ctx.con is self._con:
             ctx.gl_ctx.make_current()
             for k in self.decimated:
