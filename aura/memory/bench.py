@@ -18,7 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from aura.memory.chunk import fla_chunk_gdn2, gdn2_chunk
+from aura.memory.chunk import CPU_CHUNK, fla_chunk_gdn2, gdn2_chunk
 from aura.memory.naive import gdn2_recurrent
 
 SHAPES = [(64, 520, 1, 32, 32), (16, 4096, 1, 32, 32)]
@@ -119,7 +119,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reps", type=int, default=5, help="timed calls per chunk/fla row (default 5)")
     parser.add_argument("--naive-reps", type=int, default=2, help="timed calls per naive row (default 2)")
     parser.add_argument(
-        "--chunk-sizes", type=int, nargs="+", default=[64], help="torch chunk sizes (default 64)"
+        "--chunk-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"torch chunk sizes (default: gdn2_chunk's default, {CPU_CHUNK} on cpu and 64 on cuda)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="only B64 T520 (smoke runs)")
@@ -137,9 +141,12 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     threads = torch.get_num_threads()
-    print(f"aura bench memory on {dev_name}, {dtype_name}, torch {torch.__version__}, threads {threads}")
+    load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
+    head = f"aura bench memory on {dev_name}, {dtype_name}, torch {torch.__version__}, threads {threads}"
+    print(head + load)
     shapes = SHAPES[:1] if args.quick else SHAPES
-    rows = run_bench(device, getattr(torch, dtype_name), args.reps, args.naive_reps, args.chunk_sizes, shapes)
+    chunk_sizes = args.chunk_sizes or [CPU_CHUNK if device.type == "cpu" else 64]
+    rows = run_bench(device, getattr(torch, dtype_name), args.reps, args.naive_reps, chunk_sizes, shapes)
     ratios = _ratios(rows)
     result = {
         "device": dev_name,
@@ -148,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "fla": device.type == "cuda" and fla_chunk_gdn2() is not None,
         "rows": rows,
         "ratios": ratios,

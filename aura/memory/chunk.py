@@ -9,7 +9,10 @@ chunk-local) and write rows as tokens. Unrolling the recurrence (see ``aura.memo
     O      = s (Q*e^Gamma) S + tril(s (Q*e^Gamma)(K*e^-Gamma)^T) U_new
     S     <- Diag(e^{Gamma_C}) S + (K*e^{Gamma_C - Gamma})^T U_new
 
-Everything except the short loop over chunks is batched over all chunks at once.
+Two implementations of this algebra: ``aura.memory.chunk_fast.GDN2Chunk`` (what ``gdn2_chunk`` runs:
+an autograd Function with a hand-derived backward, blocks of chunks at a time; see that module) and
+``_chunk_torch`` below, its naive twin (everything batched over all chunks, differentiated by autograd),
+which the tests compare it with.
 
 Numerics: e^-Gamma overflows for strong decays, so the pairwise decays e^{Gamma_r - Gamma_i} (always <= 1
 for i <= r) are factored around a reference per sub-block of rows: e^{Gamma_r - P} e^{P - Gamma_i}, with P
@@ -41,7 +44,7 @@ BACKENDS = ("auto", "torch", "fla")
 ENV_BACKEND = "AURA_MEMORY_BACKEND"
 _EXP_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
 # The torch form's default chunk on a CPU: fastest for training at d = 32 (docs/memory.md, "Benchmarks").
-CPU_CHUNK = 32
+CPU_CHUNK = 16
 
 
 @functools.lru_cache(maxsize=1)

@@ -33,11 +33,13 @@ The naive twin of this code is ``aura.memory.chunk._chunk_torch`` (the same alge
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
 
-# Tokens (B*H*C*G) per block of chunks processed together: small enough to stay in the 1 MB L2 cache.
+# Tokens (G*B*H*C) per block of chunks processed together, so that a block's tensors stay in cache
+# (measured on the 2-core CPU at d = 32: 2,048-4,096 tokens; all chunks at once is 1.3-1.5x slower).
 GROUP_TOKENS = int(os.environ.get("AURA_CHUNK_GROUP_TOKENS", 4096))
 
 
@@ -187,6 +189,7 @@ def _prep(q5, k5, g5, b5, scale, c, limit, saved=None):
     return p
 
 
+@functools.lru_cache(maxsize=16)
 def _masks(C, dtype, device):
     """[strict lower; lower] masks ``[2C, C]`` for the stacked gradients [dT; dAqk]."""
     r = torch.arange(C, device=device)
