@@ -56,13 +56,14 @@ def unit_lower_inverse(T: torch.Tensor) -> torch.Tensor:
 def pair_factors(gam: torch.Tensor, c: int, limit: float):
     """Row and column factors of Pair for sub-blocks of c rows, relative to a reference P per sub-block.
 
-    c == C: P = 0 (the chunk start), rows e^Gamma <= 1, columns e^{-Gamma} <= e^{C max|g|} <= e^E.
+    c == C: P = 0 (the chunk start), rows e^Gamma <= 1, columns e^{-Gamma} <= e^{C max|g|} <= e^E;
+    gam is overwritten with e^Gamma (the rows) there.
     c < C: P = Gamma at the sub-block's first row; rows e^{Gamma_r - P} <= 1, columns ``[G, M, L, C, K]``
     e^{P - Gamma_i} <= e^E up to the sub-block's end (later columns are masked; clamped to stay finite).
     """
     G, M, C, K = gam.shape
     if c == C:  # -Gamma <= C max|g| <= E: e^Gamma stays a normal number, so 1/e^Gamma is exact enough
-        rowf = gam.exp()
+        rowf = gam.exp_()  # Gamma itself is not needed again on this path
         return rowf, torch.reciprocal(rowf)
     L = C // c
     P = gam[:, :, ::c].unsqueeze(-2)  # [G, M, L, 1, K]
@@ -211,30 +212,32 @@ def _grads(p, k5, v5, b5, w5, DD, u, S_st, dS_next, dr, scale, c, out5):
     PTA = torch.bmm(DD3, u.view(GM, C, -1).mT).mul_(_masks(C, u.dtype, u.device))  # [dT; dAqk]
     dk_kt = (u @ dS_next.mT).mul_(p["e_tail"])
     dd = (S_st * dS_next).sum(-1, keepdim=True).mT  # [G, M, 1, K]
-    R2 = p["R"].unsqueeze(2)  # broadcast over the two halves
-    XBQ = p["XBQ"]
+    XBQ, R = p["XBQ"], p["R"]
     if c == C:
         GBQ.view(GM, 2 * C, K).baddbmm_(PTA, p["y_col"].view(GM, C, K))  # row-decayed [dxb; dxq]
         dk_in = torch.bmm(PTA.mT, XBQ.view(GM, 2 * C, K)).view(G, M, C, K).mul_(p["colf"])
-        dgam = (XBQ * GBQ).view(G, M, 2, C, K).sum(2)  # x*dx of the rows (xb = kb R, xq = kq R)
-        DKBQ = GBQ.view(G, M, 2, C, K).mul_(R2)
+        gb, gq = GBQ[:, :, :C], GBQ[:, :, C:]
+        dgam = torch.mul(XBQ[:, :, :C], gb).addcmul_(XBQ[:, :, C:], gq)  # x*dx (xb = kb R, xq = kq R)
+        dkb = gb.mul_(R)  # undecayed
+        zero = torch.zeros((), dtype=R.dtype, device=R.device)
+        torch.addcmul(zero, _f5(gq, B, H), _f5(R, B, H), value=scale, out=dq5)
     else:
         PT, dAqk = PTA.view(G, M, 2 * C, C)[:, :, :C], PTA.view(G, M, 2 * C, C)[:, :, C:]
-        DKBQ = GBQ.view(G, M, 2, C, K).mul_(R2)
+        DKBQ = GBQ.view(G, M, 2, C, K).mul_(R.unsqueeze(2))
         DKBQ[:, :, 0].add_(pair_grad_rows(PT, p["y_col"], p["rowf"], c))
         DKBQ[:, :, 1].add_(pair_grad_rows(dAqk, p["y_col"], p["rowf"], c))
         rowf, colf = p["rowf"], p["colf"]
         dk_in = pair_grad_cols(PT, p["kb"] * rowf, colf, c)
         dk_in.add_(pair_grad_cols(dAqk, p["kq"] * rowf, colf, c))
-        dgam = torch.addcmul(p["kb"] * DKBQ[:, :, 0], p["kq"], DKBQ[:, :, 1])
-    dkb, dkq = DKBQ[:, :, 0], DKBQ[:, :, 1]  # undecayed
+        dkb, dkq = DKBQ[:, :, 0], DKBQ[:, :, 1]  # undecayed
+        dgam = torch.addcmul(p["kb"] * dkb, p["kq"], dkq)
+        torch.mul(_f5(dkq, B, H), scale, out=dq5)
     dk_in.add_(dk_kt)  # the uses of k whose Gamma enters with a minus sign
     _f5(dgam, B, H).addcmul_(k5, _f5(dk_in, B, H), value=-1)
     kdk = (k5 * _f5(dk_kt, B, H)).sum(-2, keepdim=True).view(G, M, 1, K)
     tot = dgam.sum(-2, keepdim=True).add_(kdk).addcmul_(dd, p["d"])  # sum_r dGamma_r + dGamma_C
     # dg_j = sum_{r >= j} dGamma_r + dGamma_C = tot - sum_{r < j} dGamma_r
     torch.add(_f5(dgam.sub_(dgam.cumsum(-2)), B, H), _f5(tot, B, H), out=dg5)
-    torch.mul(_f5(dkq, B, H), scale, out=dq5)
     torch.addcmul(_f5(dk_in, B, H), b5, _f5(dkb, B, H), out=dk5)
     torch.mul(_f5(dkb, B, H), k5, out=db5)
     torch.mul(_f5(dr, B, H), w5, out=dv5)
