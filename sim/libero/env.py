@@ -24,7 +24,8 @@ Action: 7-d in ``[-1, 1]`` (OSC delta position, delta rotation, gripper with -1 
 are rendered, none during the reset/wait steps, into an offscreen buffer of exactly the image size
 (pixel-identical to LIBERO's 640x480 buffer, less to clear), with geoms outside the camera's view
 culled (pixel-identical, ``sim.libero.render``). ``render_quality="fast"`` draws decimated render
-meshes instead (different pixels, same physics; recorded in ``render_info``). ``cameras=()`` is a
+meshes instead, ``"fastest"`` also without multisampling (different pixels, same physics; recorded in
+``render_info``). ``cameras=()`` is a
 camera-free env whose success predicate still works. ``raw_env`` is LIBERO's ``OffScreenRenderEnv`` and
 ``raw_obs`` its latest observation dict (object poses for privileged policies).
 """
@@ -112,8 +113,10 @@ class LiberoEnv(gym.Env):
             raise ValueError(f"need max_steps >= 1 and wait_steps >= 0, got {max_steps}, {wait_steps}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if render_quality not in ("faithful", "fast"):
-            raise ValueError(f"render_quality must be 'faithful' or 'fast', got {render_quality!r}")
+        if render_quality not in ("faithful", "fast", "fastest"):
+            raise ValueError(
+                f"render_quality must be 'faithful', 'fast' or 'fastest', got {render_quality!r}"
+            )
         if render_mode == "rgb_array" and "image" not in cameras:
             raise ValueError("render_mode='rgb_array' returns the 'image' camera: include it in cameras")
         self.task_id = int(task_id)
@@ -177,13 +180,15 @@ class LiberoEnv(gym.Env):
     @property
     def render_info(self) -> dict[str, Any]:
         """How images are rendered, for demo files and eval results: ``quality`` ("faithful" =
-        LIBERO's pixels, "fast" = decimated render meshes), ``cell_m`` (decimation cell, fast only),
-        ``faces`` (triangles of the rendered meshes: original, drawn), ``lp_num_threads``."""
+        LIBERO's pixels, "fast" = decimated render meshes, "fastest" = the same without MSAA),
+        ``culling``, ``cell_m`` (decimation cell), ``msaa_samples``, ``faces`` (triangles of the
+        rendered meshes: original, drawn), ``lp_num_threads``."""
         on = self.renderer is not None and self.renderer.installed
         info: dict[str, Any] = dict(quality=self.render_quality, culling=on)
         if self.renderer is not None:
-            if self.render_quality == "fast":
+            if self.render_quality != "faithful":
                 info["cell_m"] = self.renderer.cell
+            info["msaa_samples"] = int(self.raw_env.env.sim.model._model.vis.quality.offsamples)
             info["faces"] = list(self.renderer.faces())
         info["lp_num_threads"] = os.environ.get("LP_NUM_THREADS")
         return info

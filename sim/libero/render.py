@@ -15,7 +15,7 @@ Two independent pieces, installed on robosuite's ``MjRenderContext`` by :class:`
   planes/boxes in libero_10 scenes (checked: those flags change no pixel), so the image is
   bit-identical (tested).
 
-* **Decimated render meshes (``quality="fast"``, changes pixels).** Rendering is bound by the
+* **Decimated render meshes (``quality="fast"`` or ``"fastest"``, changes pixels).** Rendering is bound by the
   number of small triangles (llvmpipe's 4x-multisample coverage loop is the hottest code). Each
   mesh's display list is recompiled from a vertex-clustered copy: corners are snapped to cells of
   edge ``cell`` (metres, mesh frame = world scale), a cell's vertices merge to their mean
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-QUALITIES = ("faithful", "fast")
+QUALITIES = ("faithful", "fast", "fastest")
 FAST_CELL_M = 0.006  # 6 mm: below a 128-px agentview pixel (~7 mm at the table)
 UV_BIN = 0.02
 CULL_MARGIN_M = 1e-3
@@ -238,14 +238,23 @@ class SceneRenderer:
         # Culled geoms are moved for one mjv_updateScene call into a group the scene skips anyway.
         self._hide_group = hidden[0] if hidden else None
         self.decimated: dict[int, Decimated] = {}
-        if quality == "fast":
+        if quality != "faithful":
             self.decimated = decimate_model_meshes(self.model, self.visual_meshes(), self.cell)
+        # "fastest" also drops LIBERO's 4x multisampling (model.vis.quality.offsamples), which
+        # halves llvmpipe's per-triangle coverage work; the saved value is restored by uninstall.
+        self._offsamples = 0 if quality == "fastest" else None
+        self._saved_offsamples = None
         self._con = None
         self.last_ngeom = (0, 0)  # (geoms in view, geoms the scene would have had) of the last render
         self.install()
 
     def install(self) -> None:
         """Route ``ctx.render`` here; the decimated lists are compiled at the next render."""
+        q = self.model.vis.quality
+        if self._offsamples is not None and q.offsamples != self._offsamples:
+            self._saved_offsamples = int(q.offsamples)
+            q.offsamples = self._offsamples
+            self._new_context()
         self._con = None
         self.ctx.render = self.render
         self.installed = True
@@ -317,11 +326,21 @@ class SceneRenderer:
         ctx = self.ctx
         ctx.__dict__.pop("render", None)
         self.installed = False
-        if self.decimated and ctx.con is self._con:
+        if self._saved_offsamples is not None:  # a new MjrContext also rebuilds MuJoCo's own lists
+            self.model.vis.quality.offsamples = self._saved_offsamples
+            self._saved_offsamples = None
+            self._new_context()
+        elif self.decimated and ctx.con is self._con:
             ctx.gl_ctx.make_current()
             for k in self.decimated:
                 mujoco.mjr_uploadMesh(self.model, ctx.con, k)
         self._con = None
+
+    def _new_context(self) -> None:
+        """Re-create the ``MjrContext`` (buffers follow ``model.vis``), as robosuite does on resize."""
+        self.ctx.gl_ctx.make_current()
+        self.ctx.con.free()
+        self.ctx._set_mujoco_context_and_buffers()
 
 
 def _rendered(geomgroup, group) -> bool:

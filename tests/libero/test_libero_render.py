@@ -167,4 +167,27 @@ def test_fast_renderer_uninstall_restores_faithful_pixels(envs):
         np.testing.assert_array_equal(sims[1].render(32, 32, camera_name="agentview"), ref)
     finally:
         fast.renderer.install()
-    assert not np.array_equal(sims[1].render(32, 32, camera_name="agentview"), ref)
+    fast_img = sims[1].render(32, 32, camera_name="agentview")
+    assert not np.array_equal(fast_img, ref)
+
+
+def test_fastest_drops_multisampling_and_uninstall_restores_it(envs):
+    from sim.libero.render import SceneRenderer
+
+    fast = envs[1]
+    fast.reset(options={"init_state": 3})
+    sim, ctx = fast.raw_env.env.sim, fast.renderer.ctx
+    q = sim.model._model.vis.quality
+    samples = int(q.offsamples)
+    fast_img = sim.render(32, 32, camera_name="agentview")
+    fast.renderer.uninstall()
+    fastest = SceneRenderer(ctx, "fastest")
+    try:
+        assert q.offsamples == 0 and fast.render_info["msaa_samples"] == 0
+        img = sim.render(32, 32, camera_name="agentview")
+        assert not np.array_equal(img, fast_img) and _psnr(img, fast_img) > 18
+    finally:
+        fastest.uninstall()
+        fast.renderer.install()
+    assert q.offsamples == samples > 0
+    np.testing.assert_array_equal(sim.render(32, 32, camera_name="agentview"), fast_img)
