@@ -275,10 +275,13 @@ class GDN2Chunk(torch.autograd.Function):
             S_all = q.new_empty((G + 1, M, K, V), dtype=ct)
             S_all[0].copy_(S)
             u = q.new_empty((G, M, C, V), dtype=ct)
-            for j in range(G):
-                torch.baddbmm(wv[j], xb[j], S_all[j], alpha=-1, out=r)  # r = w*v - xb S
-                torch.bmm(A[j], r, out=u[j])
-                torch.mul(S_all[j], d[j], out=S_all[j + 1]).baddbmm_(kt[j].mT, u[j])
+            Ss = S_all.unbind(0)
+            for j, (wv_j, xb_j, A_j, u_j, d_j, kt_j) in enumerate(
+                zip(*(x.unbind(0) for x in (wv, xb, A, u, d, kt)))
+            ):
+                torch.baddbmm(wv_j, xb_j, Ss[j], alpha=-1, out=r)  # r = w*v - xb S
+                torch.bmm(A_j, r, out=u_j)
+                torch.mul(Ss[j], d_j, out=Ss[j + 1]).baddbmm_(kt_j.mT, u_j)
             S = S_all[G]
             GM = G * M
             o_g = torch.bmm(xq.flatten(0, 1), S_all[:G].view(GM, K, V))
@@ -319,10 +322,13 @@ class GDN2Chunk(torch.autograd.Function):
             dS_all = torch.empty_like(S_all)
             dS_all[G].copy_(dS)
             dr = torch.empty_like(u)
+            dSs = dS_all.unbind(0)
+            per_chunk = list(zip(*(x.unbind(0) for x in (X, Y, kt, A, dr, d, xb))))
             for j in range(G - 1, -1, -1):
-                torch.baddbmm(X[j], kt[j], dS_all[j + 1], out=du)
-                torch.bmm(A[j].mT, du, out=dr[j])
-                torch.addcmul(Y[j], dS_all[j + 1], d[j], out=dS_all[j]).baddbmm_(xb[j].mT, dr[j], alpha=-1)
+                X_j, Y_j, kt_j, A_j, dr_j, d_j, xb_j = per_chunk[j]
+                torch.baddbmm(X_j, kt_j, dSs[j + 1], out=du)
+                torch.bmm(A_j.mT, du, out=dr_j)
+                torch.addcmul(Y_j, dSs[j + 1], d_j, out=dSs[j]).baddbmm_(xb_j.mT, dr_j, alpha=-1)
             torch.neg(dr, out=DD[:, :, :C])
             dS = dS_all[0]
             out5 = [lay.target(x, n0, G, ct) for x in grads]
@@ -334,8 +340,9 @@ class GDN2Chunk(torch.autograd.Function):
 
 
 def gdn2_chunk_fast(q, k, v, g, b, w, scale, S0, C, c, limit, ct, group=None):
-    """Apply :class:`GDN2Chunk`; ``group`` defaults to about GROUP_TOKENS tokens per block."""
+    """Apply :class:`GDN2Chunk`; ``group`` defaults to about GROUP_TOKENS tokens per block on a CPU and to
+    all chunks at once elsewhere (a GPU wants few, large launches, not cache-sized blocks)."""
     B, T, H, _ = q.shape
     if group is None:
-        group = max(1, GROUP_TOKENS // (B * H * C))
+        group = max(1, GROUP_TOKENS // (B * H * C)) if q.device.type == "cpu" else -(-T // C)
     return GDN2Chunk.apply(q, k, v, g, b, w, S0, scale, C, c, limit, group, ct)

@@ -110,3 +110,14 @@ def test_half_precision_inputs_accumulate_in_float32(gen):
     o, S = gdn2_chunk(*x, initial_state=S0.float(), output_final_state=True)
     assert o.dtype == torch.bfloat16 and S.dtype == torch.float32
     assert rel_err(o, o_ref) <= 3e-2  # bf16 rounding of the inputs themselves dominates
+
+
+@pytest.mark.parametrize("chunk_size", [16, 64])
+def test_naive_twin_matches_spec(gen, chunk_size):
+    # _chunk_torch (all chunks batched, autograd) is the reference the fast backward is tested against.
+    from aura.memory.chunk import _chunk_torch
+
+    q, k, v, g, b, w, S0 = make_inputs(2, 70, 2, 8, 8, gen=gen, g_min=-30.0)
+    o_ref, S_ref = gdn2_recurrent(q, k, v, g, b, w, initial_state=S0, output_final_state=True)
+    o, S = _chunk_torch(q, k, v, g, b, w, 8**-0.5, S0, chunk_size, torch.float64, float(g.min()))
+    assert rel_err(o, o_ref) <= 1e-10 and rel_err(S, S_ref) <= 1e-10
