@@ -37,6 +37,7 @@ import functools
 import os
 
 import torch
+from torch.autograd.function import once_differentiable
 
 # Tokens (G*B*H*C) per block of chunks processed together, so that a block's tensors stay in cache
 # (measured on the 2-core CPU at d = 32: 2,048-4,096 tokens; all chunks at once is 1.3-1.5x slower).
@@ -297,6 +298,7 @@ class GDN2Chunk(torch.autograd.Function):
         return o, S.reshape(B, H, K, V).clone()
 
     @staticmethod
+    @once_differentiable  # the backward is not itself differentiable (no double backward)
     def backward(ctx, dO, dSN):
         scale, c, limit, ct, S0_dtype = ctx.consts
         lay = ctx.lay
