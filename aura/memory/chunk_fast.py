@@ -159,18 +159,20 @@ def _prep(q5, k5, g5, b5, scale, c, limit, saved=None):
     XBQ = new(2 * C)
     xb5, xq5 = _f5(XBQ[:, :, :C], B, H), _f5(XBQ[:, :, C:], B, H)
     torch.mul(b5, k5, out=xb5).mul_(_f5(R, B, H))
-    torch.mul(q5, _f5(R, B, H), out=xq5).mul_(scale)
+    zero = torch.zeros((), **opts)
+    torch.addcmul(zero, q5, _f5(R, B, H), value=scale, out=xq5)  # s q e^Gamma in one pass
     y_col = new()
     d = R[:, :, -1:]  # e^{Gamma_C}
     if c == C:  # one reference (the chunk start) for every row: xb, xq are Pair's row operands
         torch.mul(k5, _f5(colf, B, H), out=_f5(y_col, B, H))
-        e_tail = colf * d  # e^{Gamma_C - Gamma} <= 1
+        kt = y_col * d  # k e^{Gamma_C - Gamma}
+        e_tail = None if saved is None else colf * d  # e^{Gamma_C - Gamma} <= 1, for the backward
     else:
         _f5(y_col, B, H).copy_(k5)
         y_col = y_col.unsqueeze(2) * colf
         e_tail = (gam[:, :, -1:] - gam).exp_()
-    kt = new()
-    torch.mul(k5, _f5(e_tail, B, H), out=_f5(kt, B, H))
+        kt = new()
+        torch.mul(k5, _f5(e_tail, B, H), out=_f5(kt, B, H))
     p = {"rowf": rowf, "colf": colf, "R": R, "y_col": y_col, "XBQ": XBQ, "e_tail": e_tail, "kt": kt, "d": d}
     if c != C:  # undecayed row operands for the sub-block products
         kb, kq = new(), new()
