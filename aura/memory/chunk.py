@@ -121,8 +121,8 @@ def gdn2_chunk(
     if initial_state is not None:
         tensors["initial_state"] = initial_state
     if resolve_backend(backend, q, ct, chunk_size) == "fla":
-        # The value check's reductions are queued first and read back only after fla's kernels are
-        # launched, so the host sync overlaps fla's work instead of stalling before it.
+        # The value check (one fused Triton launch on CUDA) is queued first and read back only after fla's
+        # kernels are launched, so its host sync overlaps fla's work instead of stalling before it.
         started = start_value_check(tensors) if validate else None
         S0 = None if initial_state is None else initial_state.float()
         out = fla_chunk_gdn2()(
@@ -133,9 +133,15 @@ def gdn2_chunk(
         return out
     stats = check_values(fn, tensors) if validate else None
     g_min = stats["g"][0] if stats is not None else float(g.detach().min())
-    if default_chunk and q.device.type == "cpu":
-        chunk_size = CPU_CHUNK
-    o, S = _chunk_fast(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min)
+    if q.device.type == "cpu":
+        if default_chunk:
+            chunk_size = CPU_CHUNK
+        o, S = _chunk_fast(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min)
+    else:
+        # A GPU without fla: the autograd form, which is the one verified against float64 on the H100. The
+        # hand-written backward is tuned for CPUs and has not been run on a GPU yet.
+        o, S = _chunk_torch(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min)
+        o = o.to(q.dtype)
     return o, (S if output_final_state else None)
 
 
