@@ -2,7 +2,7 @@
 
 Two independent pieces, installed on robosuite's ``MjRenderContext`` by :class:`SceneRenderer`:
 
-* **Frustum culling (exact, both qualities).** MuJoCo hands every visible-group geom to OpenGL,
+* **Frustum culling (exact, every quality).** MuJoCo hands every visible-group geom to OpenGL,
   which transforms and clips all their vertices even when the whole geom lies outside the camera's
   view (the wrist camera sees 15-25 of ~80 geoms). A geom is dropped from the scene before
   ``mjr_render`` when its oriented bounding box ``(c, R, h)`` (``c`` the world centre, ``R`` the
@@ -15,10 +15,10 @@ Two independent pieces, installed on robosuite's ``MjRenderContext`` by :class:`
   planes/boxes in libero_10 scenes (checked: those flags change no pixel), so the image is
   bit-identical (tested).
 
-* **Decimated render meshes (``quality="fast"`` or ``"fastest"``, changes pixels).** Rendering is bound by the
-  number of small triangles (llvmpipe's 4x-multisample coverage loop is the hottest code). Each
-  mesh's display list is recompiled from a vertex-clustered copy: corners are snapped to cells of
-  edge ``cell`` (metres, mesh frame = world scale), a cell's vertices merge to their mean
+* **Decimated render meshes (``quality="fast"`` or ``"fastest"``, changes pixels).** Rendering is
+  bound by the number of small triangles (llvmpipe's 4x-multisample coverage loop is the hottest
+  code). Each mesh's display list is recompiled from a vertex-clustered copy: corners are snapped to
+  cells of edge ``cell`` (metres, mesh frame = world scale), a cell's vertices merge to their mean
   position ``p_c = (1/|c|) sum_{i in c} p_i``, triangles whose three corners fall in fewer than
   three cells vanish. Normals and texture coordinates stay split across sharp edges and texture
   seams: a vertex is ``(cell, round(2 n), floor(uv / 0.02))`` and carries the mean normal
@@ -222,9 +222,10 @@ def decimate_model_meshes(m: mujoco.MjModel, meshes, cell: float) -> dict[int, D
 class SceneRenderer:
     """Takes over ``ctx.render`` of one robosuite ``MjRenderContext`` (robosuite's ``sim.render``
     calls it under its render lock): the same camera set-up, ``mjv_updateScene`` and ``mjr_render``,
-    with frustum-culled geoms left out of the scene and, for ``quality="fast"``, decimated display
-    lists for the meshes of rendered geoms. :meth:`uninstall` restores robosuite's renderer and the
-    original display lists. Segmentation renders go through robosuite's own path, unculled.
+    with frustum-culled geoms left out of the scene and, for ``quality="fast"`` / ``"fastest"``,
+    decimated display lists for the meshes of rendered geoms. :meth:`uninstall` restores robosuite's
+    renderer and the original display lists. Segmentation renders go through robosuite's own path,
+    unculled.
     """
 
     def __init__(self, ctx, quality: str = "faithful", cell: float = FAST_CELL_M, cull: bool = True):
@@ -237,6 +238,8 @@ class SceneRenderer:
         hidden = [g for g in range(len(ctx.vopt.geomgroup)) if not ctx.vopt.geomgroup[g]]
         # Culled geoms are moved for one mjv_updateScene call into a group the scene skips anyway.
         self._hide_group = hidden[0] if hidden else None
+        # Planes may be infinite (size 0) and are drawn as a grid up to the far plane: never culled.
+        self._cullable = np.asarray(self.model.geom_type) != mujoco.mjtGeom.mjGEOM_PLANE
         self.decimated: dict[int, Decimated] = {}
         if quality != "faithful":
             self.decimated = decimate_model_meshes(self.model, self.visual_meshes(), self.cell)
@@ -310,7 +313,8 @@ class SceneRenderer:
             ctx.cam.fixedcamid = camera_id
         m, d = self.model, ctx.data._data
         mujoco.mjv_updateCamera(m, d, ctx.cam, ctx.scn)
-        hide = np.flatnonzero(boxes_outside(glcamera_planes(ctx.scn, width, height), *geom_boxes(m, d)))
+        outside = boxes_outside(glcamera_planes(ctx.scn, width, height), *geom_boxes(m, d))
+        hide = np.flatnonzero(outside & self._cullable)
         saved = m.geom_group[hide].copy()
         m.geom_group[hide] = self._hide_group
         try:
