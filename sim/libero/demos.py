@@ -7,7 +7,8 @@ recorded actions reproduces the episode, which is checked (a replay that does no
 the same step is dropped and reported). One file per task, ``OUT/task{t}_demo.hdf5``::
 
     data                      attrs: env_name, env_args (JSON), problem_info (JSON), bddl_file_name,
-                                     language, task_id, total (samples), num_demos, image_size, source
+                                     language, task_id, total (samples), num_demos, image_size, source,
+                                     render (JSON: quality, culling, MSAA samples, triangles drawn)
     data/demo_i               attrs: num_samples, init_state, seed
       actions [T, 7]  rewards [T]  dones [T]  states [T, S] (MuJoCo flattened)  robot_states [T, 9]
       obs/agentview_rgb [T, H, W, 3]  obs/eye_in_hand_rgb [T, H, W, 3]    (upright, as LiberoEnv gives)
@@ -122,7 +123,12 @@ def record_task(p: dict) -> dict:
 
     t0 = time.perf_counter()
     task = p["task"]
-    env = LiberoEnv(task, image_size=p["image_size"], cameras=("image", "wrist_image"))
+    env = LiberoEnv(
+        task,
+        image_size=p["image_size"],
+        cameras=("image", "wrist_image"),
+        render_quality=p.get("render", "faithful"),
+    )
     expert = _expert(task)
     demos, tried, dropped, expert_steps = [], [], [], []
     try:
@@ -159,6 +165,7 @@ def record_task(p: dict) -> dict:
                               language_instruction=env.language),
             bddl_file_name=env.raw_env.env.bddl_file_name, language=env.language, task_id=task,
             image_size=p["image_size"], source="aura scripted privileged expert (policies/libero_expert)",
+            render=env.render_info,
         )  # fmt: skip
         path = Path(p["out"]) / f"task{task}_demo.hdf5"
         if demos:
@@ -200,6 +207,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-task", type=int, default=10, help="successful demos to keep per task")
     parser.add_argument("--start", type=int, default=0, help="first init state to try")
     parser.add_argument("--image-size", type=int, default=128, help="rendered image side in pixels")
+    parser.add_argument(
+        "--render",
+        default="faithful",
+        choices=("faithful", "fast", "fastest"),
+        help="faithful: LIBERO's pixels (default); fast / fastest: decimated render meshes, recorded in the "
+        "file's 'render' attribute (docs/libero.md)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="episode seed")
     parser.add_argument("--workers", type=int, default=2, help="tasks recorded in parallel")
     parser.add_argument("--out", default="runs/libero_demos", help="output directory (one HDF5 per task)")
@@ -226,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
     base = dict(
         per_task=args.per_task, start=args.start, image_size=args.image_size, seed=args.seed, out=str(out)
     )
+    base.update(render=args.render)
     sched = _TaskScheduler([Job((t,), dict(base, task=t)) for t in tasks], retries=1)
     t0 = time.perf_counter()
     run_local(sched, record_task, min(args.workers, len(tasks)))

@@ -58,9 +58,12 @@ def test_expert_demo_of_task_0_replays_to_success(tmp_path):
 
     out = tmp_path / "demos"
     args = ["sim", "demos", "--tasks", "0", "--per-task", "1", "--image-size", "32", "--workers", "1"]
+    args += ["--render", "fast"]
     assert cli.main([*args, "--out", str(out)]) == 0
     with h5py.File(out / "task0_demo.hdf5") as f:
         d = f["data/demo_0"]
         t = d.attrs["num_samples"]
         assert 0 < t <= 520 and d["rewards"][-1] == 1.0 and d["dones"][-1] == 1
         assert d["obs/agentview_rgb"].shape == (t, 32, 32, 3) and d["obs/agentview_rgb"][0].std() > 5
+        render = json.loads(f["data"].attrs["render"])  # how the images were made travels with them
+        assert render["quality"] == "fast" and render["faces"][1] < render["faces"][0]

@@ -74,6 +74,13 @@ def test_resume_under_another_configuration_is_refused(first_run, capsys):
     assert (out / "episodes.jsonl").read_text() == before
 
 
+def test_resume_with_another_render_quality_is_refused(first_run, capsys):
+    """Images from decimated render meshes are not LIBERO's: such episodes never mix with faithful ones."""
+    _, out, _ = first_run
+    assert cli.main([*ARGS, "--render", "fast", "--out", str(out)]) == 2
+    assert "'render': (None, 'fast')" in capsys.readouterr().err
+
+
 def test_bad_arguments_are_usage_errors(capsys, tmp_path):
     assert cli.main(["eval", "libero", "--tasks", "12", "--out", str(tmp_path)]) == 2
     assert "--tasks" in capsys.readouterr().err
