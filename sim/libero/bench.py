@@ -63,6 +63,8 @@ def _worker(i, args, barrier, queue):
 
 
 def main(argv=None) -> int:
+    from sim.libero.render import add_render_argument
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--steps", type=int, default=60, help="steps per worker and phase")
@@ -70,9 +72,7 @@ def main(argv=None) -> int:
     p.add_argument("--cameras", default="image,wrist_image", help="cameras of the 'cameras' phase")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--policy", default="expert", choices=("expert", "noop"))
-    p.add_argument(
-        "--render", default="faithful", choices=("faithful", "fast", "fastest"), help="render quality"
-    )
+    add_render_argument(p)
     p.add_argument("--lp-threads", type=int, default=None, help="LP_NUM_THREADS for the workers")
     p.add_argument("--no-cull", action="store_true", help="robosuite's renderer (baseline; faithful only)")
     p.add_argument("--json", default=None, help="write the results here")

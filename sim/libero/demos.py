@@ -203,17 +203,13 @@ class _TaskScheduler:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sim.libero.render import add_render_argument
+
     parser.add_argument("--tasks", default="0-9", help="libero_10 task ids, e.g. 0,2,5-9 (default all)")
     parser.add_argument("--per-task", type=int, default=10, help="successful demos to keep per task")
     parser.add_argument("--start", type=int, default=0, help="first init state to try")
     parser.add_argument("--image-size", type=int, default=128, help="rendered image side in pixels")
-    parser.add_argument(
-        "--render",
-        default="faithful",
-        choices=("faithful", "fast", "fastest"),
-        help="faithful: LIBERO's pixels (default); fast / fastest: decimated render meshes, recorded in the "
-        "file's 'render' attribute (docs/libero.md)",
-    )
+    add_render_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="episode seed")
     parser.add_argument("--workers", type=int, default=2, help="tasks recorded in parallel")
     parser.add_argument("--out", default="runs/libero_demos", help="output directory (one HDF5 per task)")

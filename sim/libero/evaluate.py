@@ -239,6 +239,8 @@ class EvalScheduler:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sim.libero.render import add_render_argument
+
     parser.add_argument("--tasks", default="0-9", help="libero_10 task ids, e.g. 0,2,5-9 (default all)")
     parser.add_argument("--episodes", type=int, default=N_INIT_STATES, help="init states 0..N-1 per task")
     parser.add_argument(
@@ -263,13 +265,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS, help="policy steps per episode")
     parser.add_argument("--cameras", default=None, help="cameras to render (default: what the policy needs)")
     parser.add_argument("--image-size", type=int, default=128, help="rendered image side in pixels")
-    parser.add_argument(
-        "--render",
-        default="faithful",
-        choices=("faithful", "fast", "fastest"),
-        help="faithful: LIBERO's pixels (default); fast: decimated render meshes (~2.4x faster on a CPU, "
-        "27-34 dB PSNR vs faithful); fastest: fast without MSAA (docs/libero.md)",
-    )
+    add_render_argument(parser)
     parser.add_argument(
         "--video", type=int, default=0, help="record MP4s for init states 0..N-1 of each task"
     )
