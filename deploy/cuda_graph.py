@@ -103,7 +103,6 @@ class CudaGraphRunner:
             s.zero_()
         torch.cuda.synchronize()
         # numpy views of the pinned buffers, made once: torch indexing / .numpy() cost microseconds per call.
-        # (Added after the H100 measurements in docs/deploy.md; not re-measured.)
         self._np_z, self._np_base = self.h_z.numpy(), self.h_base.numpy()
         self._np_action, self._np_write, self._np_prob = (
             self.h_action.numpy(),
