@@ -153,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from policies.libero_expert.sim import ensure_config
+    from sim.libero.install import ensure_libero
 
-    ensure_config()  # once, before workers import libero (it would prompt on a missing config)
+    ensure_libero()  # once, before workers import libero (it would prompt on a missing config)
 
     def _stop(signum, frame):
         raise KeyboardInterrupt
