@@ -1,6 +1,10 @@
 """One torch thread for every test: the suite runs many tiny ops, for which a second intra-op thread only
 adds spin-waiting on a loaded (CI or shared) 2-core machine (up to 200x slower per op seen here)."""
 
+import importlib.util
+import subprocess
+import sys
+
 import pytest
 
 
@@ -11,3 +15,47 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _has_triton() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.triton_interpreter`` / ``@pytest.mark.cuda_triton``: skip, naming what is missing."""
+    needs = {m for item in items for m in ("triton_interpreter", "cuda_triton") if item.get_closest_marker(m)}
+    if not needs:
+        return
+    triton = _has_triton()
+    cuda = False
+    if "cuda_triton" in needs and triton:
+        try:
+            import torch
+
+            cuda = torch.cuda.is_available()
+        except ImportError:
+            pass
+    skips = {
+        "triton_interpreter": None
+        if triton
+        else pytest.mark.skip(reason="needs the triton package (interpreter mode runs on the CPU)"),
+        "cuda_triton": None if cuda else pytest.mark.skip(reason="needs a CUDA GPU and triton"),
+    }
+    for item in items:
+        for name, skip in skips.items():
+            if skip is not None and item.get_closest_marker(name):
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def triton_interpreter():
+    """Run Python source in a fresh process with TRITON_INTERPRET=1 (set before triton loads, which a flag
+    set inside this process could not be); returns its stdout lines. Kernels then run on the CPU."""
+
+    def run(code: str, timeout: float = 300) -> list[str]:
+        src = "import os\nos.environ['TRITON_INTERPRET'] = '1'\n" + code
+        out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=timeout)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout.strip().splitlines()
+
+    return run

@@ -4,14 +4,9 @@ On the CPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, in a sub
 before triton loads); on a CUDA machine they run natively, and the CUDA-graph runner is checked too.
 """
 
-import importlib.util
 import json
-import subprocess
-import sys
 
 import pytest
-
-HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 CHECK = r"""
 import json, os, sys
@@ -71,31 +66,39 @@ def _assert_close(res):
     assert res["fused"] <= max(4 * res["naive"], 2e-6), res
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason="needs the triton package (interpreter mode runs on the CPU)")
-def test_fused_step_matches_float64_in_the_triton_interpreter():
+@pytest.mark.triton_interpreter
+def test_fused_step_matches_float64_in_the_triton_interpreter(triton_interpreter):
     code = (
-        "import os\nos.environ['TRITON_INTERPRET'] = '1'\n"
-        + CHECK
+        CHECK
         + "print(json.dumps(check('cpu', 256, range(5))))\n"
         + "print(json.dumps(check('cpu', 256, range(5, 9), single=True, ksplit=4, block_n=32)))\n"
         # a bound below the state's norm (~10): the guard acts on every write
         + "print(json.dumps(check('cpu', 256, range(9, 13), max_norm=2.0)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    for line in out.stdout.strip().splitlines()[-3:]:
+    for line in triton_interpreter(code)[-3:]:
         _assert_close(json.loads(line))
 
 
-def _cuda():
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available() and HAS_TRITON
+def _runner_layer(seed: int):
+    """An AURA-sized layer with a non-trivial action head, for the CUDA-graph runner tests."""
+    import torch
+
+    from aura.layer import AuraMem
+
+    torch.manual_seed(seed)
+    layer = AuraMem(d_model=4096, d_action=7).eval()
+    with torch.no_grad():
+        layer.head.weight.normal_(0, 0.05)
+    return layer
 
 
-needs_cuda = pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU and triton")
+def _step_inputs(seed: int, steps: int):
+    """(features, base action) pairs of fresh N(0, 1) float32 values."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        yield rng.standard_normal(4096).astype(np.float32), rng.standard_normal(7).astype(np.float32)
 
 
 VARIANTS = [
@@ -106,7 +109,7 @@ VARIANTS = [
 ]
 
 
-@needs_cuda
+@pytest.mark.cuda_triton
 @pytest.mark.parametrize(
     "options", VARIANTS, ids=["two-kernel", "one-kernel-w1", "one-kernel-w4", "echo-atomic"]
 )
@@ -116,7 +119,7 @@ def test_fused_step_matches_float64_on_cuda(options):
     _assert_close(scope["check"]("cuda", 4096, range(10), **options))
 
 
-@needs_cuda
+@pytest.mark.cuda_triton
 @pytest.mark.parametrize(
     "options", VARIANTS, ids=["two-kernel", "one-kernel-w1", "one-kernel-w4", "echo-atomic"]
 )
@@ -125,20 +128,13 @@ def test_cuda_graph_runner_fused_follows_the_eager_graph(options, zero_copy):
     import numpy as np
     import torch
 
-    from aura.layer import AuraMem
     from deploy.cuda_graph import CudaGraphRunner
 
-    torch.manual_seed(0)
-    layer = AuraMem(d_model=4096, d_action=7).eval()
-    with torch.no_grad():
-        layer.head.weight.normal_(0, 0.05)
+    layer = _runner_layer(0)
     fused = CudaGraphRunner(layer, fused=True, zero_copy=zero_copy, **options)
     naive = CudaGraphRunner(layer, fused=False)
-    rng = np.random.default_rng(0)
     flips = 0
-    for _ in range(300):
-        z = rng.standard_normal(4096).astype(np.float32)
-        a = rng.standard_normal(7).astype(np.float32)
+    for z, a in _step_inputs(0, 300):
         af, wf, _ = fused.step(z, a)
         af = af.copy()
         an, wn, _ = naive.step(z, a)
@@ -149,26 +145,19 @@ def test_cuda_graph_runner_fused_follows_the_eager_graph(options, zero_copy):
     assert torch.allclose(fused.state, naive.state, atol=1e-5)
 
 
-@needs_cuda
+@pytest.mark.cuda_triton
 def test_cuda_graph_runner_spin_wait_equals_stream_sync():
     """Polling the completion token returns exactly what a stream synchronisation returns."""
     import numpy as np
     import torch
 
-    from aura.layer import AuraMem
     from deploy.cuda_graph import CudaGraphRunner
 
-    torch.manual_seed(1)
-    layer = AuraMem(d_model=4096, d_action=7).eval()
-    with torch.no_grad():
-        layer.head.weight.normal_(0, 0.05)
+    layer = _runner_layer(1)
     spin = CudaGraphRunner(layer, launch="driver", wait="spin")
     sync = CudaGraphRunner(layer, launch="torch", wait="sync")
     assert (spin.launch, spin.wait, sync.wait) == ("driver", "spin", "sync")
-    rng = np.random.default_rng(1)
-    for _ in range(2000):
-        z = rng.standard_normal(4096).astype(np.float32)
-        a = rng.standard_normal(7).astype(np.float32)
+    for z, a in _step_inputs(1, 2000):
         a1, w1, p1 = spin.step(z, a)
         a1 = a1.copy()
         a2, w2, p2 = sync.step(z, a)

@@ -4,14 +4,9 @@ On the CPU the kernel runs in Triton's interpreter (a subprocess, so TRITON_INTE
 loads); on CUDA it runs natively and through ``_validate``'s start / finish pair.
 """
 
-import importlib.util
 import json
-import subprocess
-import sys
 
 import pytest
-
-HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 CHECK = r"""
 import json, math, os, sys
@@ -63,31 +58,16 @@ def run(device, seeds):
 """
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason="needs the triton package (interpreter mode runs on the CPU)")
-def test_value_flags_match_the_naive_rules_in_the_triton_interpreter():
-    code = (
-        "import os\nos.environ['TRITON_INTERPRET'] = '1'\n"
-        + CHECK
-        + "import random\nprint(json.dumps(run('cpu', [random.randrange(1 << 30)])))\n"
+@pytest.mark.triton_interpreter
+def test_value_flags_match_the_naive_rules_in_the_triton_interpreter(triton_interpreter):
+    lines = triton_interpreter(
+        CHECK + "import random\nprint(json.dumps(run('cpu', [random.randrange(1 << 30)])))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = json.loads(lines[-1])
     assert res["cases"] == 99 and res["mismatches"] == [], res
 
 
-def _cuda():
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available() and HAS_TRITON
-
-
-needs_cuda = pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU and triton")
-
-
-@needs_cuda
+@pytest.mark.cuda_triton
 def test_value_flags_match_the_naive_rules_on_cuda():
     import random
 
@@ -97,7 +77,7 @@ def test_value_flags_match_the_naive_rules_on_cuda():
     assert res["cases"] == 198 and res["mismatches"] == [], res
 
 
-@needs_cuda
+@pytest.mark.cuda_triton
 def test_fused_check_raises_the_exact_message_on_cuda():
     """start / finish without stats take the fused path on CUDA and still name the argument and its range."""
     import torch
