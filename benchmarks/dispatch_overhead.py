@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from aura.memory._validate import finish_value_check, start_value_check
+from aura.memory._validate import check_sequence, finish_value_check, start_value_check
 from aura.memory.chunk import fla_chunk_gdn2, gdn2_chunk
 
 SHAPES = ((64, 520), (16, 4096))  # (B, T) at H1 d32, as in `aura bench memory`
@@ -96,6 +96,11 @@ def main() -> None:
         host[f"stats={stats}"] = (time.perf_counter() - t0) / n * 1e6
         finish_value_check("check", t, started)
         print(f"start_value_check(stats={stats}) host cost {host[f'stats={stats}']:.1f} us/call")
+    n, t0 = 2000, time.perf_counter()
+    for _ in range(n):
+        check_sequence("check", *t.values(), None, False)
+    host["check_sequence"] = (time.perf_counter() - t0) / n * 1e6
+    print(f"check_sequence (shapes, dtypes, devices) host cost {host['check_sequence']:.1f} us/call")
     if args.json:
         result = {"device": torch.cuda.get_device_name(), "rows": rows, "check_host_us": host}
         with open(args.json, "w") as fh:

@@ -157,8 +157,42 @@ def check_scale(fn: str, scale, K: int) -> float:
     return s
 
 
+def _sequence_dims(q, k, v, g, b, w, initial_state) -> tuple[int, ...] | None:
+    """``(B, T, H, K, V)`` when every shape, dtype and device is right, else None (then the full check runs).
+
+    The dispatch to fla adds this to every call, so the common case is one pass of cheap comparisons; the
+    argument-by-argument checks below run only to find and name what is wrong.
+    """
+    try:
+        qs, vs = q.shape, v.shape
+        if len(qs) != 4 or len(vs) != 4 or vs[:3] != qs[:3] or 0 in qs or vs[3] < 1:
+            return None
+        if k.shape != qs or g.shape != qs or b.shape != qs or w.shape != vs:
+            return None
+        ts = (q, k, v, g, b, w)
+        if any(t.dtype not in FLOAT_DTYPES for t in ts):
+            return None
+        if initial_state is not None:
+            if initial_state.shape != (qs[0], qs[2], qs[3], vs[3]) or initial_state.dtype not in STATE_DTYPES:
+                return None
+            ts += (initial_state,)
+        if len({t.device for t in ts}) != 1:
+            return None
+    except AttributeError:  # not a tensor
+        return None
+    return (*qs, vs[3])
+
+
 def check_sequence(fn, q, k, v, g, b, w, initial_state, validate_values: bool = True):
     """Check fla-layout sequence inputs; returns ``((B, T, H, K, V), stats or None)``."""
+    dims = _sequence_dims(q, k, v, g, b, w, initial_state)
+    if dims is not None:
+        if not validate_values:
+            return dims, None
+        tensors = {"q": q, "k": k, "v": v, "g": g, "b": b, "w": w}
+        if initial_state is not None:
+            tensors["initial_state"] = initial_state
+        return dims, check_values(fn, tensors)
     seq_qk, seq_v = "[B, T, H, K]", "[B, T, H, V]"
     _check_tensor(fn, "q", q, 4, seq_qk)
     B, T, H, K = _shape(q)

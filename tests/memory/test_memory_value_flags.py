@@ -50,11 +50,14 @@ def run(device, seeds):
             for T in (1, 37, 1100):  # 1100 * 16 elements spans several 2048-element programs
                 for plant in plants:
                     t = case(gen, device, dtype, T, plant)
-                    got, want = vf.bad_arguments(t, *vf.launch(t)), naive_bad(t)
-                    n += 1
-                    if got != want:
-                        mismatches.append([str(dtype), T, str(plant), got, want])
-    return {"cases": n, "mismatches": mismatches[:5]}
+                    want = naive_bad(t)
+                    # CUDA: the direct launch of a compiled variant, and the JIT (the interpreter: JIT only)
+                    for fast in (True, False) if device == "cuda" else (True,):
+                        got = vf.bad_arguments(t, *vf.launch(t, fast=fast))
+                        n += 1
+                        if got != want:
+                            mismatches.append([str(dtype), T, str(plant), fast, got, want])
+    return {"cases": n, "mismatches": mismatches[:5], "variants": len(vf._COMPILED)}
 """
 
 
@@ -74,7 +77,8 @@ def test_value_flags_match_the_naive_rules_on_cuda():
     scope: dict = {}
     exec(CHECK, scope)
     res = scope["run"]("cuda", [random.randrange(1 << 30) for _ in range(2)])
-    assert res["cases"] == 198 and res["mismatches"] == [], res
+    assert res["cases"] == 396 and res["mismatches"] == [], res
+    assert res["variants"] >= 3, res  # one compiled variant per dtype mix, reused by the direct launch
 
 
 @pytest.mark.cuda_triton
