@@ -71,14 +71,24 @@ def test_value_flags_match_the_naive_rules_in_the_triton_interpreter(triton_inte
 
 
 @pytest.mark.cuda_triton
-def test_value_flags_match_the_naive_rules_on_cuda():
+def test_value_flags_match_the_naive_rules_on_cuda(monkeypatch):
     import random
+
+    import torch
+
+    from aura.memory import _value_flags as vf
 
     scope: dict = {}
     exec(CHECK, scope)
     res = scope["run"]("cuda", [random.randrange(1 << 30) for _ in range(2)])
     assert res["cases"] == 396 and res["mismatches"] == [], res
     assert res["variants"] >= 3, res  # one compiled variant per dtype mix, reused by the direct launch
+    # the direct launch is really taken: with the JIT function gone, a compiled variant still launches
+    t = {"g": -torch.rand(3, 5, 1, 8, device="cuda"), "b": torch.rand(3, 5, 1, 8, device="cuda")}
+    assert vf.bad_arguments(t, *vf.launch(t)) == []
+    monkeypatch.setattr(vf, "_value_flags", None)
+    t["b"][0, 1, 0, 2] = -0.5
+    assert vf.bad_arguments(t, *vf.launch(t)) == ["b"]
 
 
 @pytest.mark.cuda_triton
