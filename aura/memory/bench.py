@@ -1,9 +1,11 @@
-"""``aura bench memory``: the naive loop vs the torch chunk form (vs fla on CUDA), forward and fwd+bwd.
+"""``aura bench memory``: the naive loop vs the torch chunk form and the C kernel (vs fla on CUDA).
 
 Shapes (fla layout): B64 T520 H1 d32 and B16 T4096 H1 d32. Rows report the median wall time over
 ``--reps`` timed calls after a warm-up (CUDA: synchronised before and after each call). On CUDA it also
 times fla's ``chunk_gdn2`` called directly and ``gdn2_chunk`` dispatching to it; their ratio is the
-dispatch overhead (validation, one host sync). Prints a table and writes JSON (``--json PATH``).
+dispatch overhead (validation, one host sync). On a CPU with a C compiler it times ``cpu_kernel``, the
+fused C kernel (``aura.memory.cpu_fast.gdn2_cpu``, called directly). Forward and fwd+bwd rows; prints a
+table and writes JSON (``--json PATH``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from aura.memory import cpu_fast
 from aura.memory.chunk import CPU_CHUNK, fla_chunk_gdn2, gdn2_chunk
 from aura.memory.naive import gdn2_recurrent
 
@@ -56,6 +59,8 @@ def _impls(device, chunk_sizes):
     impls = {"naive": lambda *x: gdn2_recurrent(*x)}
     for c in chunk_sizes:
         impls[f"torch_chunk{c}"] = lambda *x, c=c: gdn2_chunk(*x, chunk_size=c, backend="torch")
+    if device.type == "cpu" and cpu_fast.available():
+        impls["cpu_kernel"] = lambda *x: cpu_fast.gdn2_cpu(*x)
     fla = fla_chunk_gdn2() if device.type == "cuda" else None  # importing fla costs seconds: CUDA only
     if fla is not None:
         impls["fla_direct"] = lambda *x: fla(*x)
@@ -98,12 +103,12 @@ def run_bench(
 
 
 def _ratios(rows):
-    """naive / chunk speedups and the dispatch overhead, per shape and mode."""
+    """naive / chunk and naive / C kernel speedups and the dispatch overhead, per shape and mode."""
     out = []
     index = {(r["impl"], r["B"], r["T"], r["mode"]): r["median_ms"] for r in rows}
     for (impl, B, T, mode), ms in index.items():
         naive = index.get(("naive", B, T, mode))
-        if impl.startswith("torch_chunk") and naive:
+        if (impl.startswith("torch_chunk") or impl == "cpu_kernel") and naive:
             out.append({"what": f"naive / {impl}", "B": B, "T": T, "mode": mode, "ratio": naive / ms})
         if impl.startswith("aura_dispatch") and ("fla_direct", B, T, mode) in index:
             ratio = ms / index[("fla_direct", B, T, mode)]

@@ -7,7 +7,10 @@ import json
 import torch
 
 from aura.cli import main as aura_main
-from aura.memory import bench
+from aura.memory import bench, cpu_fast
+
+# The C kernel's row is there whenever it builds on this machine (cpu_fast.available()).
+KERNEL = ["cpu_kernel"] if cpu_fast.available() else []
 
 
 def test_run_bench_rows_and_ratios():
@@ -21,10 +24,11 @@ def test_run_bench_rows_and_ratios():
         log=lambda *_: None,
     )
     impls = {(r["impl"], r["mode"]) for r in rows}
-    assert impls == {(i, m) for i in ("naive", "torch_chunk16", "torch_chunk64") for m in ("fwd", "fwd+bwd")}
+    names = ["naive", "torch_chunk16", "torch_chunk64", *KERNEL]
+    assert impls == {(i, m) for i in names for m in ("fwd", "fwd+bwd")}
     assert all(r["median_ms"] > 0 for r in rows)
     ratios = bench._ratios(rows)
-    assert {r["what"] for r in ratios} == {"naive / torch_chunk16", "naive / torch_chunk64"}
+    assert {r["what"] for r in ratios} == {f"naive / {i}" for i in names[1:]}
 
 
 def test_cli_writes_json(tmp_path, monkeypatch):
@@ -32,4 +36,5 @@ def test_cli_writes_json(tmp_path, monkeypatch):
     out = tmp_path / "bench.json"
     assert aura_main(["bench", "memory", "--reps", "1", "--naive-reps", "1", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert data["device_type"] == "cpu" and len(data["rows"]) == 4 and len(data["ratios"]) == 2
+    n = 1 + len(KERNEL)  # implementations besides naive: torch_chunk16 and the C kernel
+    assert data["device_type"] == "cpu" and len(data["rows"]) == 2 * (n + 1) and len(data["ratios"]) == 2 * n
