@@ -33,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import platform
@@ -167,22 +168,35 @@ def available() -> bool:
 
 
 _pool: ThreadPoolExecutor | None = None
+# Pieces per thread: the threads pull pieces of sequences as they finish, so one slowed by other work on
+# its core (2 shared cores here) does not hold up the call; each sequence is still computed whole by one
+# thread with the same code, so the split never changes a bit of the result.
+PIECES_PER_THREAD = 4
 
 
 def _run_split(fn, n_seq: int) -> None:
-    """Call ``fn(seq0, seq1)`` on contiguous ranges of the n_seq sequences, one per torch thread."""
+    """Call ``fn(seq0, seq1)`` over all n_seq sequences, on ``torch.get_num_threads()`` threads."""
     global _pool
     n = max(1, min(torch.get_num_threads(), n_seq))
-    bounds = [n_seq * i // n for i in range(n + 1)]
-    ranges = [(bounds[i], bounds[i + 1]) for i in range(n)]
     if n == 1:
-        codes = [fn(0, n_seq)]
-    else:
-        if _pool is None or _pool._max_workers < n - 1:
-            _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="aura-gdn2")
-        futures = [_pool.submit(fn, *r) for r in ranges[1:]]
-        codes = [fn(*ranges[0])] + [f.result() for f in futures]
-    if any(codes):
+        if fn(0, n_seq):
+            raise MemoryError("gdn2_cpu: the C kernel could not allocate its scratch buffers")
+        return
+    pieces = min(n_seq, n * PIECES_PER_THREAD)
+    bounds = [n_seq * i // pieces for i in range(pieces + 1)]
+    ticket = itertools.count()  # next() on a count is atomic under the GIL
+
+    def worker() -> int:
+        failed = 0
+        while (i := next(ticket)) < pieces:
+            failed |= fn(bounds[i], bounds[i + 1])
+        return failed
+
+    if _pool is None or _pool._max_workers < n - 1:
+        _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="aura-gdn2")
+    futures = [_pool.submit(worker) for _ in range(n - 1)]
+    failed = worker()
+    if failed | any(f.result() for f in futures):
         raise MemoryError("gdn2_cpu: the C kernel could not allocate its scratch buffers")
 
 

@@ -230,10 +230,10 @@ INLINE void GDN2_FN(bwd_seq)(const real *q, const real *k, const real *v, const 
             GDN2_FN(prefetch)(dg + rk, K, 1);
             GDN2_FN(prefetch)(dv + rv, V, 1);
             GDN2_FN(prefetch)(dw + rv, V, 1);
-            for (int64_t l = 0; l < NK; l++) kbv[l] = bv[l] * kv[l];
+            for (int64_t l = 0; l < NK; l++) kbv[l] = bv[l] * kv[l] * av[l]; /* u_j = wv_j - (kb a) . S^T_j */
             for (int64_t j = 0; j < V; j++) {
                 vec acc = (vec){0};
-                for (int64_t l = 0; l < NK; l++) acc += kbv[l] * (av[l] * Sp[j * NK + l]);
+                for (int64_t l = 0; l < NK; l++) acc += kbv[l] * Sp[j * NK + l];
                 u[j] = w[rv + j] * v[rv + j] - GDN2_FN(hsum)(acc);
                 for (int64_t l = 0; l < NK; l++) Sn[j * NK + l] = av[l] * Sp[j * NK + l] + u[j] * kv[l];
             }
@@ -253,7 +253,9 @@ INLINE void GDN2_FN(bwd_seq)(const real *q, const real *k, const real *v, const 
                 sqv[l] *= scale;
                 aq[l] = ak[l] = (vec){0};
             }
-            /* pass A, row j of dS_t^T: += do_j (s q); aq += do_j S_{t-1}^T_j; ak += u_j dS_t^T_j; du_j */
+            /* pass A, row j of dS_t^T: += do_j (s q); aq += do_j S_{t-1}^T_j; ak += u_j dS_t^T_j; du_j.
+             * (Fusing pass B into this loop, possible since du_j needs only row j, measured slower: the
+             * horizontal sum then sits between the two halves of every row.) */
             for (int64_t j = 0; j < V; j++) {
                 vec *dSj = dS + j * NK, acc = (vec){0};
                 const vec *Pj = Pt + j * NK;
