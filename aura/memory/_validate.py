@@ -107,7 +107,7 @@ def finish_value_check(fn: str, tensors: dict[str, torch.Tensor], started) -> di
     kind, pending, event = started
     if event is not None:
         event.synchronize()
-    if kind == "flags":  # the event is inside pending
+    if kind == "flags":  # the kernel signals its own completion (see _value_flags)
         if not _value_flags_module().bad_arguments(tensors, *pending):
             return {}
         # a violation: the exact check finds and names it

@@ -9,10 +9,13 @@ tests every element of every argument against its rule,
     b, w (gates):   0 <= x <= 1          (false for NaN)
 
 and every program that finds a violation in argument i stores the call's ``epoch`` into slot i of a small
-pinned host buffer (plain stores of one value: no atomics, no zeroing between calls). The host reads the
-slots after an event, so the read overlaps fla's kernels. It yields only pass / fail per argument; on a
+pinned host buffer (plain stores of one value, no zeroing between calls). The kernel also says when it is
+done: each program, after a CTA barrier, adds 1 to a device counter with a system-scope acquire-release
+atomic, and the last one (it reads ``num_programs - 1``) resets the counter and stores ``epoch`` into the
+``done`` slot. The host spins on that slot (a CUDA event's record + synchronize cost ~20 us of host time on
+the H100 machine), so the read overlaps fla's kernels. It yields only pass / fail per argument; on a
 failure the exact torch check runs to name the argument and its numbers. Naive twin: the torch check
-(tests/memory/test_memory_validation.py compares both, on CUDA and in Triton's interpreter).
+(tests/memory/test_memory_value_flags.py compares both, on CUDA and in Triton's interpreter).
 
 Launch cost is the point of this module (it adds to every dispatched call), and Triton's Python launcher
 (binding, specialisation key, cache lookup) costs ~70 us per call. So the kernel is compiled without value
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 
 import torch
 import triton
@@ -32,8 +36,10 @@ import triton.language as tl
 from triton import knobs
 
 SLOTS = 8
+DONE = SLOTS  # index of the completion slot in the pinned buffer
 KIND = {"g": 2, "b": 3, "w": 3}  # every other argument: 1 (finite); 0 marks an unused slot
 BLOCK = 2048
+WAIT_S = 0.05  # spin this long for the done slot before synchronising the device
 
 
 @triton.jit
@@ -60,7 +66,7 @@ _N = [f"n{i}" for i in range(SLOTS)]
 def _value_flags(
     x0, x1, x2, x3, x4, x5, x6, x7,
     n0, n1, n2, n3, n4, n5, n6, n7,
-    out_ptr, epoch,
+    out_ptr, count_ptr, epoch,
     K0: tl.constexpr, K1: tl.constexpr, K2: tl.constexpr, K3: tl.constexpr,
     K4: tl.constexpr, K5: tl.constexpr, K6: tl.constexpr, K7: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -74,9 +80,14 @@ def _value_flags(
     _flag(x5, n5, offs, out_ptr + 5, epoch, K5)
     _flag(x6, n6, offs, out_ptr + 6, epoch, K6)
     _flag(x7, n7, offs, out_ptr + 7, epoch, K7)
+    tl.debug_barrier()  # every thread's flag store precedes the release below
+    if tl.atomic_add(count_ptr, 1, sem="acq_rel", scope="sys") == tl.num_programs(0) - 1:
+        tl.atomic_xchg(count_ptr, 0, sem="relaxed", scope="gpu")  # ready for the next call on this stream
+        tl.store(out_ptr + DONE, epoch)
 
 
-_PER_STREAM: dict[tuple, tuple] = {}  # (device, stream, thread) -> (slots, event, stream object)
+# (device, stream, thread) -> (pinned slots, their numpy view, device counter)
+_PER_STREAM: dict[tuple, tuple] = {}
 _COMPILED: dict[tuple, object] = {}  # (device, dtypes, rules) -> Triton CompiledKernel
 _EPOCH = [0]
 
@@ -98,31 +109,31 @@ def _raw_stream(device: int) -> int:
 
 
 def launch(tensors: dict[str, torch.Tensor], fast: bool = True):
-    """Queue the check on the current stream; returns ``(slots, epoch, event)``.
+    """Queue the check on the current stream; returns ``(slots, epoch, view)`` for :func:`bad_arguments`.
 
-    Slot i == epoch marks argument i bad once ``event`` (None on the CPU) has completed. Host time matters
-    here (it adds to every dispatched call), hence the cached buffers, events, stream objects, rule codes
-    and compiled kernels; ``fast=False`` always goes through Triton's JIT launcher.
+    Slot i == epoch marks argument i bad once slot ``DONE`` == epoch. Host time matters here (it adds to
+    every dispatched call), hence the cached buffers, rule codes and compiled kernels; ``fast=False``
+    always goes through Triton's JIT launcher.
     """
     xs = list(tensors.values())
     first = xs[0]
     cuda = first.is_cuda
     dev = first.get_device()
     stream = _raw_stream(dev) if cuda else 0
-    # one buffer and event per (device, stream, thread): concurrent callers never share slots
+    # one buffer and counter per (device, stream, thread): concurrent callers never share slots
     key = (dev, stream, threading.get_ident())
     held = _PER_STREAM.get(key)
     if held is None:
-        out = torch.zeros(SLOTS, dtype=torch.int32, pin_memory=cuda)
-        on = torch.cuda.current_stream(first.device) if cuda else None
-        held = _PER_STREAM[key] = (out, torch.cuda.Event() if cuda else None, on)
-    out, event, on = held
+        out = torch.zeros(SLOTS + 1, dtype=torch.int32, pin_memory=cuda)
+        count = torch.zeros(1, dtype=torch.int32, device=first.device)
+        held = _PER_STREAM[key] = (out, out.numpy(), count)
+    out, view, count = held
     _EPOCH[0] = epoch = _EPOCH[0] % 0x7FFFFFFF + 1
     pad = SLOTS - len(xs)
     xs += [first] * pad
     ns = [t.numel() for t in xs[: SLOTS - pad]] + [0] * pad
     grid = triton.cdiv(max(ns), BLOCK)
-    args = (*xs, *ns, out, epoch, *_kinds(tuple(tensors)), BLOCK)
+    args = (*xs, *ns, out, count, epoch, *_kinds(tuple(tensors)), BLOCK)
     # int arguments are typed i32 or i64 by value, so the width is part of the variant
     variant = (dev, tuple(t.dtype for t in xs), args[-SLOTS - 1 : -1], max(ns) >= 1 << 31)
     kernel = _COMPILED.get(variant) if fast else None
@@ -130,9 +141,7 @@ def launch(tensors: dict[str, torch.Tensor], fast: bool = True):
         kernel = _value_flags[(grid,)](*args[:-1], BLOCK=BLOCK)
         if fast and cuda and all(hasattr(kernel, a) for a in ("run", "function", "packed_metadata")):
             _COMPILED[variant] = kernel
-    if event is not None:
-        event.record(on)
-    return out, epoch, event
+    return out, epoch, view
 
 
 def _fast_run(kernel, grid: int, stream: int, args: tuple) -> bool:
@@ -149,9 +158,18 @@ def _fast_run(kernel, grid: int, stream: int, args: tuple) -> bool:
     return True
 
 
-def bad_arguments(tensors: dict[str, torch.Tensor], slots: torch.Tensor, epoch: int, event=None) -> list[str]:
-    """Names whose slot holds this call's epoch (waits for ``event`` first)."""
-    if event is not None:
-        event.synchronize()
-    flags = slots.tolist()
-    return [name for i, name in enumerate(tensors) if flags[i] == epoch]
+def bad_arguments(tensors: dict[str, torch.Tensor], slots: torch.Tensor, epoch: int, view) -> list[str]:
+    """Names whose slot holds this call's epoch, once the kernel has marked itself done.
+
+    Spins on the pinned ``done`` slot; after ``WAIT_S`` (work queued earlier on the stream can delay the
+    check) it falls back to synchronising the device, and a kernel that still has not finished is an error.
+    """
+    if view[DONE] != epoch:
+        deadline = time.perf_counter() + WAIT_S
+        while view[DONE] != epoch and time.perf_counter() < deadline:
+            pass
+        if view[DONE] != epoch and slots.is_pinned():
+            torch.cuda.synchronize()
+        if view[DONE] != epoch:
+            raise RuntimeError("aura.memory value check: the check kernel did not complete")
+    return [name for i, name in enumerate(tensors) if view[i] == epoch]
