@@ -37,6 +37,7 @@ from triton import knobs
 
 SLOTS = 8
 DONE = SLOTS  # index of the completion slot in the pinned buffer
+_DONE = tl.constexpr(DONE)  # the same, as the kernel may read it
 KIND = {"g": 2, "b": 3, "w": 3}  # every other argument: 1 (finite); 0 marks an unused slot
 BLOCK = 2048
 WAIT_S = 0.05  # spin this long for the done slot before synchronising the device
@@ -83,7 +84,7 @@ def _value_flags(
     tl.debug_barrier()  # every thread's flag store precedes the release below
     if tl.atomic_add(count_ptr, 1, sem="acq_rel", scope="sys") == tl.num_programs(0) - 1:
         tl.atomic_xchg(count_ptr, 0, sem="relaxed", scope="gpu")  # ready for the next call on this stream
-        tl.store(out_ptr + DONE, epoch)
+        tl.store(out_ptr + _DONE, epoch)
 
 
 # (device, stream, thread) -> (pinned slots, their numpy view, device counter)
