@@ -7,8 +7,10 @@ The rule, per head, with state S in R^{d_k x d_v} (rows are key dimensions), as 
 
 The kernel runs this recurrence token by token with S (32 x 32 at AURA's size: 4 KB in float32) in a
 local buffer that stays in L1, two fused passes over S per token. At d = 32 this beats the chunkwise form,
-whose cost on a CPU is many small tensor ops rather than arithmetic. Forward saves S at every
-``CHUNK``-th token (and S_T); backward recomputes each chunk's states from its checkpoint (never running
+whose cost on a CPU is many small tensor ops rather than arithmetic. a_t is computed inside the kernel
+(its own vectorised exp), so a call runs no torch op big enough to wake torch's OpenMP threads, which
+would then spin on the second core while the kernel's threads need it. Forward saves S at the start of
+every ``CHUNK`` tokens (and S_T); backward recomputes each chunk's states from its checkpoint (never running
 the recurrence backwards: dividing by a_t is unstable) and applies, token by token in reverse, with
 incoming dS = dL/dS_t (dS_T given, or 0):
 
@@ -18,7 +20,7 @@ incoming dS = dL/dS_t (dS_T given, or 0):
     dS <- Diag(a_t) dS'                         (dL/dS_{t-1}; after t = 1 it is d initial_state)
 
 The library is compiled on first use with the system C compiler (``$CC`` or ``cc``; no torch headers, so
-about 2 s) into a cache directory (``AURA_KERNEL_CACHE``, default ``~/.cache/aura/kernels``) under a name
+about 3 s) into a cache directory (``AURA_KERNEL_CACHE``, default ``~/.cache/aura/kernels``) under a name
 hashing source, flags, compiler version and CPU, so an edit or another machine rebuilds it. It is built to
 a temporary name and renamed into place (atomic, so concurrent builds and crashes never leave a partial
 file under the final name); a cached file that fails to load is rebuilt once. ``available()`` says whether
@@ -54,7 +56,7 @@ SOURCE = Path(__file__).with_name("cpu_kernel.c")
 # Not -ffast-math: it drops NaN/inf semantics and reassociates sums, which the float64 checks would see.
 # No -fopenmp: torch ships its own libgomp, and two OpenMP runtimes in one process clash.
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno")
-ABI_VERSION = 2
+ABI_VERSION = 4
 ENV_CACHE = "AURA_KERNEL_CACHE"
 # Tokens between checkpoints: the backward's scratch is CHUNK states (64 x 4 KB at d = 32, float32), which
 # stays in the 512 KB L2 of this CPU while a chunk is back-propagated.
@@ -130,9 +132,10 @@ def _open(path: Path) -> ctypes.CDLL:
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     for suffix, real in _DTYPES.values():
         fwd, bwd = getattr(lib, f"gdn2_fwd_{suffix}"), getattr(lib, f"gdn2_bwd_{suffix}")
-        fwd.argtypes = [p] * 9 + [i64] * 6 + [real, i64, i64]
+        fwd.argtypes = [p] * 10 + [i64] * 6 + [real, i64, i64]
         bwd.argtypes = [p] * 16 + [i64] * 6 + [real, i64, i64]
         fwd.restype = bwd.restype = ctypes.c_int
+        getattr(lib, f"gdn2_exp_{suffix}").argtypes = [p, p, i64]
     return lib
 
 
@@ -200,6 +203,14 @@ def _run_split(fn, n_seq: int) -> None:
         raise MemoryError("gdn2_cpu: the C kernel could not allocate its scratch buffers")
 
 
+def kernel_exp(x: torch.Tensor) -> torch.Tensor:
+    """e^x by the kernel's own vectorised exp (float32 or float64 CPU tensor); for its test against torch."""
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    getattr(_library(), f"gdn2_exp_{_DTYPES[x.dtype][0]}")(x.data_ptr(), y.data_ptr(), x.numel())
+    return y
+
+
 def _ptr(x: torch.Tensor | None):
     return None if x is None else x.data_ptr()
 
@@ -216,19 +227,19 @@ class GDN2CPU(torch.autograd.Function):
         Cs = CHUNK
         N = -(-T // Cs)
         o = torch.empty(B, T, H, V, dtype=q.dtype)
-        ckpt = torch.empty(B, H, N + 1, K, V, dtype=q.dtype)
+        ckpt = torch.empty(B, H, N, K, V, dtype=q.dtype)
+        S_T = torch.empty(B, H, K, V, dtype=q.dtype)
         fwd = getattr(lib, f"gdn2_fwd_{suffix}")
-        a = g.exp()  # torch's exp is vectorised; per-element libm calls in C would dominate the kernel
-        ptrs = [_ptr(x) for x in (q, k, v, a, b, w, S0, o, ckpt)]
+        ptrs = [_ptr(x) for x in (q, k, v, g, b, w, S0, o, ckpt, S_T)]
         _run_split(lambda s0, s1: fwd(*ptrs, B, T, H, K, V, Cs, real(scale), s0, s1), B * H)
-        ctx.save_for_backward(q, k, v, a, b, w, ckpt)
+        ctx.save_for_backward(q, k, v, g, b, w, ckpt)
         ctx.scale, ctx.chunk, ctx.has_S0, ctx.in_dtype = scale, Cs, S0 is not None, q.dtype
         ctx.set_materialize_grads(False)
-        return o.to(o_dtype), ckpt[:, :, N].clone()
+        return o.to(o_dtype), S_T
 
     @staticmethod
     def backward(ctx, do, dST):
-        q, k, v, a, b, w, ckpt = ctx.saved_tensors
+        q, k, v, g, b, w, ckpt = ctx.saved_tensors
         B, T, H, K = q.shape
         V = v.shape[-1]
         ct = ctx.in_dtype
@@ -239,7 +250,7 @@ class GDN2CPU(torch.autograd.Function):
         dv, dw = torch.empty_like(v), torch.empty_like(v)
         dS0 = torch.empty(B, H, K, V, dtype=ct) if ctx.has_S0 else None
         bwd = getattr(_library(), f"gdn2_bwd_{suffix}")
-        ptrs = [_ptr(x) for x in (q, k, v, a, b, w, ckpt, do, dST, dq, dk, dv, dg, db, dw, dS0)]
+        ptrs = [_ptr(x) for x in (q, k, v, g, b, w, ckpt, do, dST, dq, dk, dv, dg, db, dw, dS0)]
         _run_split(lambda s0, s1: bwd(*ptrs, B, T, H, K, V, ctx.chunk, real(ctx.scale), s0, s1), B * H)
         return dq, dk, dv, dg, db, dw, dS0, None, None
 

@@ -7,12 +7,12 @@
  *     S' = Diag(a_t) S_{t-1},  kb = b_t * k_t,  u = w_t * v_t - S'^T kb
  *     S_t = S' + k_t u^T,  o_t = S_t^T (s q_t)
  *
- * a_t = exp(g_t) comes in precomputed (torch's vectorised exp; a scalar libm call per element would cost
- * more than the rest of a token). Forward makes two passes over S per token (the decay fused with S'^T kb;
- * the rank-1 update fused with the read) and saves S every Cs tokens into ckpt [B, H, N+1, K, V],
- * N = ceil(T / Cs), ckpt[N] = S_T. Backward walks the chunks in reverse: it recomputes the chunk's S_{t-1}
- * and u_t from its checkpoint into scratch (Cs V K + Cs V elements, sized to stay in L2), then
- * back-propagates token by token. It holds S^T and dS^T (value dims as rows, key dims along the vector
+ * a_t = exp(g_t) is computed here, vectorised (vexp below), per token as it is needed. Forward makes two
+ * passes over S per token (the decay fused with S'^T kb; the rank-1 update fused with the read) and saves
+ * S at the start of every chunk of Cs tokens into ckpt [B, H, N, K, V], N = ceil(T / Cs), and S_T into
+ * its own buffer (a copy out of ckpt would be a torch op whose OpenMP threads then spin). Backward walks the
+ * chunks in reverse: it recomputes the chunk's S_{t-1} and u_t from its checkpoint into scratch
+ * (Cs V K + Cs V elements, sized to stay in L2), then back-propagates token by token. It holds S^T and dS^T (value dims as rows, key dims along the vector
  * lanes), so that dq, dk, db, dg accumulate as whole vectors and only u_j and du_j need horizontal sums.
  *
  * Rows are padded to whole 32-byte vectors (GCC vector extensions; W lanes each), so no loop has a scalar
@@ -60,7 +60,7 @@ typedef int64_t ivec_f64 __attribute__((vector_size(32)));
 #undef GDN2_FN
 
 /* ABI version: cpu_fast.py refuses a library whose version differs from the one it expects. */
-int gdn2_abi_version(void) { return 2; }
+int gdn2_abi_version(void) { return 4; }
 
 #else /* the body, instantiated once per precision */
 
@@ -79,6 +79,39 @@ INLINE real GDN2_FN(hsum)(vec x) {
     x += __builtin_shuffle(x, (GDN2_IVEC){1, 0, 3, 2});
 #endif
     return x[0];
+}
+
+/* e^x lane-wise, to about 1 ulp: x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite: ln2 in two parts, so
+ * n ln2 is exact enough), e^r by its Taylor polynomial (degree 7 in float, 13 in double: truncation below
+ * 1e-8 and 1e-17 relative), times 2^n built in the exponent bits. Below LO (e^x under the smallest normal)
+ * the result is 0; NaN stays NaN. Vectorised here because a libm call per element, or a separate torch
+ * pass (whose OpenMP threads then spin on the second core while this kernel runs), costs more. */
+INLINE vec GDN2_FN(vexp)(vec x) {
+#if GDN2_LANES == 8 /* LO = ln(smallest normal); SHIFT = 1.5 2^23 rounds to an integer */
+    const real LO = -87.3365447f, HI = 88.0f, LOG2E = 1.44269504088896341f, SHIFT = 12582912.0f;
+    const real LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
+    const int DEG = 7, MANT = 23, BIAS = 127;
+#else /* SHIFT = 1.5 2^52 */
+    const real LO = -708.39641853226408, HI = 709.0, LOG2E = 1.4426950408889634, SHIFT = 6755399441055744.0;
+    const real LN2_HI = 6.93147180369123816490e-01, LN2_LO = 1.90821492927058770002e-10;
+    const int DEG = 13, MANT = 52, BIAS = 1023;
+#endif
+    GDN2_IVEC under = x < LO;                            /* lanes that underflow: 0 at the end */
+    vec xc = x;
+    xc = (vec)(((GDN2_IVEC)xc & ~under) | ((GDN2_IVEC)((vec){0} + LO) & under));
+    GDN2_IVEC over = xc > HI;
+    xc = (vec)(((GDN2_IVEC)xc & ~over) | ((GDN2_IVEC)((vec){0} + HI) & over));
+    vec t = xc * LOG2E + SHIFT;                          /* round(x log2 e) in the low mantissa bits */
+    vec n = t - SHIFT;
+    vec r = (xc - n * LN2_HI) - n * LN2_LO;
+    real c[DEG + 1]; /* 1 / i!, folded to constants by the compiler */
+    c[0] = 1;
+    for (int i = 1; i <= DEG; i++) c[i] = c[i - 1] / (real)i;
+    vec p = (vec){0} + c[DEG];
+    for (int i = DEG - 1; i >= 0; i--) p = p * r + c[i];
+    GDN2_IVEC e = ((GDN2_IVEC)t - (GDN2_IVEC)((vec){0} + SHIFT) + BIAS) << MANT;
+    vec y = p * (vec)e;
+    return (vec)((GDN2_IVEC)y & ~under);
 }
 
 /* dst (NV vectors, zero-padded) <- src (n contiguous reals, any alignment). Whole vectors when n fills
@@ -162,12 +195,13 @@ INLINE void GDN2_FN(prep_wv)(vec *restrict wv, const real *restrict w, const rea
     for (int64_t j = V; j < NV * W; j++) x[j] = 0;
 }
 
-/* Forward of one sequence; ws: K NV + 3 NV vectors + 2 K reals of scratch. */
-INLINE void GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const real *a, const real *b,
-                             const real *w, const real *S0, real *o, real *ck, int64_t T, int64_t H,
-                             int64_t K, int64_t V, int64_t Cs, real scale, vec *ws, int64_t NV) {
-    vec *S = ws, *u = S + K * NV, *wv = u + NV, *ov = wv + NV, acc[NV];
-    real *kb = (real *)(ov + NV), *sq = kb + K;
+/* Forward of one sequence; ws: K NV + 3 NV + NK vectors + 2 K reals of scratch. */
+INLINE void GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const real *g, const real *b,
+                             const real *w, const real *S0, real *o, real *ck, real *ST, int64_t T,
+                             int64_t H, int64_t K, int64_t V, int64_t Cs, real scale, vec *ws, int64_t NV) {
+    int64_t NK = (K + W - 1) / W;
+    vec *S = ws, *u = S + K * NV, *wv = u + NV, *ov = wv + NV, *av = ov + NV, acc[NV];
+    real *kb = (real *)(av + NK), *sq = kb + K;
     for (int64_t i = 0; i < K; i++) {
         if (S0) {
             GDN2_FN(load_row)(S + i * NV, S0 + i * V, V, NV);
@@ -181,11 +215,14 @@ INLINE void GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const 
         int64_t rk = t * H * K, rv = t * H * V;
         GDN2_FN(prep)(q + rk, k + rk, b + rk, scale, kb, sq, K);
         GDN2_FN(prep_wv)(wv, w + rv, v + rv, V, NV);
-        GDN2_FN(step)(S, a + rk, kb, k + rk, sq, wv, u, ov, acc, K, NV);
+        GDN2_FN(load_row)(av, g + rk, K, NK);
+        for (int64_t l = 0; l < NK; l++) av[l] = GDN2_FN(vexp)(av[l]);
+        GDN2_FN(step)(S, (const real *)av, kb, k + rk, sq, wv, u, ov, acc, K, NV);
         GDN2_FN(store_row)(o + rv, ov, V, NV);
         if ((t + 1) % Cs == 0 || t + 1 == T) {
-            real *dst = ck + ((t + Cs) / Cs) * K * V; /* checkpoint index ceil((t+1) / Cs) */
-            for (int64_t i = 0; i < K; i++) memcpy(dst + i * V, S + i * NV, V * sizeof(real));
+            real *dst = t + 1 < T ? ck + (t + 1) / Cs * K * V : ST; /* next chunk's start, or S_T */
+            if (dst)
+                for (int64_t i = 0; i < K; i++) memcpy(dst + i * V, S + i * NV, V * sizeof(real));
         }
     }
 }
@@ -194,7 +231,7 @@ INLINE void GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const 
  * along the lanes), so the per-key gradients (dq, dk, db, dg) accumulate as whole vectors over the V rows
  * and only du_j = dS^T_j . k needs a horizontal sum (the row layout would need four per key row).
  * ws: (Cs + 2) V NK + 5 NK vectors + (Cs + 1) V reals of scratch. */
-INLINE void GDN2_FN(bwd_seq)(const real *q, const real *k, const real *v, const real *a, const real *b,
+INLINE void GDN2_FN(bwd_seq)(const real *q, const real *k, const real *v, const real *g, const real *b,
                              const real *w, const real *ck, const real *dout, const real *dST, real *dq,
                              real *dk, real *dv, real *dg, real *db, real *dw, real *dS0, int64_t T,
                              int64_t H, int64_t K, int64_t V, int64_t Cs, real scale, vec *ws, int64_t NK) {
@@ -217,9 +254,10 @@ INLINE void GDN2_FN(bwd_seq)(const real *q, const real *k, const real *v, const 
             int64_t rk = t * H * K, rv = t * H * V;
             vec *Sp = P + (t - t0) * VN, *Sn = Sp + VN;
             real *u = U + (t - t0) * V;
-            GDN2_FN(load_row)(av, a + rk, K, NK);
+            GDN2_FN(load_row)(av, g + rk, K, NK);
             GDN2_FN(load_row)(kv, k + rk, K, NK);
             GDN2_FN(load_row)(bv, b + rk, K, NK);
+            for (int64_t l = 0; l < NK; l++) av[l] = GDN2_FN(vexp)(av[l]); /* a = e^g (padding: 1) */
             /* the reverse pass below walks t downwards, which the hardware prefetcher follows poorly:
              * fetch its other rows now, in ascending order (the chunk's rows fit in L2 beside P) */
             GDN2_FN(prefetch)(q + rk, K, 0);
@@ -242,9 +280,10 @@ INLINE void GDN2_FN(bwd_seq)(const real *q, const real *k, const real *v, const 
             int64_t rk = t * H * K, rv = t * H * V;
             const vec *Pt = P + (t - t0) * VN;
             const real *u = U + (t - t0) * V, *dot = dout + rv;
-            GDN2_FN(load_row)(av, a + rk, K, NK);
+            GDN2_FN(load_row)(av, g + rk, K, NK);
             GDN2_FN(load_row)(kv, k + rk, K, NK);
             GDN2_FN(load_row)(bv, b + rk, K, NK);
+            for (int64_t l = 0; l < NK; l++) av[l] = GDN2_FN(vexp)(av[l]); /* a = e^g (padding: 1) */
             GDN2_FN(load_row)(sqv, q + rk, K, NK);
             real udo = 0;
             for (int64_t j = 0; j < V; j++) udo += u[j] * dot[j];
@@ -324,22 +363,33 @@ static vec *GDN2_FN(alloc)(int64_t n) {
 #define GDN2_DISPATCH(NXR, BODY) { const int64_t NX = NXR; BODY; }
 #endif
 
-/* Forward for sequences [seq0, seq1) of the B*H (sequence n = batch n / H, head n % H). q, k, a, b are
- * [B, T, H, K]; v, w, o [B, T, H, V]; S0 [B, H, K, V] or NULL (zero state); ckpt [B, H, N+1, K, V].
- * Returns 0, or -1 if scratch could not be allocated. */
-int GDN2_FN(gdn2_fwd)(const real *q, const real *k, const real *v, const real *a, const real *b,
-                      const real *w, const real *S0, real *o, real *ckpt, int64_t B, int64_t T, int64_t H,
-                      int64_t K, int64_t V, int64_t Cs, real scale, int64_t seq0, int64_t seq1) {
+/* y = e^x over n elements with the kernel's vexp (exported for its test against libm). */
+void GDN2_FN(gdn2_exp)(const real *x, real *y, int64_t n) {
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t m = n - i < W ? n - i : W;
+        vec t;
+        GDN2_FN(load_row)(&t, x + i, m, 1);
+        t = GDN2_FN(vexp)(t);
+        GDN2_FN(store_row)(y + i, &t, m, 1);
+    }
+}
+
+/* Forward for sequences [seq0, seq1) of the B*H (sequence n = batch n / H, head n % H). q, k, g, b are
+ * [B, T, H, K]; v, w, o [B, T, H, V]; S0 [B, H, K, V] or NULL (zero state); ckpt [B, H, N, K, V];
+ * ST [B, H, K, V] (S_T) or NULL. Returns 0, or -1 if scratch could not be allocated. */
+int GDN2_FN(gdn2_fwd)(const real *q, const real *k, const real *v, const real *g, const real *b,
+                      const real *w, const real *S0, real *o, real *ckpt, real *ST, int64_t B, int64_t T,
+                      int64_t H, int64_t K, int64_t V, int64_t Cs, real scale, int64_t seq0, int64_t seq1) {
     (void)B;
     int64_t NVR = (V + W - 1) / W, N = (T + Cs - 1) / Cs;
-    vec *ws = GDN2_FN(alloc)((K + 3) * NVR + (2 * K + W - 1) / W);
+    vec *ws = GDN2_FN(alloc)((K + 3) * NVR + (K + W - 1) / W + (2 * K + W - 1) / W);
     if (!ws) return -1;
     for (int64_t n = seq0; n < seq1; n++) {
         int64_t bb = n / H, h = n % H, sk = (bb * T * H + h) * K, sv = (bb * T * H + h) * V;
         const real *S0n = S0 ? S0 + n * K * V : NULL;
-        real *ck = ckpt + n * (N + 1) * K * V;
-        GDN2_DISPATCH(NVR, GDN2_FN(fwd_seq)(q + sk, k + sk, v + sv, a + sk, b + sk, w + sv, S0n, o + sv,
-                                            ck, T, H, K, V, Cs, scale, ws, NX))
+        real *ck = ckpt + n * N * K * V, *STn = ST ? ST + n * K * V : NULL;
+        GDN2_DISPATCH(NVR, GDN2_FN(fwd_seq)(q + sk, k + sk, v + sv, g + sk, b + sk, w + sv, S0n, o + sv,
+                                            ck, STn, T, H, K, V, Cs, scale, ws, NX))
     }
     free(ws);
     return 0;
@@ -348,7 +398,7 @@ int GDN2_FN(gdn2_fwd)(const real *q, const real *k, const real *v, const real *a
 /* Backward for sequences [seq0, seq1): gradients of q, k, v, g, b, w and S0 from
  * dout [B, T, H, V] and dST [B, H, K, V] (NULL: zero). dS0 may be NULL. Every gradient is overwritten.
  * Returns 0, or -1 if scratch could not be allocated. */
-int GDN2_FN(gdn2_bwd)(const real *q, const real *k, const real *v, const real *a, const real *b,
+int GDN2_FN(gdn2_bwd)(const real *q, const real *k, const real *v, const real *g, const real *b,
                       const real *w, const real *ckpt, const real *dout, const real *dST, real *dq,
                       real *dk, real *dv, real *dg, real *db, real *dw, real *dS0, int64_t B, int64_t T,
                       int64_t H, int64_t K, int64_t V, int64_t Cs, real scale, int64_t seq0, int64_t seq1) {
@@ -360,8 +410,8 @@ int GDN2_FN(gdn2_bwd)(const real *q, const real *k, const real *v, const real *a
         int64_t bb = n / H, h = n % H, sk = (bb * T * H + h) * K, sv = (bb * T * H + h) * V;
         const real *dSTn = dST ? dST + n * K * V : NULL;
         real *dS0n = dS0 ? dS0 + n * K * V : NULL;
-        const real *ck = ckpt + n * (N + 1) * K * V;
-        GDN2_DISPATCH(NKR, GDN2_FN(bwd_seq)(q + sk, k + sk, v + sv, a + sk, b + sk, w + sv, ck, dout + sv,
+        const real *ck = ckpt + n * N * K * V;
+        GDN2_DISPATCH(NKR, GDN2_FN(bwd_seq)(q + sk, k + sk, v + sv, g + sk, b + sk, w + sv, ck, dout + sv,
                                             dSTn, dq + sk, dk + sk, dv + sv, dg + sk, db + sk, dw + sv,
                                             dS0n, T, H, K, V, Cs, scale, ws, NX))
     }

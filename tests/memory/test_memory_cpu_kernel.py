@@ -107,6 +107,25 @@ def test_strong_decay_stays_finite(gen, dtype, tol):
             assert rel_err(got, want) <= tol, name
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 4e-16), (torch.float32, 2.5e-7)])
+def test_kernel_exp_matches_libm(gen, dtype, tol):
+    """The kernel's vectorised e^g against torch's in float64, over the decay range and its edges."""
+    x = torch.cat(
+        [
+            -torch.rand(10_000, generator=gen, dtype=torch.float64) * 120,
+            torch.tensor([0.0, -1e-30, -0.34657359, -0.34657360, -86.9, -87.1, -103.0, -200.0, -745.0]),
+            torch.tensor([-707.9, -708.1, -1e4, float("-inf"), 0.5, 3.0]),
+        ]
+    ).to(dtype)
+    got, want = cpu_fast.kernel_exp(x).double(), x.double().exp()
+    tiny = torch.finfo(dtype).tiny  # below it the kernel flushes to 0 (absolute error < tiny)
+    err = (got - want).abs() / want.clamp_min(tiny)
+    assert float(err[want >= tiny].max()) <= tol
+    assert bool((got[want < tiny] <= tiny).all())
+    nan = cpu_fast.kernel_exp(torch.tensor([float("nan"), -1.0], dtype=dtype))
+    assert torch.isnan(nan[0]) and nan[1] == pytest.approx(0.36787944117144233, rel=tol)
+
+
 def test_dtypes_follow_the_other_forms(gen):
     """o in q's dtype; the state and the compute in float64 if any input is float64, else float32."""
     q, k, v, g, b, w, S0 = make_inputs(1, 10, 1, 4, 4, gen=gen)
