@@ -97,8 +97,12 @@ def library_path(cc: str, directory: Path | None = None) -> Path:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as e:
         raise BuildError(f"C compiler '{cc}' does not run: {e}") from None
+    try:
+        source = SOURCE.read_bytes()
+    except OSError as e:
+        raise BuildError(f"kernel source not readable (installed without package data?): {e}") from None
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), _cpu_id().encode()):
+    for part in (source, " ".join(FLAGS).encode(), version.encode(), _cpu_id().encode()):
         h.update(part)
         h.update(b"\0")
     return (directory or cache_dir()) / f"gdn2_cpu_{h.hexdigest()[:16]}.so"
@@ -110,10 +114,10 @@ def build(directory: Path | None = None, force: bool = False) -> tuple[Path, boo
     path = library_path(cc, directory)
     if path.exists() and not force:
         return path, False
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     cmd = [cc, *FLAGS, "-o", str(tmp), str(SOURCE)]
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if res.returncode != 0:
             raise BuildError(f"compiling {SOURCE.name} failed ({' '.join(cmd)}):\n{res.stderr[-2000:]}")
@@ -171,6 +175,7 @@ def available() -> bool:
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = 0  # a forked child inherits the pool object but not its threads: it makes its own
 # Pieces per thread: the threads pull pieces of sequences as they finish, so one slowed by other work on
 # its core (2 shared cores here) does not hold up the call; each sequence is still computed whole by one
 # thread with the same code, so the split never changes a bit of the result.
@@ -179,7 +184,7 @@ PIECES_PER_THREAD = 4
 
 def _run_split(fn, n_seq: int) -> None:
     """Call ``fn(seq0, seq1)`` over all n_seq sequences, on ``torch.get_num_threads()`` threads."""
-    global _pool
+    global _pool, _pool_pid
     n = max(1, min(torch.get_num_threads(), n_seq))
     if n == 1:
         if fn(0, n_seq):
@@ -195,8 +200,9 @@ def _run_split(fn, n_seq: int) -> None:
             failed |= fn(bounds[i], bounds[i + 1])
         return failed
 
-    if _pool is None or _pool._max_workers < n - 1:
+    if _pool is None or _pool._max_workers < n - 1 or _pool_pid != os.getpid():
         _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="aura-gdn2")
+        _pool_pid = os.getpid()
     futures = [_pool.submit(worker) for _ in range(n - 1)]
     failed = worker()
     if failed | any(f.result() for f in futures):

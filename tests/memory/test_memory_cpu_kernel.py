@@ -166,14 +166,21 @@ def test_build_cache_reuses_and_repairs(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_unavailable_without_compiler(monkeypatch, caplog):
-    monkeypatch.setenv("CC", "/nonexistent/aura-cc")
+@pytest.mark.parametrize("broken", ["compiler", "cache"])
+def test_unavailable_warns_once_and_falls_back(monkeypatch, caplog, tmp_path, broken):
+    if broken == "compiler":
+        monkeypatch.setenv("CC", "/nonexistent/aura-cc")
+        why = "no C compiler"
+    else:  # the cache directory cannot be created (a file is in the way)
+        (tmp_path / "file").write_text("")
+        monkeypatch.setenv(cpu_fast.ENV_CACHE, str(tmp_path / "file" / "kernels"))
+        why = "failed"
     cpu_fast._library.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="aura.memory.cpu_fast"):
             assert not cpu_fast.available() and not cpu_fast.available()
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-        assert len(warnings) == 1 and "no C compiler" in warnings[0].getMessage()
+        assert len(warnings) == 1 and why in warnings[0].getMessage()
     finally:
         cpu_fast._library.cache_clear()
     monkeypatch.undo()
