@@ -29,6 +29,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from aura.memory import cpu_fast
 from aura.memory._validate import (
     check_scale,
     check_sequence,
@@ -39,7 +40,7 @@ from aura.memory._validate import (
 )
 from aura.memory.chunk_fast import gdn2_chunk_fast
 
-BACKENDS = ("auto", "torch", "fla")
+BACKENDS = ("auto", "torch", "fla", "c")
 # Set AURA_MEMORY_BACKEND=torch to force the torch path where a call site cannot pass backend=.
 ENV_BACKEND = "AURA_MEMORY_BACKEND"
 _EXP_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
@@ -58,12 +59,19 @@ def fla_chunk_gdn2():
 
 
 def resolve_backend(backend: str, q: torch.Tensor, ct: torch.dtype, chunk_size: int) -> str:
-    """'fla' for ``auto`` on CUDA with fla-core importable (float32 or lower precision, chunk 64)."""
+    """``auto``: 'fla' on CUDA with fla-core importable (float32 or lower precision, chunk 64); 'c' on a
+    CPU where the C kernel builds (``aura.memory.cpu_fast``); else 'torch'."""
     env = os.environ.get(ENV_BACKEND)
     if backend == "auto" and env:
         backend = env
     if backend not in BACKENDS:
         raise ValueError(f"gdn2_chunk: argument 'backend' must be one of {BACKENDS}, got {backend!r}")
+    if backend == "c" or (backend == "auto" and not q.is_cuda):
+        c_ok = q.device.type == "cpu" and cpu_fast.available()
+        if backend == "c" and not c_ok:
+            why = "inputs are not on the CPU" if q.device.type != "cpu" else "the C kernel did not build"
+            raise ValueError(f"gdn2_chunk: backend='c' cannot run here: {why} (see cpu_fast's warning)")
+        return "c" if c_ok else "torch"
     fla_ok = q.is_cuda and ct == torch.float32 and chunk_size == 64 and fla_chunk_gdn2() is not None
     if backend == "fla" and not fla_ok:
         why = (
@@ -99,10 +107,13 @@ def gdn2_chunk(
     """Chunkwise GDN-2, same contract as :func:`aura.memory.gdn2_recurrent`; differentiable by autograd.
 
     ``backend``: ``"auto"`` uses fla's Triton ``chunk_gdn2`` on CUDA when fla-core is installed and the
-    inputs are not float64, else the torch form here; ``"torch"`` forces the torch form (as does the
-    environment variable ``AURA_MEMORY_BACKEND=torch``); ``"fla"`` requires fla. ``chunk_size`` is a power
-    of two (fla accepts only 64); None means 64, except for the torch form on a CPU, where it means
-    ``CPU_CHUNK`` (the fastest there). Sequences shorter than a chunk use the next power of two >= T.
+    inputs are not float64, and on a CPU the fused C kernel (``aura.memory.cpu_fast``: the same rule token
+    by token, forward and backward, 30-60x the naive loop) when a C compiler built it; otherwise the torch
+    chunk form here. ``"torch"`` forces the torch form (as does the environment variable
+    ``AURA_MEMORY_BACKEND=torch``); ``"fla"`` and ``"c"`` require theirs. ``chunk_size`` is a power of
+    two (fla accepts only 64; the C kernel ignores it); None means 64, except for the torch form on a CPU,
+    where it means ``CPU_CHUNK`` (the fastest there). Sequences shorter than a chunk use the next power of
+    two >= T.
     """
     fn = "gdn2_chunk"
     (B, T, H, K, V), _ = check_sequence(fn, q, k, v, g, b, w, initial_state, False)
@@ -120,7 +131,8 @@ def gdn2_chunk(
     tensors = {"q": q, "k": k, "v": v, "g": g, "b": b, "w": w}
     if initial_state is not None:
         tensors["initial_state"] = initial_state
-    if resolve_backend(backend, q, ct, chunk_size) == "fla":
+    route = resolve_backend(backend, q, ct, chunk_size)
+    if route == "fla":
         # The value check (one fused Triton launch on CUDA) is queued first and read back only after fla's
         # kernels are launched, so its host sync overlaps fla's work instead of stalling before it.
         started = start_value_check(tensors) if validate else None
@@ -132,6 +144,8 @@ def gdn2_chunk(
             finish_value_check(fn, tensors, started)
         return out
     stats = check_values(fn, tensors) if validate else None
+    if route == "c":
+        return cpu_fast.gdn2_cpu(q, k, v, g, b, w, s, initial_state, output_final_state)
     g_min = stats["g"][0] if stats is not None else float(g.detach().min())
     if q.device.type == "cpu":
         if default_chunk:

@@ -12,6 +12,12 @@ from .conftest import make_inputs, rel_err
 SHAPES = [(1, 1, 1, 32, 32), (2, 3, 2, 16, 8), (3, 2, 1, 8, 24)]
 
 
+@pytest.fixture(autouse=True)
+def _torch_form(monkeypatch):
+    """This module tests the torch chunk form; on a CPU ``auto`` would pick the C kernel (own tests)."""
+    monkeypatch.setenv("AURA_MEMORY_BACKEND", "torch")
+
+
 @pytest.mark.parametrize("T", [1, 63, 64, 65, 520])
 @pytest.mark.parametrize("B,H,K,V", [(2, 1, 32, 32), (1, 3, 16, 8), (3, 2, 8, 24)])
 def test_chunk_matches_naive(gen, T, B, H, K, V):
@@ -101,6 +107,23 @@ def test_backend_choice(gen, monkeypatch):
     for bad in (0, 48, 2.0, True):
         with pytest.raises(ValueError, match="argument 'chunk_size'"):
             gdn2_chunk(q, k, v, g, b, w, chunk_size=bad)
+
+
+def test_auto_on_cpu_takes_the_c_kernel(gen, monkeypatch):
+    from aura.memory import cpu_fast
+
+    if not cpu_fast.available():
+        pytest.skip("needs a C compiler (the C kernel did not build)")
+    monkeypatch.delenv("AURA_MEMORY_BACKEND")
+    q, k, v, g, b, w, S0 = make_inputs(2, 70, 2, 8, 8, gen=gen)
+    want = cpu_fast.gdn2_cpu(q, k, v, g, b, w, None, S0, True)
+    for backend in ("auto", "c"):
+        got = gdn2_chunk(q, k, v, g, b, w, initial_state=S0, output_final_state=True, backend=backend)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), backend
+    torch_form = gdn2_chunk(q, k, v, g, b, w, initial_state=S0, output_final_state=True, backend="torch")
+    assert rel_err(torch_form[0], want[0]) <= 1e-10 and not torch.equal(torch_form[0], want[0])
+    with pytest.raises(ValueError, match="argument 'g' .* must be <= 0"):
+        gdn2_chunk(q, k, v, -g, b, w)  # the C route validates values like every other
 
 
 def test_half_precision_inputs_accumulate_in_float32(gen):

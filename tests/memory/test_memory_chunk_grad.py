@@ -14,6 +14,12 @@ from .conftest import make_inputs, rel_err
 NAMES = "q k v g b w S0".split()
 
 
+@pytest.fixture(autouse=True)
+def _torch_form(monkeypatch):
+    """This module tests the torch chunk form; on a CPU ``auto`` would pick the C kernel (own tests)."""
+    monkeypatch.setenv("AURA_MEMORY_BACKEND", "torch")
+
+
 def _fast(q, k, v, g, b, w, S0, C, group=None, c=None):
     ct = (
         torch.float64
