@@ -32,6 +32,7 @@ computed by one thread with the same code, so results are bit-identical whatever
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -125,7 +126,8 @@ def build(directory: Path | None = None, force: bool = False) -> tuple[Path, boo
     except (OSError, subprocess.SubprocessError) as e:
         raise BuildError(f"compiling {SOURCE.name} failed: {e}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # gone after the rename, or its directory never existed
+            tmp.unlink()
     return path, True
 
 
