@@ -230,15 +230,15 @@ INLINE void GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const 
 /* Backward of one sequence, in the transposed layout: S^T and dS^T as V rows of NK vectors (key dims
  * along the lanes), so the per-key gradients (dq, dk, db, dg) accumulate as whole vectors over the V rows
  * and only du_j = dS^T_j . k needs a horizontal sum (the row layout would need four per key row).
- * ws: (Cs + 2) V NK + 5 NK vectors + (Cs + 1) V reals of scratch. */
+ * ws: (Cs + 2) V NK + (Cs + 5) NK vectors + (Cs + 1) V reals of scratch. */
 INLINE void GDN2_FN(bwd_seq)(const real *q, const real *k, const real *v, const real *g, const real *b,
                              const real *w, const real *ck, const real *dout, const real *dST, real *dq,
                              real *dk, real *dv, real *dg, real *db, real *dw, real *dS0, int64_t T,
                              int64_t H, int64_t K, int64_t V, int64_t Cs, real scale, vec *ws, int64_t NK) {
     int64_t N = (T + Cs - 1) / Cs, VN = V * NK;
     vec *P = ws, *dS = P + (Cs + 1) * VN, *av = dS + VN, *kv = av + NK, *bv = kv + NK, *kbv = bv + NK;
-    vec *sqv = kbv + NK, aq[NK], ak[NK], akb[NK], ag[NK];
-    real *U = (real *)(sqv + NK), *du = U + Cs * V;
+    vec *sqv = kbv + NK, *A = sqv + NK, aq[NK], ak[NK], akb[NK], ag[NK];
+    real *U = (real *)(A + Cs * NK), *du = U + Cs * V;
     /* zero-padded key rows: padding lanes of a, k, b, q are 0, so the padding of S^T and dS^T stays 0 */
     memset(dS, 0, VN * sizeof(vec));
     if (dST)
@@ -252,12 +252,15 @@ INLINE void GDN2_FN(bwd_seq)(const real *q, const real *k, const real *v, const 
             for (int64_t j = 0; j < V; j++) ((real *)(P + j * NK))[i] = ck[(c * K + i) * V + j];
         for (int64_t t = t0; t < t1; t++) { /* the chunk's last S_t lands in P[Cs], unused */
             int64_t rk = t * H * K, rv = t * H * V;
-            vec *Sp = P + (t - t0) * VN, *Sn = Sp + VN;
+            vec *Sp = P + (t - t0) * VN, *Sn = Sp + VN, *At = A + (t - t0) * NK;
             real *u = U + (t - t0) * V;
             GDN2_FN(load_row)(av, g + rk, K, NK);
             GDN2_FN(load_row)(kv, k + rk, K, NK);
             GDN2_FN(load_row)(bv, b + rk, K, NK);
-            for (int64_t l = 0; l < NK; l++) av[l] = GDN2_FN(vexp)(av[l]); /* a = e^g (padding: 1) */
+            for (int64_t l = 0; l < NK; l++) { /* a = e^g (padding: 1), kept for the reverse pass */
+                av[l] = GDN2_FN(vexp)(av[l]);
+                At[l] = av[l];
+            }
             /* the reverse pass below walks t downwards, which the hardware prefetcher follows poorly:
              * fetch its other rows now, in ascending order (the chunk's rows fit in L2 beside P) */
             GDN2_FN(prefetch)(q + rk, K, 0);
@@ -280,10 +283,9 @@ INLINE void GDN2_FN(bwd_seq)(const real *q, const real *k, const real *v, const 
             int64_t rk = t * H * K, rv = t * H * V;
             const vec *Pt = P + (t - t0) * VN;
             const real *u = U + (t - t0) * V, *dot = dout + rv;
-            GDN2_FN(load_row)(av, g + rk, K, NK);
+            for (int64_t l = 0; l < NK; l++) av[l] = A[(t - t0) * NK + l];
             GDN2_FN(load_row)(kv, k + rk, K, NK);
             GDN2_FN(load_row)(bv, b + rk, K, NK);
-            for (int64_t l = 0; l < NK; l++) av[l] = GDN2_FN(vexp)(av[l]); /* a = e^g (padding: 1) */
             GDN2_FN(load_row)(sqv, q + rk, K, NK);
             real udo = 0;
             for (int64_t j = 0; j < V; j++) udo += u[j] * dot[j];
@@ -404,7 +406,7 @@ int GDN2_FN(gdn2_bwd)(const real *q, const real *k, const real *v, const real *g
                       int64_t H, int64_t K, int64_t V, int64_t Cs, real scale, int64_t seq0, int64_t seq1) {
     (void)B;
     int64_t NKR = (K + W - 1) / W, N = (T + Cs - 1) / Cs;
-    vec *ws = GDN2_FN(alloc)((Cs + 2) * V * NKR + 5 * NKR + ((Cs + 1) * V + W - 1) / W);
+    vec *ws = GDN2_FN(alloc)((Cs + 2) * V * NKR + (Cs + 5) * NKR + ((Cs + 1) * V + W - 1) / W);
     if (!ws) return -1;
     for (int64_t n = seq0; n < seq1; n++) {
         int64_t bb = n / H, h = n % H, sk = (bb * T * H + h) * K, sv = (bb * T * H + h) * V;
