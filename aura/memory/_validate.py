@@ -14,6 +14,7 @@ import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 STATE_DTYPES = (torch.float32, torch.float64)
+_FLOAT_SET = frozenset(FLOAT_DTYPES)
 
 
 def _shape(x: torch.Tensor) -> tuple[int, ...]:
@@ -169,14 +170,14 @@ def _sequence_dims(q, k, v, g, b, w, initial_state) -> tuple[int, ...] | None:
             return None
         if k.shape != qs or g.shape != qs or b.shape != qs or w.shape != vs:
             return None
-        ts = (q, k, v, g, b, w)
-        if any(t.dtype not in FLOAT_DTYPES for t in ts):
+        if not {q.dtype, k.dtype, v.dtype, g.dtype, b.dtype, w.dtype} <= _FLOAT_SET:
             return None
+        devices = {q.device, k.device, v.device, g.device, b.device, w.device}
         if initial_state is not None:
             if initial_state.shape != (qs[0], qs[2], qs[3], vs[3]) or initial_state.dtype not in STATE_DTYPES:
                 return None
-            ts += (initial_state,)
-        if len({t.device for t in ts}) != 1:
+            devices.add(initial_state.device)
+        if len(devices) != 1:
             return None
     except AttributeError:  # not a tensor
         return None
