@@ -177,6 +177,7 @@ def available() -> bool:
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 _pool_pid = 0  # a forked child inherits the pool object but not its threads: it makes its own
 # Pieces per thread: the threads pull pieces of sequences as they finish, so one slowed by other work on
 # its core (2 shared cores here) does not hold up the call; each sequence is still computed whole by one
@@ -186,7 +187,7 @@ PIECES_PER_THREAD = 4
 
 def _run_split(fn, n_seq: int) -> None:
     """Call ``fn(seq0, seq1)`` over all n_seq sequences, on ``torch.get_num_threads()`` threads."""
-    global _pool, _pool_pid
+    global _pool, _pool_size, _pool_pid
     n = max(1, min(torch.get_num_threads(), n_seq))
     if n == 1:
         if fn(0, n_seq):
@@ -202,9 +203,9 @@ def _run_split(fn, n_seq: int) -> None:
             failed |= fn(bounds[i], bounds[i + 1])
         return failed
 
-    if _pool is None or _pool._max_workers < n - 1 or _pool_pid != os.getpid():
+    if _pool is None or _pool_size < n - 1 or _pool_pid != os.getpid():
         _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="aura-gdn2")
-        _pool_pid = os.getpid()
+        _pool_size, _pool_pid = n - 1, os.getpid()
     futures = [_pool.submit(worker) for _ in range(n - 1)]
     failed = worker()
     if failed | any(f.result() for f in futures):
