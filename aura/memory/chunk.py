@@ -108,8 +108,8 @@ def gdn2_chunk(
 
     ``backend``: ``"auto"`` uses fla's Triton ``chunk_gdn2`` on CUDA when fla-core is installed and the
     inputs are not float64, and on a CPU the fused C kernel (``aura.memory.cpu_fast``: the same rule token
-    by token, forward and backward, 30-60x the naive loop) when a C compiler built it; otherwise the torch
-    chunk form here. ``"torch"`` forces the torch form (as does the environment variable
+    by token, forward and backward; see docs/memory.md for its speed) when a C compiler built it; else the
+    torch chunk form here. ``"torch"`` forces the torch form (as does the environment variable
     ``AURA_MEMORY_BACKEND=torch``); ``"fla"`` and ``"c"`` require theirs. ``chunk_size`` is a power of
     two (fla accepts only 64; the C kernel ignores it); None means 64, except for the torch form on a CPU,
     where it means ``CPU_CHUNK`` (the fastest there). Sequences shorter than a chunk use the next power of
