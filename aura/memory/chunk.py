@@ -143,9 +143,11 @@ def gdn2_chunk(
         if started is not None:
             finish_value_check(fn, tensors, started)
         return out
+    if route == "c":  # the kernel's forward checks the values as it loads them (no second pass)
+        return cpu_fast.gdn2_cpu(
+            q, k, v, g, b, w, s, initial_state, output_final_state, validate=validate, caller=fn
+        )
     stats = check_values(fn, tensors) if validate else None
-    if route == "c":
-        return cpu_fast.gdn2_cpu(q, k, v, g, b, w, s, initial_state, output_final_state)
     g_min = stats["g"][0] if stats is not None else float(g.detach().min())
     if q.device.type == "cpu":
         if default_chunk:

@@ -28,6 +28,10 @@ the kernel can be used; when it cannot (no compiler, build error), it logs one w
 callers fall back to the torch chunk form. Work is split over ``torch.get_num_threads()`` Python threads,
 whole sequences (batch row, head) per thread: ctypes releases the GIL during the call, and each sequence is
 computed by one thread with the same code, so results are bit-identical whatever the thread count.
+
+The forward also checks the values (the rules of ``aura.memory._validate``) as it loads each row, one
+flag per argument and sequence; only when a flag is set does the exact torch check run, to name the
+argument. A separate check would read every input a second time, about as long as the forward itself.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from pathlib import Path
 
 import torch
 
-from aura.memory._validate import check_scale, check_sequence, compute_dtype
+from aura.memory._validate import check_scale, check_sequence, check_values, compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +61,13 @@ SOURCE = Path(__file__).with_name("cpu_kernel.c")
 # Not -ffast-math: it drops NaN/inf semantics and reassociates sums, which the float64 checks would see.
 # No -fopenmp: torch ships its own libgomp, and two OpenMP runtimes in one process clash.
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno")
-ABI_VERSION = 4
+ABI_VERSION = 5
 ENV_CACHE = "AURA_KERNEL_CACHE"
 # Tokens between checkpoints: the backward's scratch is CHUNK states (64 x 4 KB at d = 32, float32), which
 # stays in the 512 KB L2 of this CPU while a chunk is back-propagated.
 CHUNK = 64
+# Bit i of the forward's per-sequence value flags names argument i (cpu_kernel.c: F_Q.. F_S0).
+FLAG_NAMES = ("q", "k", "v", "g", "b", "w", "initial_state")
 _DTYPES = {torch.float32: ("f32", ctypes.c_float), torch.float64: ("f64", ctypes.c_double)}
 _build_lock = threading.Lock()
 
@@ -138,7 +144,7 @@ def _open(path: Path) -> ctypes.CDLL:
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     for suffix, real in _DTYPES.values():
         fwd, bwd = getattr(lib, f"gdn2_fwd_{suffix}"), getattr(lib, f"gdn2_bwd_{suffix}")
-        fwd.argtypes = [p] * 10 + [i64] * 6 + [real, i64, i64]
+        fwd.argtypes = [p] * 11 + [i64] * 6 + [real, i64, i64]
         bwd.argtypes = [p] * 16 + [i64] * 6 + [real, i64, i64]
         fwd.restype = bwd.restype = ctypes.c_int
         getattr(lib, f"gdn2_exp_{suffix}").argtypes = [p, p, i64]
@@ -224,8 +230,22 @@ def _ptr(x: torch.Tensor | None):
     return None if x is None else x.data_ptr()
 
 
+def flagged(flags: torch.Tensor) -> list[str]:
+    """Names of the arguments whose bit is set in any sequence's value flags (``FLAG_NAMES`` order)."""
+    if not bool(flags.any()):  # the common case: one small reduction, no Python loop over sequences
+        return []
+    bits = 0
+    for f in flags.tolist():
+        bits |= f
+    return [name for i, name in enumerate(FLAG_NAMES) if bits >> i & 1]
+
+
 class GDN2CPU(torch.autograd.Function):
-    """``(o, S_T)`` from the C kernel; inputs in the compute dtype, contiguous (see :func:`gdn2_cpu`)."""
+    """``(o, S_T, flags)`` from the C kernel; inputs in the compute dtype, contiguous (see :func:`gdn2_cpu`).
+
+    flags: int32 ``[B H]``, each sequence's value flags (bit i: argument ``FLAG_NAMES[i]`` breaks its rule),
+    for :func:`flagged`; not differentiable.
+    """
 
     @staticmethod
     def forward(ctx, q, k, v, g, b, w, S0, scale, o_dtype):
@@ -238,16 +258,18 @@ class GDN2CPU(torch.autograd.Function):
         o = torch.empty(B, T, H, V, dtype=q.dtype)
         ckpt = torch.empty(B, H, N, K, V, dtype=q.dtype)
         S_T = torch.empty(B, H, K, V, dtype=q.dtype)
+        flags = torch.empty(B * H, dtype=torch.int32)  # every sequence writes its own entry
         fwd = getattr(lib, f"gdn2_fwd_{suffix}")
-        ptrs = [_ptr(x) for x in (q, k, v, g, b, w, S0, o, ckpt, S_T)]
+        ptrs = [_ptr(x) for x in (q, k, v, g, b, w, S0, o, ckpt, S_T, flags)]
         _run_split(lambda s0, s1: fwd(*ptrs, B, T, H, K, V, Cs, real(scale), s0, s1), B * H)
         ctx.save_for_backward(q, k, v, g, b, w, ckpt)
         ctx.scale, ctx.chunk, ctx.has_S0, ctx.in_dtype = scale, Cs, S0 is not None, q.dtype
         ctx.set_materialize_grads(False)
-        return o.to(o_dtype), S_T
+        ctx.mark_non_differentiable(flags)
+        return o.to(o_dtype), S_T, flags
 
     @staticmethod
-    def backward(ctx, do, dST):
+    def backward(ctx, do, dST, dflags):
         q, k, v, g, b, w, ckpt = ctx.saved_tensors
         B, T, H, K = q.shape
         V = v.shape[-1]
@@ -274,15 +296,23 @@ def gdn2_cpu(
     scale: float | None = None,
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
+    *,
+    validate: bool = True,
+    caller: str = "gdn2_cpu",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """GDN-2 through the C kernel; same contract as :func:`aura.memory.gdn2_recurrent` on CPU tensors.
 
     Computes in float64 if any input is float64, else float32. Returns ``(o, S_T)``: o in q's dtype, S_T
     ``[B, H, K, V]`` in the compute dtype if ``output_final_state`` else None. Differentiable in every
-    input (including ``initial_state``, and through S_T). Checks shapes, not values (the callers do that);
-    requires :func:`available`.
+    input (including ``initial_state``, and through S_T). Requires :func:`available`.
+
+    ``validate``: the kernel's forward tests every element as it loads it (finite everywhere, g <= 0,
+    b and w in [0, 1]); when an argument fails, the exact torch check
+    (:func:`aura.memory._validate.check_values`) runs on the inputs and raises its ``ValueError`` (naming
+    the argument and its range), with ``caller`` as the function name in the message. The casts to the
+    compute dtype only widen, so the kernel sees the caller's values exactly and the two checks agree.
     """
-    fn = "gdn2_cpu"
+    fn = caller
     (B, T, H, K, V), _ = check_sequence(fn, q, k, v, g, b, w, initial_state, False)
     s = check_scale(fn, scale, K)
     if q.device.type != "cpu":
@@ -292,5 +322,14 @@ def gdn2_cpu(
     ct = compute_dtype(q, k, v, g, b, w, initial_state)
     xs = [x.to(ct).contiguous() for x in (q, k, v, g, b, w)]
     S0 = None if initial_state is None else initial_state.to(ct).contiguous()
-    o, S = GDN2CPU.apply(*xs, S0, s, q.dtype)
+    o, S, flags = GDN2CPU.apply(*xs, S0, s, q.dtype)
+    if validate and (bad := flagged(flags)):
+        tensors = {"q": q, "k": k, "v": v, "g": g, "b": b, "w": w}
+        if initial_state is not None:
+            tensors["initial_state"] = initial_state
+        check_values(fn, tensors)
+        raise ValueError(
+            f"{fn}: the C kernel flagged argument '{bad[0]}' (shape {tuple(tensors[bad[0]].shape)}) as "
+            "breaking its value rule, but the exact check passed"
+        )
     return o, (S if output_final_state else None)

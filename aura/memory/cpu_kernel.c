@@ -10,7 +10,10 @@
  * a_t = exp(g_t) is computed here, vectorised (vexp below), per token as it is needed. Forward makes two
  * passes over S per token (the decay fused with S'^T kb; the rank-1 update fused with the read) and saves
  * S at the start of every chunk of Cs tokens into ckpt [B, H, N, K, V], N = ceil(T / Cs), and S_T into
- * its own buffer (a copy out of ckpt would be a torch op whose OpenMP threads then spin). Backward walks the
+ * its own buffer (a copy out of ckpt would be a torch op whose OpenMP threads then spin). As it loads each
+ * row, forward also tests it against the value rules (finite; g <= 0; b, w in [0, 1]; S0 finite) and
+ * returns pass / fail per argument and sequence, so callers need no separate pass over the inputs (about as
+ * long as the forward itself, being bound by memory bandwidth). Backward walks the
  * chunks in reverse: it recomputes the chunk's S_{t-1} and u_t from its checkpoint into scratch
  * (Cs V K + Cs V elements, sized to stay in L2), then back-propagates token by token. It holds S^T and dS^T (value dims as rows, key dims along the vector
  * lanes), so that dq, dk, db, dg accumulate as whole vectors and only u_j and du_j need horizontal sums.
@@ -30,6 +33,8 @@
 #include <string.h>
 
 #define INLINE static inline __attribute__((always_inline))
+/* Bits of the forward's per-sequence value flags, one per argument (cpu_fast.FLAG_NAMES, same order). */
+enum { F_Q, F_K, F_V, F_G, F_B, F_W, F_S0 };
 typedef float vec_f32 __attribute__((vector_size(32)));
 typedef double vec_f64 __attribute__((vector_size(32)));
 typedef int32_t ivec_f32 __attribute__((vector_size(32))); /* shuffle masks */
@@ -60,7 +65,7 @@ typedef int64_t ivec_f64 __attribute__((vector_size(32)));
 #undef GDN2_FN
 
 /* ABI version: cpu_fast.py refuses a library whose version differs from the one it expects. */
-int gdn2_abi_version(void) { return 4; }
+int gdn2_abi_version(void) { return 5; }
 
 #else /* the body, instantiated once per precision */
 
@@ -179,32 +184,43 @@ INLINE void GDN2_FN(step)(vec *restrict S, const real *restrict a, const real *r
     }
 }
 
-/* Per-token scalars: kb = b * k and (if sq) sq = scale * q, over K. */
-INLINE void GDN2_FN(prep)(const real *restrict q, const real *restrict k, const real *restrict b,
-                          real scale, real *restrict kb, real *restrict sq, int64_t K) {
-    for (int64_t i = 0; i < K; i++) kb[i] = b[i] * k[i];
-    if (sq)
-        for (int64_t i = 0; i < K; i++) sq[i] = scale * q[i];
+/* Rule checks, lane-wise (true lanes are -1), the same rules as aura.memory._value_flags:
+ * finite: x - x == 0 (NaN or +-inf give NaN, and NaN != 0 is true, so those lanes flag);
+ * log-decay g: -max <= x <= 0 (false for NaN and +-inf); gate b, w: 0 <= x <= 1 (false for NaN).
+ * Zero padding passes every rule, so the padding lanes of a row never flag. */
+INLINE GDN2_IVEC GDN2_FN(bad_finite)(vec x) { return (x - x) != 0; }
+INLINE GDN2_IVEC GDN2_FN(bad_decay)(vec x) {
+#if GDN2_LANES == 8
+    const real MAX = __FLT_MAX__;
+#else
+    const real MAX = __DBL_MAX__;
+#endif
+    return ~((x <= 0) & (x >= -MAX));
+}
+INLINE GDN2_IVEC GDN2_FN(bad_gate)(vec x) { return ~((x >= 0) & (x <= 1)); }
+
+/* Whether any lane of m is set. */
+INLINE int GDN2_FN(any)(GDN2_IVEC m) {
+    int r = 0;
+    for (int64_t l = 0; l < W; l++) r |= m[l] != 0;
+    return r;
 }
 
-/* wv (NV vectors) <- w * v over V, zero-padded. */
-INLINE void GDN2_FN(prep_wv)(vec *restrict wv, const real *restrict w, const real *restrict v, int64_t V,
-                             int64_t NV) {
-    real *x = (real *)wv;
-    for (int64_t j = 0; j < V; j++) x[j] = w[j] * v[j];
-    for (int64_t j = V; j < NV * W; j++) x[j] = 0;
-}
-
-/* Forward of one sequence; ws: K NV + 3 NV + NK vectors + 2 K reals of scratch. */
-INLINE void GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const real *g, const real *b,
-                             const real *w, const real *S0, real *o, real *ck, real *ST, int64_t T,
-                             int64_t H, int64_t K, int64_t V, int64_t Cs, real scale, vec *ws, int64_t NV) {
+/* Forward of one sequence; ws: K NV + 4 NV + 4 NK vectors of scratch. Returns the sequence's flags: bit
+ * F_Q.. F_S0 set when that argument holds a value its rule forbids. The rows are tested as they are loaded
+ * for the step anyway (a few compares per vector beside the two passes over S), so the check costs no
+ * second read of the inputs. */
+INLINE int GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const real *g, const real *b,
+                            const real *w, const real *S0, real *o, real *ck, real *ST, int64_t T,
+                            int64_t H, int64_t K, int64_t V, int64_t Cs, real scale, vec *ws, int64_t NV) {
     int64_t NK = (K + W - 1) / W;
-    vec *S = ws, *u = S + K * NV, *wv = u + NV, *ov = wv + NV, *av = ov + NV, acc[NV];
-    real *kb = (real *)(av + NK), *sq = kb + K;
+    vec *S = ws, *u = S + K * NV, *wv = u + NV, *ov = wv + NV, *vv = ov + NV, *av = vv + NV;
+    vec *kv = av + NK, *kb = kv + NK, *sq = kb + NK, acc[NV];
+    GDN2_IVEC fq = {0}, fk = {0}, fv = {0}, fg = {0}, fb = {0}, fw = {0}, fs = {0};
     for (int64_t i = 0; i < K; i++) {
         if (S0) {
             GDN2_FN(load_row)(S + i * NV, S0 + i * V, V, NV);
+            for (int64_t l = 0; l < NV; l++) fs |= GDN2_FN(bad_finite)(S[i * NV + l]);
             memcpy(ck + i * V, S0 + i * V, V * sizeof(real));
         } else {
             memset(S + i * NV, 0, NV * sizeof(vec));
@@ -213,11 +229,28 @@ INLINE void GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const 
     }
     for (int64_t t = 0; t < T; t++) {
         int64_t rk = t * H * K, rv = t * H * V;
-        GDN2_FN(prep)(q + rk, k + rk, b + rk, scale, kb, sq, K);
-        GDN2_FN(prep_wv)(wv, w + rv, v + rv, V, NV);
+        GDN2_FN(load_row)(sq, q + rk, K, NK);
+        GDN2_FN(load_row)(kv, k + rk, K, NK);
+        GDN2_FN(load_row)(kb, b + rk, K, NK);
         GDN2_FN(load_row)(av, g + rk, K, NK);
-        for (int64_t l = 0; l < NK; l++) av[l] = GDN2_FN(vexp)(av[l]);
-        GDN2_FN(step)(S, (const real *)av, kb, k + rk, sq, wv, u, ov, acc, K, NV);
+        for (int64_t l = 0; l < NK; l++) { /* kb = b * k, sq = s q, a = e^g */
+            fq |= GDN2_FN(bad_finite)(sq[l]);
+            fk |= GDN2_FN(bad_finite)(kv[l]);
+            fb |= GDN2_FN(bad_gate)(kb[l]);
+            fg |= GDN2_FN(bad_decay)(av[l]);
+            kb[l] *= kv[l];
+            sq[l] *= scale;
+            av[l] = GDN2_FN(vexp)(av[l]);
+        }
+        GDN2_FN(load_row)(vv, v + rv, V, NV);
+        GDN2_FN(load_row)(wv, w + rv, V, NV);
+        for (int64_t l = 0; l < NV; l++) { /* wv = w * v */
+            fv |= GDN2_FN(bad_finite)(vv[l]);
+            fw |= GDN2_FN(bad_gate)(wv[l]);
+            wv[l] *= vv[l];
+        }
+        GDN2_FN(step)(S, (const real *)av, (const real *)kb, (const real *)kv, (const real *)sq, wv, u, ov,
+                      acc, K, NV);
         GDN2_FN(store_row)(o + rv, ov, V, NV);
         if ((t + 1) % Cs == 0 || t + 1 == T) {
             real *dst = t + 1 < T ? ck + (t + 1) / Cs * K * V : ST; /* next chunk's start, or S_T */
@@ -225,6 +258,9 @@ INLINE void GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const 
                 for (int64_t i = 0; i < K; i++) memcpy(dst + i * V, S + i * NV, V * sizeof(real));
         }
     }
+    return GDN2_FN(any)(fq) << F_Q | GDN2_FN(any)(fk) << F_K | GDN2_FN(any)(fv) << F_V |
+           GDN2_FN(any)(fg) << F_G | GDN2_FN(any)(fb) << F_B | GDN2_FN(any)(fw) << F_W |
+           GDN2_FN(any)(fs) << F_S0;
 }
 
 /* Backward of one sequence, in the transposed layout: S^T and dS^T as V rows of NK vectors (key dims
@@ -378,20 +414,22 @@ void GDN2_FN(gdn2_exp)(const real *x, real *y, int64_t n) {
 
 /* Forward for sequences [seq0, seq1) of the B*H (sequence n = batch n / H, head n % H). q, k, g, b are
  * [B, T, H, K]; v, w, o [B, T, H, V]; S0 [B, H, K, V] or NULL (zero state); ckpt [B, H, N, K, V];
- * ST [B, H, K, V] (S_T) or NULL. Returns 0, or -1 if scratch could not be allocated. */
+ * ST [B, H, K, V] (S_T) or NULL; flags [B H] receives each sequence's value flags (bits F_Q.. F_S0).
+ * Returns 0, or -1 if scratch could not be allocated. */
 int GDN2_FN(gdn2_fwd)(const real *q, const real *k, const real *v, const real *g, const real *b,
-                      const real *w, const real *S0, real *o, real *ckpt, real *ST, int64_t B, int64_t T,
-                      int64_t H, int64_t K, int64_t V, int64_t Cs, real scale, int64_t seq0, int64_t seq1) {
+                      const real *w, const real *S0, real *o, real *ckpt, real *ST, int32_t *flags,
+                      int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t Cs, real scale,
+                      int64_t seq0, int64_t seq1) {
     (void)B;
     int64_t NVR = (V + W - 1) / W, N = (T + Cs - 1) / Cs;
-    vec *ws = GDN2_FN(alloc)((K + 3) * NVR + (K + W - 1) / W + (2 * K + W - 1) / W);
+    vec *ws = GDN2_FN(alloc)((K + 4) * NVR + 4 * ((K + W - 1) / W));
     if (!ws) return -1;
     for (int64_t n = seq0; n < seq1; n++) {
         int64_t bb = n / H, h = n % H, sk = (bb * T * H + h) * K, sv = (bb * T * H + h) * V;
         const real *S0n = S0 ? S0 + n * K * V : NULL;
         real *ck = ckpt + n * N * K * V, *STn = ST ? ST + n * K * V : NULL;
-        GDN2_DISPATCH(NVR, GDN2_FN(fwd_seq)(q + sk, k + sk, v + sv, g + sk, b + sk, w + sv, S0n, o + sv,
-                                            ck, STn, T, H, K, V, Cs, scale, ws, NX))
+        GDN2_DISPATCH(NVR, flags[n] = GDN2_FN(fwd_seq)(q + sk, k + sk, v + sv, g + sk, b + sk, w + sv,
+                                                       S0n, o + sv, ck, STn, T, H, K, V, Cs, scale, ws, NX))
     }
     free(ws);
     return 0;
