@@ -184,20 +184,27 @@ INLINE void GDN2_FN(step)(vec *restrict S, const real *restrict a, const real *r
     }
 }
 
-/* Rule checks, lane-wise (true lanes are -1), the same rules as aura.memory._value_flags:
- * finite: x - x == 0 (NaN or +-inf give NaN, and NaN != 0 is true, so those lanes flag);
- * log-decay g: -max <= x <= 0 (false for NaN and +-inf); gate b, w: 0 <= x <= 1 (false for NaN).
- * Zero padding passes every rule, so the padding lanes of a row never flag. */
-INLINE GDN2_IVEC GDN2_FN(bad_finite)(vec x) { return (x - x) != 0; }
-INLINE GDN2_IVEC GDN2_FN(bad_decay)(vec x) {
-#if GDN2_LANES == 8
-    const real MAX = __FLT_MAX__;
-#else
-    const real MAX = __DBL_MAX__;
-#endif
-    return ~((x <= 0) & (x >= -MAX));
+/* Lanes [l W, l W + W) of a row of n reals at src (any alignment); lanes past n are 0. */
+INLINE vec GDN2_FN(load_vec)(const real *src, int64_t l, int64_t n) {
+    vec x = (vec){0};
+    if ((l + 1) * W <= n) {
+        __builtin_memcpy(&x, src + l * W, sizeof x);
+    } else {
+        for (int64_t j = l * W; j < n; j++) x[j - l * W] = src[j];
+    }
+    return x;
 }
-INLINE GDN2_IVEC GDN2_FN(bad_gate)(vec x) { return ~((x >= 0) & (x <= 1)); }
+
+/* The value rules of aura.memory._value_flags, in as few vector ops as the forward can carry unnoticed
+ * (zero lanes pass every rule, so a row's padding never flags):
+ *   finite:      fin += x * 0 stays 0, or becomes NaN for good once any x is NaN or +-inf (one FMA);
+ *   log-decay g: finite, and the lanes with g > 0 OR-ed into a mask;
+ *   gate b, w:   y = x - x^2 = x (1 - x) >= 0 exactly when 0 <= x <= 1 (false for NaN, and for +-inf,
+ *                whose y is NaN or -inf). Rounding never flips the sign: for x in [0, 1] every step
+ *                rounds a value >= 0, and outside it |x (1 - x)| >= min(|x|, 2^-23 or 2^-52), so it does
+ *                not underflow to -0 (x = -0 gives y = -0, which passes, as -0 >= 0 does in torch). */
+INLINE vec GDN2_FN(fin)(vec acc, vec x) { return acc + x * (real)0; }
+INLINE GDN2_IVEC GDN2_FN(bad_gate)(GDN2_IVEC acc, vec x) { return acc | ~((x - x * x) >= 0); }
 
 /* Whether any lane of m is set. */
 INLINE int GDN2_FN(any)(GDN2_IVEC m) {
@@ -206,21 +213,21 @@ INLINE int GDN2_FN(any)(GDN2_IVEC m) {
     return r;
 }
 
-/* Forward of one sequence; ws: K NV + 4 NV + 4 NK vectors of scratch. Returns the sequence's flags: bit
- * F_Q.. F_S0 set when that argument holds a value its rule forbids. The rows are tested as they are loaded
- * for the step anyway (a few compares per vector beside the two passes over S), so the check costs no
- * second read of the inputs. */
+/* Forward of one sequence; ws: K NV + 3 NV + 3 NK vectors of scratch. Returns the sequence's flags: bit
+ * F_Q.. F_S0 set when that argument holds a value its rule forbids. Each row is tested as it is loaded for
+ * the step anyway (about two vector ops per 8 elements beside the two passes over S), so the check costs
+ * no second read of the inputs. */
 INLINE int GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const real *g, const real *b,
                             const real *w, const real *S0, real *o, real *ck, real *ST, int64_t T,
                             int64_t H, int64_t K, int64_t V, int64_t Cs, real scale, vec *ws, int64_t NV) {
     int64_t NK = (K + W - 1) / W;
-    vec *S = ws, *u = S + K * NV, *wv = u + NV, *ov = wv + NV, *vv = ov + NV, *av = vv + NV;
-    vec *kv = av + NK, *kb = kv + NK, *sq = kb + NK, acc[NV];
-    GDN2_IVEC fq = {0}, fk = {0}, fv = {0}, fg = {0}, fb = {0}, fw = {0}, fs = {0};
+    vec *S = ws, *u = S + K * NV, *wv = u + NV, *ov = wv + NV, *av = ov + NV, *kb = av + NK, *sq = kb + NK;
+    vec acc[NV], fq = {0}, fk = {0}, fv = {0}, fg = {0}, fs = {0};
+    GDN2_IVEC pos_g = {0}, fb = {0}, fw = {0};
     for (int64_t i = 0; i < K; i++) {
         if (S0) {
             GDN2_FN(load_row)(S + i * NV, S0 + i * V, V, NV);
-            for (int64_t l = 0; l < NV; l++) fs |= GDN2_FN(bad_finite)(S[i * NV + l]);
+            for (int64_t l = 0; l < NV; l++) fs = GDN2_FN(fin)(fs, S[i * NV + l]);
             memcpy(ck + i * V, S0 + i * V, V * sizeof(real));
         } else {
             memset(S + i * NV, 0, NV * sizeof(vec));
@@ -229,28 +236,26 @@ INLINE int GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const r
     }
     for (int64_t t = 0; t < T; t++) {
         int64_t rk = t * H * K, rv = t * H * V;
-        GDN2_FN(load_row)(sq, q + rk, K, NK);
-        GDN2_FN(load_row)(kv, k + rk, K, NK);
-        GDN2_FN(load_row)(kb, b + rk, K, NK);
-        GDN2_FN(load_row)(av, g + rk, K, NK);
         for (int64_t l = 0; l < NK; l++) { /* kb = b * k, sq = s q, a = e^g */
-            fq |= GDN2_FN(bad_finite)(sq[l]);
-            fk |= GDN2_FN(bad_finite)(kv[l]);
-            fb |= GDN2_FN(bad_gate)(kb[l]);
-            fg |= GDN2_FN(bad_decay)(av[l]);
-            kb[l] *= kv[l];
-            sq[l] *= scale;
-            av[l] = GDN2_FN(vexp)(av[l]);
+            vec qx = GDN2_FN(load_vec)(q + rk, l, K), kx = GDN2_FN(load_vec)(k + rk, l, K);
+            vec bx = GDN2_FN(load_vec)(b + rk, l, K), gx = GDN2_FN(load_vec)(g + rk, l, K);
+            fq = GDN2_FN(fin)(fq, qx);
+            fk = GDN2_FN(fin)(fk, kx);
+            fg = GDN2_FN(fin)(fg, gx);
+            pos_g |= gx > 0;
+            fb = GDN2_FN(bad_gate)(fb, bx);
+            kb[l] = bx * kx;
+            sq[l] = scale * qx;
+            av[l] = GDN2_FN(vexp)(gx);
         }
-        GDN2_FN(load_row)(vv, v + rv, V, NV);
-        GDN2_FN(load_row)(wv, w + rv, V, NV);
         for (int64_t l = 0; l < NV; l++) { /* wv = w * v */
-            fv |= GDN2_FN(bad_finite)(vv[l]);
-            fw |= GDN2_FN(bad_gate)(wv[l]);
-            wv[l] *= vv[l];
+            vec vx = GDN2_FN(load_vec)(v + rv, l, V), wx = GDN2_FN(load_vec)(w + rv, l, V);
+            fv = GDN2_FN(fin)(fv, vx);
+            fw = GDN2_FN(bad_gate)(fw, wx);
+            wv[l] = wx * vx;
         }
-        GDN2_FN(step)(S, (const real *)av, (const real *)kb, (const real *)kv, (const real *)sq, wv, u, ov,
-                      acc, K, NV);
+        GDN2_FN(step)(S, (const real *)av, (const real *)kb, k + rk, (const real *)sq, wv, u, ov, acc, K,
+                      NV);
         GDN2_FN(store_row)(o + rv, ov, V, NV);
         if ((t + 1) % Cs == 0 || t + 1 == T) {
             real *dst = t + 1 < T ? ck + (t + 1) / Cs * K * V : ST; /* next chunk's start, or S_T */
@@ -258,9 +263,9 @@ INLINE int GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const r
                 for (int64_t i = 0; i < K; i++) memcpy(dst + i * V, S + i * NV, V * sizeof(real));
         }
     }
-    return GDN2_FN(any)(fq) << F_Q | GDN2_FN(any)(fk) << F_K | GDN2_FN(any)(fv) << F_V |
-           GDN2_FN(any)(fg) << F_G | GDN2_FN(any)(fb) << F_B | GDN2_FN(any)(fw) << F_W |
-           GDN2_FN(any)(fs) << F_S0;
+    return GDN2_FN(any)(fq != 0) << F_Q | GDN2_FN(any)(fk != 0) << F_K | GDN2_FN(any)(fv != 0) << F_V |
+           GDN2_FN(any)((fg != 0) | pos_g) << F_G | GDN2_FN(any)(fb) << F_B | GDN2_FN(any)(fw) << F_W |
+           GDN2_FN(any)(fs != 0) << F_S0;
 }
 
 /* Backward of one sequence, in the transposed layout: S^T and dS^T as V rows of NK vectors (key dims
@@ -422,7 +427,7 @@ int GDN2_FN(gdn2_fwd)(const real *q, const real *k, const real *v, const real *g
                       int64_t seq0, int64_t seq1) {
     (void)B;
     int64_t NVR = (V + W - 1) / W, N = (T + Cs - 1) / Cs;
-    vec *ws = GDN2_FN(alloc)((K + 4) * NVR + 4 * ((K + W - 1) / W));
+    vec *ws = GDN2_FN(alloc)((K + 3) * NVR + 3 * ((K + W - 1) / W));
     if (!ws) return -1;
     for (int64_t n = seq0; n < seq1; n++) {
         int64_t bb = n / H, h = n % H, sk = (bb * T * H + h) * K, sv = (bb * T * H + h) * V;

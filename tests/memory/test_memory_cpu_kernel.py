@@ -1,4 +1,5 @@
-"""The fused C kernel (aura.memory.cpu_fast) against the float64 naive spec; gradients; build cache."""
+"""The fused C kernel (aura.memory.cpu_fast) against the float64 naive spec; gradients; its fused value
+check against the torch rules; build cache."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from aura.memory import cpu_fast, gdn2_recurrent
+from aura.memory import cpu_fast, gdn2_chunk, gdn2_recurrent
 
 from .conftest import make_inputs, rel_err
 
@@ -151,6 +152,123 @@ def test_thread_count_does_not_change_a_bit(gen):
         torch.set_num_threads(before)
     for other in results[1:]:
         assert all(torch.equal(x, y) for x, y in zip(results[0], other))
+
+
+ARGS = "q k v g b w initial_state".split()
+NAN, INF = float("nan"), float("inf")
+
+
+def _kernel_flags(xs: dict) -> torch.Tensor:
+    """The forward's per-sequence flags, straight from the kernel (float32 unless an input is float64)."""
+    ct = torch.float64 if any(x.dtype == torch.float64 for x in xs.values()) else torch.float32
+    args = [xs[n].to(ct).contiguous() for n in ARGS[:6]]
+    with torch.no_grad():
+        return cpu_fast.GDN2CPU.apply(*args, xs["initial_state"].to(ct), 0.5, ct)[2]
+
+
+def _naive_flags(xs: dict) -> torch.Tensor:
+    """The same flags from the torch rules, argument by argument: bit i per (batch row, head)."""
+    B, _, H, _ = xs["q"].shape
+    flags = torch.zeros(B, H, dtype=torch.int32)
+    for i, name in enumerate(ARGS):
+        x = xs[name].double()
+        if name == "g":
+            ok = torch.isfinite(x) & (x <= 0)
+        elif name in ("b", "w"):
+            ok = (x >= 0) & (x <= 1)
+        else:
+            ok = torch.isfinite(x)
+        bad = (~ok).any(-1).any(-1 if name == "initial_state" else 1)  # -> [B, H]
+        flags |= bad.to(torch.int32) << i
+    return flags.reshape(-1)
+
+
+def _inputs(gen, B, T, H, K, V, dtype=torch.float32) -> dict:
+    return dict(zip(ARGS, (x.to(dtype) for x in make_inputs(B, T, H, K, V, gen=gen))))
+
+
+# K != V, rows that are not whole vectors (8 float32 / 4 float64 lanes), H > 1, T in {1, 65}
+SHAPES = [(2, 1, 2, 8, 8), (3, 65, 1, 32, 32), (2, 65, 2, 7, 12), (1, 1, 3, 9, 5), (2, 65, 3, 33, 3)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("B,T,H,K,V", SHAPES)
+def test_valid_inputs_never_flag(gen, dtype, B, T, H, K, V):
+    xs = _inputs(gen, B, T, H, K, V, dtype)
+    big = torch.finfo(dtype).max
+    # the rules' edges are valid: g = 0 and -0.0, gates at exactly 0 and 1, the largest finite values
+    for name, val in (("g", 0.0), ("g", -0.0), ("g", -big), ("b", 0.0), ("b", 1.0), ("w", 0.0)):
+        xs[name].view(-1)[int(torch.randint(xs[name].numel(), (1,), generator=gen))] = val
+    for name, val in (("w", 1.0), ("q", big), ("k", -big), ("v", big), ("initial_state", -big)):
+        xs[name].view(-1)[-1] = val
+    flags = _kernel_flags(xs)
+    assert flags.shape == (B * H,) and not flags.any() and cpu_fast.flagged(flags) == []
+
+
+def test_flags_match_the_torch_rules(gen):
+    """Random violations in random arguments and sequences: the kernel's flags, bit for bit."""
+    B, T, H, K, V = 4, 65, 2, 7, 12
+    bad = {"q": [NAN, INF, -INF], "g": [NAN, INF, -INF, 0.25], "b": [NAN, 1.5, -0.1, INF]}
+    bad["k"] = bad["v"] = bad["initial_state"] = bad["q"]
+    bad["w"] = bad["b"]
+    for dtype in (torch.float32, torch.float64):
+        for _ in range(6):
+            xs = _inputs(gen, B, T, H, K, V, dtype)
+            for _ in range(int(torch.randint(1, 6, (1,), generator=gen))):
+                name = ARGS[int(torch.randint(len(ARGS), (1,), generator=gen))]
+                vals = bad[name]
+                x = xs[name].view(-1)
+                x[int(torch.randint(x.numel(), (1,), generator=gen))] = vals[
+                    int(torch.randint(len(vals), (1,), generator=gen))
+                ]
+            assert torch.equal(_kernel_flags(xs), _naive_flags(xs))
+
+
+PLANTED = [(n, x) for n in "q k v g b w".split() for x in (NAN, INF, -INF)]
+PLANTED += [("g", 0.25), ("b", 1.5), ("w", -0.1), ("initial_state", INF), ("initial_state", NAN)]
+
+
+@pytest.mark.parametrize("name,value", PLANTED)
+def test_planted_bad_value_raises_like_the_torch_path(gen, name, value):
+    """Through gdn2_chunk on the 'c' route: the torch path's exact message, wherever the value sits (a
+    random element; the last element of a row at the last token; the last sequence, which another
+    thread than the caller's may compute)."""
+    B, T, H, K, V = 3, 65, 2, 7, 12
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for where in ("random", "row end, last token", "last sequence"):
+            xs = _inputs(gen, B, T, H, K, V)
+            x = xs[name]
+            idx = [int(torch.randint(n, (1,), generator=gen)) for n in x.shape]
+            if where == "row end, last token":
+                idx[-1] = x.shape[-1] - 1
+                if name != "initial_state":
+                    idx[1] = T - 1
+            elif where == "last sequence":
+                idx[0] = B - 1
+                idx[1 if name == "initial_state" else 2] = H - 1
+            x[tuple(idx)] = value
+            assert cpu_fast.flagged(_kernel_flags(xs)) == [name], where
+            args = [xs[n] for n in ARGS[:6]]
+            with pytest.raises(ValueError) as torch_path:
+                gdn2_chunk(*args, initial_state=xs["initial_state"], backend="torch")
+            assert f"argument '{name}'" in str(torch_path.value)
+            with pytest.raises(ValueError) as c_path:
+                gdn2_chunk(*args, initial_state=xs["initial_state"], backend="c")
+            assert str(c_path.value) == str(torch_path.value), where
+            gdn2_chunk(*args, initial_state=xs["initial_state"], backend="c", validate=False)  # no raise
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_flag_without_a_torch_failure_still_raises(gen, monkeypatch):
+    """Were the exact check ever to pass what the kernel flagged, the call must still fail loudly."""
+    xs = _inputs(gen, 2, 9, 1, 8, 8)
+    xs["w"][1, 4, 0, 3] = 2.0
+    monkeypatch.setattr(cpu_fast, "check_values", lambda fn, tensors: {})
+    with pytest.raises(ValueError, match="gdn2_chunk: the C kernel flagged argument 'w'"):
+        gdn2_chunk(*(xs[n] for n in ARGS[:6]), initial_state=xs["initial_state"], backend="c")
 
 
 def test_build_cache_reuses_and_repairs(tmp_path):
