@@ -197,7 +197,10 @@ def test_valid_inputs_never_flag(gen, dtype, B, T, H, K, V):
     xs = _inputs(gen, B, T, H, K, V, dtype)
     big = torch.finfo(dtype).max
     # the rules' edges are valid: g = 0 and -0.0, gates at exactly 0 and 1, the largest finite values
-    for name, val in (("g", 0.0), ("g", -0.0), ("g", -big), ("b", 0.0), ("b", 1.0), ("w", 0.0)):
+    # (1e-40: a float32 subnormal; 1 - 2^-24: the float32 just below 1)
+    edges = [("g", 0.0), ("g", -0.0), ("g", -big), ("b", 0.0), ("b", 1.0), ("w", 0.0), ("w", -0.0)]
+    edges += [("b", 1e-40), ("w", 1 - 2**-24)]
+    for name, val in edges:
         xs[name].view(-1)[int(torch.randint(xs[name].numel(), (1,), generator=gen))] = val
     for name, val in (("w", 1.0), ("q", big), ("k", -big), ("v", big), ("initial_state", -big)):
         xs[name].view(-1)[-1] = val
@@ -208,7 +211,9 @@ def test_valid_inputs_never_flag(gen, dtype, B, T, H, K, V):
 def test_flags_match_the_torch_rules(gen):
     """Random violations in random arguments and sequences: the kernel's flags, bit for bit."""
     B, T, H, K, V = 4, 65, 2, 7, 12
-    bad = {"q": [NAN, INF, -INF], "g": [NAN, INF, -INF, 0.25], "b": [NAN, 1.5, -0.1, INF]}
+    # 1e-40 / -1e-40: float32 subnormals (x - x^2 must keep their sign); 1 + 2^-23: just above 1
+    bad = {"q": [NAN, INF, -INF], "g": [NAN, INF, -INF, 0.25, 1e-40], "b": [NAN, 1.5, -0.1, INF, -1e-40]}
+    bad["b"] += [-INF, 1 + 2**-23]
     bad["k"] = bad["v"] = bad["initial_state"] = bad["q"]
     bad["w"] = bad["b"]
     for dtype in (torch.float32, torch.float64):
