@@ -15,7 +15,7 @@ import sys
 
 # (words) -> (module, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
-    ("bench", "memory"): ("aura.memory.bench", "naive vs chunk (vs fla on CUDA) timings of the memory rule"),
+    ("bench", "memory"): ("aura.memory.bench", "naive vs chunk vs C kernel (vs fla on CUDA) timings"),
     ("bench", "stability"): ("aura.memory.stability", "max ||S||_F over long random and adversarial runs"),
     ("bench", "synthetic"): ("sim.synthetic.bench", "the controlled synthetic benchmark: all memory arms"),
     ("bench", "runtime"): ("deploy.bench", "per-step latency and memory growth of the deploy runtime"),
