@@ -58,6 +58,7 @@ from aura.memory._validate import check_scale, check_sequence, check_values, com
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_kernel.c")
+HEADERS = (SOURCE.with_name("cpu_kernel_ops.h"),)  # included by SOURCE; part of the cache key
 # Not -ffast-math: it drops NaN/inf semantics and reassociates sums, which the float64 checks would see.
 # No -fopenmp: torch ships its own libgomp, and two OpenMP runtimes in one process clash.
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno")
@@ -105,7 +106,7 @@ def library_path(cc: str, directory: Path | None = None) -> Path:
     except (OSError, subprocess.SubprocessError) as e:
         raise BuildError(f"C compiler '{cc}' does not run: {e}") from None
     try:
-        source = SOURCE.read_bytes()
+        source = b"".join(f.read_bytes() for f in (SOURCE, *HEADERS))
     except OSError as e:
         raise BuildError(f"kernel source not readable (installed without package data?): {e}") from None
     h = hashlib.sha256()
