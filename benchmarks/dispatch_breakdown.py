@@ -6,8 +6,10 @@ Times, interleaved round-robin (400 rounds, each call synchronised before and af
 called directly; ``gdn2_chunk`` with and without validation; the value check's pieces called by hand
 around the direct call (start + fla + finish; start only; the check on tiny tensors, to separate host from
 GPU time); and a plain CUDA event record + synchronize for scale. Prints medians and ratios to the direct
-call, then the check kernel's GPU time from the profiler. The numbers in docs/memory.md came from this
-code (run from a scratch copy on the H100 machine).
+call, then the check kernel's GPU time from the profiler. It breaks down the eager dispatch, so the
+CUDA-graph replay of fla's forward (``aura.memory._fla_graph``) is switched off here. The numbers in
+docs/memory.md came from this code (run from a scratch copy on the H100 machine, before the graph path
+existed).
 """
 
 import statistics
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
+from aura.memory import _fla_graph
 from aura.memory import _value_flags as vf
 from aura.memory._validate import finish_value_check, start_value_check
 from aura.memory.chunk import fla_chunk_gdn2, gdn2_chunk
@@ -26,6 +29,7 @@ def main() -> None:
     fla = fla_chunk_gdn2()
     if not torch.cuda.is_available() or fla is None:
         raise SystemExit("needs a CUDA GPU and fla-core")
+    _fla_graph.ENABLED = False
 
     def r(*s):
         return torch.randn(*s, device="cuda")

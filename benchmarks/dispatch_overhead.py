@@ -4,9 +4,11 @@
 
 ``aura bench memory --device cuda`` times each implementation in its own block; on a busy host the blocks
 drift by more than the overhead being measured (fla called directly once came out slower than the dispatch
-that wraps it). Here the three calls alternate (direct, dispatch with value check, dispatch without), each
-synchronised before and after, and the medians are compared. Also prints the host time of starting the value
-check alone (fused Triton flags vs the exact torch ``aminmax`` path). Needs CUDA and fla-core.
+that wraps it). Here the four calls alternate (direct; the dispatch with value check; without it; with it
+but without the CUDA-graph replay of fla's forward, ``aura.memory._fla_graph``, which only forward calls
+that record no autograd take), each synchronised before and after, and the medians are compared. Also
+prints the host time of starting the value check alone (fused Triton flags vs the exact torch ``aminmax``
+path). Needs CUDA and fla-core.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from aura.memory import _fla_graph
 from aura.memory._validate import check_sequence, finish_value_check, start_value_check
 from aura.memory.chunk import fla_chunk_gdn2, gdn2_chunk
 
@@ -47,10 +50,19 @@ def main() -> None:
     fla = fla_chunk_gdn2()
     if not torch.cuda.is_available() or fla is None:
         raise SystemExit("needs a CUDA GPU and fla-core")
+
+    def eager(*x):  # the dispatch with the CUDA-graph replay of fla's forward switched off
+        _fla_graph.ENABLED = False
+        try:
+            return gdn2_chunk(*x, backend="auto")
+        finally:
+            _fla_graph.ENABLED = True
+
     impls = {
         "fla_direct": lambda *x: fla(*x),
         "aura_dispatch": lambda *x: gdn2_chunk(*x, backend="auto"),
         "aura_dispatch_novalidate": lambda *x: gdn2_chunk(*x, backend="auto", validate=False),
+        "aura_dispatch_nograph": eager,
     }
     rows = []
     for B, T in SHAPES:
@@ -73,15 +85,22 @@ def main() -> None:
                     call(f)
                     torch.cuda.synchronize()
                     times[name].append((time.perf_counter() - t0) * 1e3)
+            if mode == "fwd":  # the graph replay must give fla's own bits
+                with torch.no_grad():
+                    ours, theirs = gdn2_chunk(*xs, output_final_state=True), fla(*xs, output_final_state=True)
+                same = all(torch.equal(a, b) for a, b in zip(ours, theirs))
+                print(f"B{B} T{T} fwd: graph-replayed dispatch bit-identical to fla: {same}", flush=True)
             med = {name: statistics.median(t) for name, t in times.items()}
             row = {"B": B, "T": T, "mode": mode, **{f"{n}_ms": m for n, m in med.items()}}
             row["ratio"] = med["aura_dispatch"] / med["fla_direct"]
             row["ratio_novalidate"] = med["aura_dispatch_novalidate"] / med["fla_direct"]
+            row["ratio_nograph"] = med["aura_dispatch_nograph"] / med["fla_direct"]
             rows.append(row)
             print(
                 f"B{B} T{T} {mode:8s} "
                 + "  ".join(f"{n} {m:.3f} ms" for n, m in med.items())
-                + f"  ratio {row['ratio']:.3f}x  novalidate {row['ratio_novalidate']:.3f}x",
+                + f"  ratio {row['ratio']:.3f}x  novalidate {row['ratio_novalidate']:.3f}x"
+                + f"  nograph {row['ratio_nograph']:.3f}x",
                 flush=True,
             )
     t = dict(zip("q k v g b w".split(), inputs(16, 4096, grad=False)))

@@ -53,6 +53,15 @@ def _check_device(fn: str, tensors: dict[str, torch.Tensor]) -> None:
 
 
 _PINNED: dict[tuple, torch.Tensor] = {}
+_RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
+def raw_stream(device: int) -> int:
+    """The current CUDA stream's handle on ``device``; torch's private getter (Triton uses it too) costs
+    ~0.4 us where ``torch.cuda.current_stream()`` costs 4-9 us on the GPU machines."""
+    if _RAW_STREAM is not None:
+        return _RAW_STREAM(device)
+    return torch.cuda.current_stream(device).cuda_stream
 
 
 @functools.lru_cache(maxsize=1)

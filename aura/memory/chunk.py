@@ -29,7 +29,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from aura.memory import cpu_fast
+from aura.memory import _fla_graph, cpu_fast
 from aura.memory._validate import (
     check_scale,
     check_sequence,
@@ -137,9 +137,14 @@ def gdn2_chunk(
         # kernels are launched, so its host sync overlaps fla's work instead of stalling before it.
         started = start_value_check(tensors) if validate else None
         S0 = None if initial_state is None else initial_state.float()
-        out = fla_chunk_gdn2()(
-            q, k, v, g, b, w, scale=s, initial_state=S0, output_final_state=output_final_state
-        )
+        out = None
+        if _fla_graph.eligible(tensors):  # no autograd: replay fla's forward from a CUDA graph
+            xs = [q, k, v, g, b, w] if S0 is None else [q, k, v, g, b, w, S0]
+            out = _fla_graph.forward(fla_chunk_gdn2(), xs, s, output_final_state)
+        if out is None:
+            out = fla_chunk_gdn2()(
+                q, k, v, g, b, w, scale=s, initial_state=S0, output_final_state=output_final_state
+            )
         if started is not None:
             finish_value_check(fn, tensors, started)
         return out

@@ -93,3 +93,44 @@ def test_dispatch_bf16(gen):
     o, S = gdn2_chunk(*_cuda((q, k, v, g, b, w), torch.bfloat16), output_final_state=True)
     assert o.dtype == torch.bfloat16 and S.dtype == torch.float32
     assert rel_err(o.float().cpu(), o_ref) <= 3e-2
+
+
+def test_graph_path_is_skipped_when_autograd_records_or_switched_off(monkeypatch):
+    from aura.memory import _fla_graph
+
+    x = {"q": torch.zeros(1, 2, 1, 4, requires_grad=True), "k": torch.zeros(1, 2, 1, 4)}
+    assert not _fla_graph.eligible(x)  # the backward needs fla's own autograd.Function
+    monkeypatch.setenv("AURA_FLA_GRAPHS", "0")
+    x["q"] = x["q"].detach()
+    assert not _fla_graph.eligible(x)
+
+
+@needs_cuda
+@needs_fla
+def test_graphed_forward_is_bit_identical_to_the_direct_call(gen, monkeypatch):
+    from fla.ops.gdn2 import chunk_gdn2
+
+    from aura.memory import _fla_graph
+
+    captures = []
+    real_capture = _fla_graph._capture
+    monkeypatch.setattr(_fla_graph, "_capture", lambda *a: captures.append(1) or real_capture(*a))
+    cases = [(131, True, torch.float32), (67, False, torch.bfloat16), (131, True, torch.float32)]
+    for T, with_state, dtype in cases:
+        for _ in range(3):  # fresh values every call: the static buffers must be refreshed each time
+            q, k, v, g, b, w, S0 = make_inputs(2, T, 2, 32, 32, gen=gen)
+            x = _cuda((q, k, v, g, b, w), dtype)
+            S0 = S0.to("cuda", torch.float32) if with_state else None
+            with torch.no_grad():
+                got = gdn2_chunk(*x, initial_state=S0, output_final_state=True)
+            want = chunk_gdn2(*x, initial_state=S0, output_final_state=True)
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert len(captures) == 2 and not _fla_graph._FAILED  # two shapes captured; the third case reused one
+    # a call that records autograd takes fla's own Function and still gets gradients
+    leaves = [t.detach().requires_grad_() for t in _cuda((q, k, v, g, b, w))]
+    o, _ = gdn2_chunk(*leaves)
+    o.float().sum().backward()
+    assert all(t.grad is not None for t in leaves) and len(captures) == 2
+    # bad input is still caught on the graphed path
+    with torch.no_grad(), pytest.raises(ValueError, match="argument 'g'"):
+        gdn2_chunk(*_cuda((q, k, v, -g, b, w)))
