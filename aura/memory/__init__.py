@@ -3,7 +3,8 @@
 Public API (ARCHITECTURE.md section 1):
 
 - ``gdn2_recurrent(q, k, v, g, b, w, scale=None, initial_state=None, output_final_state=False)``: naive spec.
-- ``gdn2_chunk(..., chunk_size=None, backend="auto")``: chunkwise WY/UT form (torch, or fla on CUDA).
+- ``gdn2_chunk(..., chunk_size=None, backend="auto")``: chunkwise WY/UT form (torch; fla on CUDA, the fused
+  C kernel of ``cpu_fast`` on a CPU).
 - ``gdn2_step(q, k, v, g, b, w, state, scale=None)``: one batched step for inference.
 - ``delta_rule(rule, q, k, v, g=, beta=, b=, w=)`` / ``delta_rule_step``: "gdn2" | "kda" | "gdn" | "deltanet"
   as exact parameterisations of the same code (``expand_gates``).
