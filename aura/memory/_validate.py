@@ -78,10 +78,10 @@ def start_value_check(tensors: dict[str, torch.Tensor], stats: bool = False):
     """Launch the value check without a host sync; ``finish_value_check`` waits for it and raises.
 
     ``stats=False`` on CUDA (contiguous inputs, Triton importable): one fused Triton launch that yields only
-    pass / fail per argument (``aura.memory._value_flags``). Otherwise, and whenever the caller needs the
-    numbers: one ``aminmax`` per tensor and one stack per dtype, copied to pinned host memory without
-    blocking. Either way an event marks when the answer is on the host, so the caller can queue its own
-    kernels before waiting.
+    pass / fail per argument (``aura.memory._value_flags``; the kernel marks its own completion in pinned
+    memory). Otherwise, and whenever the caller needs the numbers: one ``aminmax`` per tensor and one stack
+    per dtype, copied to pinned host memory without blocking, with an event for when they are there. Either
+    way the caller can queue its own kernels before waiting.
     """
     if not stats and all(t.is_cuda for t in tensors.values()):
         flags = _value_flags_module()
@@ -193,16 +193,26 @@ def _sequence_dims(q, k, v, g, b, w, initial_state) -> tuple[int, ...] | None:
     return (*qs, vs[3])
 
 
+def sequence_tensors(q, k, v, g, b, w, initial_state=None) -> dict[str, torch.Tensor]:
+    """The sequence arguments by the names the checks and their messages use (the state only if given)."""
+    tensors = {"q": q, "k": k, "v": v, "g": g, "b": b, "w": w}
+    if initial_state is not None:
+        tensors["initial_state"] = initial_state
+    return tensors
+
+
 def check_sequence(fn, q, k, v, g, b, w, initial_state, validate_values: bool = True):
     """Check fla-layout sequence inputs; returns ``((B, T, H, K, V), stats or None)``."""
     dims = _sequence_dims(q, k, v, g, b, w, initial_state)
-    if dims is not None:
-        if not validate_values:
-            return dims, None
-        tensors = {"q": q, "k": k, "v": v, "g": g, "b": b, "w": w}
-        if initial_state is not None:
-            tensors["initial_state"] = initial_state
-        return dims, check_values(fn, tensors)
+    if dims is None:  # something is wrong: find it and name it
+        dims = _named_sequence_checks(fn, q, k, v, g, b, w, initial_state)
+    if not validate_values:
+        return dims, None
+    return dims, check_values(fn, sequence_tensors(q, k, v, g, b, w, initial_state))
+
+
+def _named_sequence_checks(fn, q, k, v, g, b, w, initial_state) -> tuple[int, ...]:
+    """Argument by argument, raising ``ValueError`` at the first one that is wrong; returns the dims."""
     seq_qk, seq_v = "[B, T, H, K]", "[B, T, H, V]"
     _check_tensor(fn, "q", q, 4, seq_qk)
     B, T, H, K = _shape(q)
@@ -218,14 +228,11 @@ def check_sequence(fn, q, k, v, g, b, w, initial_state, validate_values: bool = 
     _check_same(fn, "v", v, (B, T, H, V), seq_v, "q and v")
     _check_tensor(fn, "w", w, 4, seq_v)
     _check_same(fn, "w", w, (B, T, H, V), seq_v, "q and v")
-    tensors = {"q": q, "k": k, "v": v, "g": g, "b": b, "w": w}
     if initial_state is not None:
         _check_tensor(fn, "initial_state", initial_state, 4, "[B, H, K, V]", STATE_DTYPES)
         _check_same(fn, "initial_state", initial_state, (B, H, K, V), "[B, H, K, V]", "q and v")
-        tensors["initial_state"] = initial_state
-    _check_device(fn, tensors)
-    stats = check_values(fn, tensors) if validate_values else None
-    return (B, T, H, K, V), stats
+    _check_device(fn, sequence_tensors(q, k, v, g, b, w, initial_state))
+    return B, T, H, K, V
 
 
 def check_step(fn, q, k, v, g, b, w, state, validate_values: bool = True):

@@ -36,6 +36,7 @@ from aura.memory._validate import (
     check_values,
     compute_dtype,
     finish_value_check,
+    sequence_tensors,
     start_value_check,
 )
 from aura.memory.chunk_fast import gdn2_chunk_fast
@@ -128,9 +129,7 @@ def gdn2_chunk(
     if chunk_size & (chunk_size - 1):
         raise ValueError(f"gdn2_chunk: argument 'chunk_size' must be a power of two, got {chunk_size}")
     ct = compute_dtype(q, k, v, g, b, w, initial_state)
-    tensors = {"q": q, "k": k, "v": v, "g": g, "b": b, "w": w}
-    if initial_state is not None:
-        tensors["initial_state"] = initial_state
+    tensors = sequence_tensors(q, k, v, g, b, w, initial_state)
     route = resolve_backend(backend, q, ct, chunk_size)
     if route == "fla":
         # The value check (one fused Triton launch on CUDA) is queued first and read back only after fla's
@@ -149,9 +148,7 @@ def gdn2_chunk(
             finish_value_check(fn, tensors, started)
         return out
     if route == "c":  # the kernel's forward checks the values as it loads them (no second pass)
-        return cpu_fast.gdn2_cpu(
-            q, k, v, g, b, w, s, initial_state, output_final_state, validate=validate, caller=fn
-        )
+        return cpu_fast.run(fn, tensors, s, ct, output_final_state, validate)
     stats = check_values(fn, tensors) if validate else None
     g_min = stats["g"][0] if stats is not None else float(g.detach().min())
     if q.device.type == "cpu":

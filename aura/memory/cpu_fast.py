@@ -53,7 +53,7 @@ from pathlib import Path
 
 import torch
 
-from aura.memory._validate import check_scale, check_sequence, check_values, compute_dtype
+from aura.memory._validate import check_scale, check_sequence, check_values, compute_dtype, sequence_tensors
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,6 @@ def gdn2_cpu(
     output_final_state: bool = False,
     *,
     validate: bool = True,
-    caller: str = "gdn2_cpu",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """GDN-2 through the C kernel; same contract as :func:`aura.memory.gdn2_recurrent` on CPU tensors.
 
@@ -310,10 +309,10 @@ def gdn2_cpu(
     ``validate``: the kernel's forward tests every element as it loads it (finite everywhere, g <= 0,
     b and w in [0, 1]); when an argument fails, the exact torch check
     (:func:`aura.memory._validate.check_values`) runs on the inputs and raises its ``ValueError`` (naming
-    the argument and its range), with ``caller`` as the function name in the message. The casts to the
-    compute dtype only widen, so the kernel sees the caller's values exactly and the two checks agree.
+    the argument and its range). The casts to the compute dtype only widen, so the kernel sees the
+    caller's values exactly and the two checks agree.
     """
-    fn = caller
+    fn = "gdn2_cpu"
     (B, T, H, K, V), _ = check_sequence(fn, q, k, v, g, b, w, initial_state, False)
     s = check_scale(fn, scale, K)
     if q.device.type != "cpu":
@@ -321,13 +320,19 @@ def gdn2_cpu(
     if not available():
         raise RuntimeError(f"{fn}: the C kernel is unavailable here (see the warning logged by cpu_fast)")
     ct = compute_dtype(q, k, v, g, b, w, initial_state)
-    xs = [x.to(ct).contiguous() for x in (q, k, v, g, b, w)]
-    S0 = None if initial_state is None else initial_state.to(ct).contiguous()
-    o, S, flags = GDN2CPU.apply(*xs, S0, s, q.dtype)
+    return run(fn, sequence_tensors(q, k, v, g, b, w, initial_state), s, ct, output_final_state, validate)
+
+
+def run(fn: str, tensors: dict[str, torch.Tensor], scale: float, ct: torch.dtype, output_final_state: bool,
+        validate: bool = True):  # fmt: skip
+    """:func:`gdn2_cpu` after its argument checks, for callers that have made them (``gdn2_chunk``):
+    ``tensors`` from ``sequence_tensors``, ``scale`` resolved, ``ct`` the compute dtype."""
+    q = tensors["q"]
+    xs = [tensors[n].to(ct).contiguous() for n in ("q", "k", "v", "g", "b", "w")]
+    S0 = tensors.get("initial_state")
+    S0 = None if S0 is None else S0.to(ct).contiguous()
+    o, S, flags = GDN2CPU.apply(*xs, S0, scale, q.dtype)
     if validate and (bad := flagged(flags)):
-        tensors = {"q": q, "k": k, "v": v, "g": g, "b": b, "w": w}
-        if initial_state is not None:
-            tensors["initial_state"] = initial_state
         check_values(fn, tensors)
         raise ValueError(
             f"{fn}: the C kernel flagged argument '{bad[0]}' (shape {tuple(tensors[bad[0]].shape)}) as "
