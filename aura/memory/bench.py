@@ -5,8 +5,8 @@ Shapes (fla layout): B64 T520 H1 d32 and B16 T4096 H1 d32. Rows report the media
 times fla's ``chunk_gdn2`` called directly and ``gdn2_chunk`` dispatching to it; their ratio is the
 dispatch overhead (validation, one host sync). On a CPU with a C compiler it times ``cpu_kernel``: the
 fused C kernel (``aura.memory.cpu_fast``) through ``gdn2_chunk(backend="c")``, value check included, as
-``backend="auto"`` runs on a CPU. Forward and fwd+bwd rows; prints a
-table and writes JSON (``--json PATH``).
+``backend="auto"`` runs on a CPU. Forward and fwd+bwd rows; prints a table and writes JSON
+(``--json PATH``).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _impls(device, chunk_sizes):
     for c in chunk_sizes:
         impls[f"torch_chunk{c}"] = lambda *x, c=c: gdn2_chunk(*x, chunk_size=c, backend="torch")
     if device.type == "cpu" and cpu_fast.available():
-        # through gdn2_chunk, as users call it: the value check (one aminmax per input) is part of the cost
+        # through gdn2_chunk, as users call it: the value check (fused into the kernel) is part of the cost
         impls["cpu_kernel"] = lambda *x: gdn2_chunk(*x, backend="c")
     fla = fla_chunk_gdn2() if device.type == "cuda" else None  # importing fla costs seconds: CUDA only
     if fla is not None:
