@@ -7,7 +7,7 @@ called directly; ``gdn2_chunk`` with and without validation; the value check's p
 around the direct call (start + fla + finish; start only; the check on tiny tensors, to separate host from
 GPU time); and a plain CUDA event record + synchronize for scale. Prints medians and ratios to the direct
 call, then the check kernel's GPU time from the profiler. It breaks down the eager dispatch, so the
-CUDA-graph replay of fla's forward (``aura.memory._fla_graph``) is switched off here. The numbers in
+CUDA-graph replay of fla's forward (``aura.memory.fla_graph``) is switched off here. The numbers in
 docs/memory.md came from this code (run from a scratch copy on the H100 machine, before the graph path
 existed).
 """
@@ -19,17 +19,17 @@ import torch
 from dispatch_overhead import inputs  # the script's own folder is on sys.path
 from torch.profiler import ProfilerActivity, profile
 
-from aura.memory import _fla_graph
-from aura.memory import _value_flags as vf
-from aura.memory._validate import finish_value_check, start_value_check
+from aura.memory import fla_graph
+from aura.memory import value_flags as vf
 from aura.memory.chunk import fla_chunk_gdn2, gdn2_chunk
+from aura.memory.validate import finish_value_check, start_value_check
 
 
 def main() -> None:
     fla = fla_chunk_gdn2()
     if not torch.cuda.is_available() or fla is None:
         raise SystemExit("needs a CUDA GPU and fla-core")
-    _fla_graph.ENABLED = False
+    fla_graph.ENABLED = False
 
     xs = inputs(64, 520, grad=False)  # the overhead benchmark's bf16 inputs
     t = dict(zip("q k v g b w".split(), xs))

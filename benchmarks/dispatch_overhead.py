@@ -5,7 +5,7 @@
 ``aura bench memory --device cuda`` times each implementation in its own block; on a busy host the blocks
 drift by more than the overhead being measured (fla called directly once came out slower than the dispatch
 that wraps it). Here the four calls alternate (direct; the dispatch with value check; without it; with it
-but without the CUDA-graph replay of fla's forward, ``aura.memory._fla_graph``, which only forward calls
+but without the CUDA-graph replay of fla's forward, ``aura.memory.fla_graph``, which only forward calls
 that record no autograd take), each synchronised before and after, and the medians are compared. Also
 prints the host time of starting the value check alone (fused Triton flags vs the exact torch ``aminmax``
 path). Needs CUDA and fla-core.
@@ -21,9 +21,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from aura.memory import _fla_graph
-from aura.memory._validate import check_sequence, finish_value_check, start_value_check
+from aura.memory import fla_graph
 from aura.memory.chunk import fla_chunk_gdn2, gdn2_chunk
+from aura.memory.validate import check_sequence, finish_value_check, start_value_check
 
 SHAPES = ((64, 520), (16, 4096))  # (B, T) at H1 d32, as in `aura bench memory`
 
@@ -52,11 +52,11 @@ def main() -> None:
         raise SystemExit("needs a CUDA GPU and fla-core")
 
     def eager(*x):  # the dispatch with the CUDA-graph replay of fla's forward switched off
-        _fla_graph.ENABLED = False
+        fla_graph.ENABLED = False
         try:
             return gdn2_chunk(*x, backend="auto")
         finally:
-            _fla_graph.ENABLED = True
+            fla_graph.ENABLED = True
 
     impls = {
         "fla_direct": lambda *x: fla(*x),

@@ -9,10 +9,11 @@ chunk-local) and write rows as tokens. Unrolling the recurrence (see ``aura.memo
     O      = s (Q*e^Gamma) S + tril(s (Q*e^Gamma)(K*e^-Gamma)^T) U_new
     S     <- Diag(e^{Gamma_C}) S + (K*e^{Gamma_C - Gamma})^T U_new
 
-Two implementations of this algebra: ``aura.memory.chunk_fast.GDN2Chunk`` (what ``gdn2_chunk`` runs:
-an autograd Function with a hand-derived backward, blocks of chunks at a time; see that module) and
-``_chunk_torch`` below, its naive twin (everything batched over all chunks, differentiated by autograd),
-which the tests compare it with.
+Two implementations of this algebra: ``aura.memory.chunk_fast.GDN2Chunk`` (what ``gdn2_chunk`` runs on a
+CPU: an autograd Function with a hand-derived backward, blocks of chunks at a time; see that module) and
+:func:`gdn2_chunk_naive` below, its naive twin (everything batched over all chunks, differentiated by
+autograd; fla's ``naive_chunk_*``), which the tests compare it with. ``gdn2_chunk`` also runs the naive
+twin on a GPU without fla.
 
 Numerics: e^-Gamma overflows for strong decays, so the pairwise decays e^{Gamma_r - Gamma_i} (always <= 1
 for i <= r) are factored around a reference per sub-block of rows: e^{Gamma_r - P} e^{P - Gamma_i}, with P
@@ -29,8 +30,10 @@ import os
 import torch
 import torch.nn.functional as F
 
-from aura.memory import _fla_graph, cpu_fast
-from aura.memory._validate import (
+from aura.memory import cpu_fast, fla_graph
+from aura.memory.chunk_fast import gdn2_chunk_fast
+from aura.memory.validate import (
+    check_chunk_size,
     check_scale,
     check_sequence,
     check_values,
@@ -39,12 +42,12 @@ from aura.memory._validate import (
     sequence_tensors,
     start_value_check,
 )
-from aura.memory.chunk_fast import gdn2_chunk_fast
 
 BACKENDS = ("auto", "torch", "fla", "c")
 # Set AURA_MEMORY_BACKEND=torch to force the torch path where a call site cannot pass backend=.
 ENV_BACKEND = "AURA_MEMORY_BACKEND"
-_EXP_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
+# E: the largest exponent a decay factor may reach, per compute dtype (see the module docstring).
+EXP_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
 # The torch form's default chunk on a CPU: fastest for training at d = 32 (docs/memory.md, "Benchmarks").
 CPU_CHUNK = 16
 
@@ -120,14 +123,7 @@ def gdn2_chunk(
     (B, T, H, K, V), _ = check_sequence(fn, q, k, v, g, b, w, initial_state, False)
     s = check_scale(fn, scale, K)
     default_chunk = chunk_size is None
-    if default_chunk:
-        chunk_size = 64
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(
-            f"gdn2_chunk: argument 'chunk_size' must be a positive power of two, got {chunk_size!r}"
-        )
-    if chunk_size & (chunk_size - 1):
-        raise ValueError(f"gdn2_chunk: argument 'chunk_size' must be a power of two, got {chunk_size}")
+    chunk_size = check_chunk_size(fn, 64 if default_chunk else chunk_size)
     ct = compute_dtype(q, k, v, g, b, w, initial_state)
     tensors = sequence_tensors(q, k, v, g, b, w, initial_state)
     route = resolve_backend(backend, q, ct, chunk_size)
@@ -137,9 +133,9 @@ def gdn2_chunk(
         started = start_value_check(tensors) if validate else None
         S0 = None if initial_state is None else initial_state.float()
         out = None
-        if _fla_graph.eligible(tensors):  # no autograd: replay fla's forward from a CUDA graph
+        if fla_graph.eligible(tensors):  # no autograd: replay fla's forward from a CUDA graph
             xs = [q, k, v, g, b, w] if S0 is None else [q, k, v, g, b, w, S0]
-            out = _fla_graph.forward(fla_chunk_gdn2(), xs, s, output_final_state)
+            out = fla_graph.forward(fla_chunk_gdn2(), xs, s, output_final_state)
         if out is None:
             out = fla_chunk_gdn2()(
                 q, k, v, g, b, w, scale=s, initial_state=S0, output_final_state=output_final_state
@@ -156,9 +152,9 @@ def gdn2_chunk(
             chunk_size = CPU_CHUNK
         o, S = _chunk_fast(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min)
     else:
-        # A GPU without fla: the autograd form, which is the one verified against float64 on the H100. The
+        # A GPU without fla: the naive twin (autograd), the form verified against float64 on a GPU. The
         # hand-written backward is tuned for CPUs and has not been run on a GPU yet.
-        o, S = _chunk_torch(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min)
+        o, S = _chunks_autograd(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min)
         o = o.to(q.dtype)
     return o, (S if output_final_state else None)
 
@@ -167,25 +163,58 @@ def _chunk_fast(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min):
     """The torch chunk form with its hand-written backward (:class:`aura.memory.chunk_fast.GDN2Chunk`)."""
     T = q.shape[1]
     C = min(chunk_size, 1 << (T - 1).bit_length())
-    c = _sub_block(C, g_min, ct)
-    return gdn2_chunk_fast(q, k, v, g, b, w, s, initial_state, C, c, _EXP_LIMIT[ct], ct)
+    c = sub_block(C, g_min, ct)
+    return gdn2_chunk_fast(q, k, v, g, b, w, s, initial_state, C, c, EXP_LIMIT[ct], ct)
 
 
-def _sub_block(C: int, g_min: float, ct: torch.dtype) -> int:
-    """Largest power-of-two sub-block c <= C whose decay range c * |g_min| stays within e^E."""
+def sub_block(C: int, g_min: float, ct: torch.dtype) -> int:
+    """Largest power-of-two sub-block c <= C whose decay range c * |g_min| stays within e^E (EXP_LIMIT)."""
     c = C
-    while c > 1 and c * -g_min > _EXP_LIMIT[ct]:
+    while c > 1 and c * -g_min > EXP_LIMIT[ct]:
         c //= 2
     return c
 
 
-def _chunk_torch(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min):
+def gdn2_chunk_naive(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    b: torch.Tensor,
+    w: torch.Tensor,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    chunk_size: int = 64,
+    *,
+    validate: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The chunkwise algebra in plain PyTorch ops, differentiated by autograd: the naive chunk form.
+
+    Same contract as :func:`aura.memory.gdn2_recurrent` (o in q's dtype, S_T in the compute dtype, float64
+    if any input is float64, else float32); ``chunk_size`` is a power of two (sequences shorter than a
+    chunk use the next power of two >= T). It is the twin the fast chunk form (``chunk_fast``) is tested
+    against, and what ``gdn2_chunk`` runs on a GPU without fla.
+    """
+    fn = "gdn2_chunk_naive"
+    (B, T, H, K, V), stats = check_sequence(fn, q, k, v, g, b, w, initial_state, validate)
+    s = check_scale(fn, scale, K)
+    chunk_size = check_chunk_size(fn, chunk_size)
+    ct = compute_dtype(q, k, v, g, b, w, initial_state)
+    g_min = stats["g"][0] if stats is not None else float(g.detach().min())
+    o, S = _chunks_autograd(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min)
+    return o.to(q.dtype), (S if output_final_state else None)
+
+
+def _chunks_autograd(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min):
+    """:func:`gdn2_chunk_naive` after its checks: ``s`` the scale, ``ct`` the compute dtype, ``g_min``
+    the smallest g (sets the sub-block size). Returns o in ``ct`` and the final state."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     C = min(chunk_size, 1 << (T - 1).bit_length())
     N = -(-T // C)
     pad = N * C - T
-    c = _sub_block(C, g_min, ct)
+    c = sub_block(C, g_min, ct)
     L = C // c
 
     def chunks(x):  # [B, T, H, D] -> [B, H, N, C, D], zero-padded: identity steps
@@ -198,7 +227,7 @@ def _chunk_torch(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min):
     if L == 1:  # the reference is the chunk start: row factors are e^Gamma itself
         P = None
         row = gam.exp()
-        col = (-gam).clamp(max=_EXP_LIMIT[ct]).exp().unsqueeze(-3)  # [B, H, N, 1, C, K]
+        col = (-gam).clamp(max=EXP_LIMIT[ct]).exp().unsqueeze(-3)  # [B, H, N, 1, C, K]
     else:
         # P_R: cumulative decay at the first row of sub-block R; rows use e^{Gamma_r - P_R} <= 1, and the
         # diagonal entry (i = r) is e^0 even when c = 1 and a single g_r is below -E.
@@ -206,7 +235,7 @@ def _chunk_torch(q, k, v, g, b, w, s, initial_state, chunk_size, ct, g_min):
         row = (gam.reshape(B, H, N, L, c, K) - P).exp().reshape(B, H, N, C, K)
         # Columns relative to each P_R: <= e^E up to the end of sub-block R; later columns are masked
         # below and merely clamped here so they stay finite.
-        col = (P - gam.unsqueeze(-3)).clamp(max=_EXP_LIMIT[ct]).exp()  # [B, H, N, L, C, K]
+        col = (P - gam.unsqueeze(-3)).clamp(max=EXP_LIMIT[ct]).exp()  # [B, H, N, L, C, K]
     Xb = b * k * row  # (b*k) e^{Gamma_r - P_R}
     Xq = (s * q) * row
     Yt = (k.unsqueeze(-3) * col).transpose(-1, -2)  # [B, H, N, L, K, C]

@@ -28,7 +28,7 @@ token; dg is the reverse cumulative sum of dGamma within the chunk, plus dGamma_
 Only A, Aqk, the chunk-start states and u are kept for the backward; the rest is recomputed there.
 Numerics: the pair factors are split around a reference per sub-block of c rows (see ``pair_factors``):
 with c*max|g| <= E every factor stays <= e^E, so strong decays only shrink c (more, smaller products).
-The naive twin of this code is ``aura.memory.chunk._chunk_torch`` (the same algebra through autograd).
+The naive twin of this code is ``aura.memory.chunk.gdn2_chunk_naive`` (the same algebra through autograd).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ import os
 import torch
 from torch.autograd.function import once_differentiable
 
-# Tokens (G*B*H*C) per block of chunks processed together, so that a block's tensors stay in cache
-# (measured on the 2-core CPU at d = 32: 2,048-4,096 tokens; all chunks at once is 1.3-1.5x slower).
+# Tokens (G*B*H*C) per block of chunks processed together, so that a block's tensors stay in cache: the
+# fastest block size measured at d = 32, and faster than all chunks at once (docs/memory.md, "Benchmarks").
 GROUP_TOKENS = int(os.environ.get("AURA_CHUNK_GROUP_TOKENS", 4096))
 
 
@@ -48,7 +48,7 @@ def unit_lower_inverse(T: torch.Tensor) -> torch.Tensor:
     """(I + T)^{-1} for T ``[..., C, C]`` whose strictly lower triangle is used (the rest is ignored).
 
     Solved as A^T (I + T)^T = I on the transposed (column-major) view, the layout LAPACK's trsm takes
-    without a copy: about twice as fast on this CPU as solving (I + T) A = I.
+    without a copy: faster than solving (I + T) A = I (docs/memory.md, "Benchmarks").
     """
     eye = torch.eye(T.shape[-1], dtype=T.dtype, device=T.device).expand_as(T)
     return torch.linalg.solve_triangular(T.mT, eye, upper=True, left=False, unitriangular=True).mT

@@ -19,19 +19,20 @@ incoming dS = dL/dS_t (dS_T given, or 0):
     dkb = -S' du  (db_t = dkb * k_t,  dk_t += dkb * b_t);   dg_t = a_t * rowsum(S_{t-1} * dS')
     dS <- Diag(a_t) dS'                         (dL/dS_{t-1}; after t = 1 it is d initial_state)
 
-The library is compiled on first use with the system C compiler (``$CC`` or ``cc``; no torch headers, so
-about 3 s) into a cache directory (``AURA_KERNEL_CACHE``, default ``~/.cache/aura/kernels``) under a name
-hashing source, flags, compiler version and CPU, so an edit or another machine rebuilds it. It is built to
-a temporary name and renamed into place (atomic, so concurrent builds and crashes never leave a partial
-file under the final name); a cached file that fails to load is rebuilt once. ``available()`` says whether
-the kernel can be used; when it cannot (no compiler, build error), it logs one warning with the reason and
-callers fall back to the torch chunk form. Work is split over ``torch.get_num_threads()`` Python threads,
-whole sequences (batch row, head) per thread: ctypes releases the GIL during the call, and each sequence is
-computed by one thread with the same code, so results are bit-identical whatever the thread count.
+The library is compiled on first use with the system C compiler (``$CC`` or ``cc``; no torch headers,
+so the build takes seconds: docs/memory.md, "The CPU kernel") into a cache directory
+(``AURA_KERNEL_CACHE``, default ``~/.cache/aura/kernels``) under a name hashing source, flags, compiler
+version and CPU, so an edit or another machine rebuilds it. It is built to a temporary name and renamed
+into place (atomic, so concurrent builds and crashes never leave a partial file under the final name); a
+cached file that fails to load is rebuilt once. ``available()`` says whether the kernel can be used; when
+it cannot (no compiler, build error), it logs one warning with the reason and callers fall back to the
+torch chunk form. Work is split over ``torch.get_num_threads()`` Python threads, whole sequences (batch
+row, head) per thread: ctypes releases the GIL during the call, and each sequence is computed by one
+thread with the same code, so results are bit-identical whatever the thread count.
 
-The forward also checks the values (the rules of ``aura.memory._validate``) as it loads each row, one
+The forward also checks the values (the rules of ``aura.memory.validate``) as it loads each row, one
 flag per argument and sequence; only when a flag is set does the exact torch check run, to name the
-argument. A separate check would read every input a second time, about as long as the forward itself.
+argument. A separate check would read every input a second time (docs/memory.md has what that costs).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from pathlib import Path
 
 import torch
 
-from aura.memory._validate import check_scale, check_sequence, check_values, compute_dtype, sequence_tensors
+from aura.memory.validate import check_scale, check_sequence, check_values, compute_dtype, sequence_tensors
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,8 @@ HEADERS = (SOURCE.with_name("cpu_kernel_ops.h"),)  # included by SOURCE; part of
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno")
 ABI_VERSION = 5
 ENV_CACHE = "AURA_KERNEL_CACHE"
-# Tokens between checkpoints: the backward's scratch is CHUNK states (64 x 4 KB at d = 32, float32), which
-# stays in the 512 KB L2 of this CPU while a chunk is back-propagated.
+# Tokens between checkpoints: the backward's scratch is CHUNK states (64 x 4 KB at d = 32, float32), sized
+# to stay in a 512 KB L2 while a chunk is back-propagated.
 CHUNK = 64
 # Bit i of the forward's per-sequence value flags names argument i (cpu_kernel.c: F_Q.. F_S0).
 FLAG_NAMES = ("q", "k", "v", "g", "b", "w", "initial_state")
@@ -81,7 +82,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "aura" / "kernels")
 
 
-def _compiler() -> str:
+def compiler() -> str:
+    """The C compiler's path: ``$CC`` or ``cc`` on PATH, else :class:`BuildError`."""
     cc = os.environ.get("CC") or "cc"
     path = shutil.which(cc)
     if path is None:
@@ -118,7 +120,7 @@ def library_path(cc: str, directory: Path | None = None) -> Path:
 
 def build(directory: Path | None = None, force: bool = False) -> tuple[Path, bool]:
     """Compile the kernel unless cached; returns ``(path, compiled)``. Raises :class:`BuildError`."""
-    cc = _compiler()
+    cc = compiler()
     path = library_path(cc, directory)
     if path.exists() and not force:
         return path, False
@@ -170,7 +172,8 @@ def load(directory: Path | None = None) -> ctypes.CDLL:
 
 
 @functools.lru_cache(maxsize=1)
-def _library() -> ctypes.CDLL | None:
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel library, built on the first call; None (after one warning) if it cannot be built."""
     try:
         return load()
     except BuildError as e:
@@ -180,7 +183,7 @@ def _library() -> ctypes.CDLL | None:
 
 def available() -> bool:
     """Whether the C kernel is usable here (built and loaded on the first call; the answer is cached)."""
-    return _library() is not None
+    return library() is not None
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -223,7 +226,7 @@ def kernel_exp(x: torch.Tensor) -> torch.Tensor:
     """e^x by the kernel's own vectorised exp (float32 or float64 CPU tensor); for its test against torch."""
     x = x.contiguous()
     y = torch.empty_like(x)
-    getattr(_library(), f"gdn2_exp_{_DTYPES[x.dtype][0]}")(x.data_ptr(), y.data_ptr(), x.numel())
+    getattr(library(), f"gdn2_exp_{_DTYPES[x.dtype][0]}")(x.data_ptr(), y.data_ptr(), x.numel())
     return y
 
 
@@ -250,7 +253,7 @@ class GDN2CPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, g, b, w, S0, scale, o_dtype):
-        lib = _library()
+        lib = library()
         B, T, H, K = q.shape
         V = v.shape[-1]
         suffix, real = _DTYPES[q.dtype]
@@ -281,7 +284,7 @@ class GDN2CPU(torch.autograd.Function):
         dq, dk, dg, db = (torch.empty_like(q) for _ in range(4))
         dv, dw = torch.empty_like(v), torch.empty_like(v)
         dS0 = torch.empty(B, H, K, V, dtype=ct) if ctx.has_S0 else None
-        bwd = getattr(_library(), f"gdn2_bwd_{suffix}")
+        bwd = getattr(library(), f"gdn2_bwd_{suffix}")
         ptrs = [_ptr(x) for x in (q, k, v, g, b, w, ckpt, do, dST, dq, dk, dv, dg, db, dw, dS0)]
         _run_split(lambda s0, s1: bwd(*ptrs, B, T, H, K, V, ctx.chunk, real(ctx.scale), s0, s1), B * H)
         return dq, dk, dv, dg, db, dw, dS0, None, None
@@ -308,7 +311,7 @@ def gdn2_cpu(
 
     ``validate``: the kernel's forward tests every element as it loads it (finite everywhere, g <= 0,
     b and w in [0, 1]); when an argument fails, the exact torch check
-    (:func:`aura.memory._validate.check_values`) runs on the inputs and raises its ``ValueError`` (naming
+    (:func:`aura.memory.validate.check_values`) runs on the inputs and raises its ``ValueError`` (naming
     the argument and its range). The casts to the compute dtype only widen, so the kernel sees the
     caller's values exactly and the two checks agree.
     """

@@ -109,8 +109,8 @@ INLINE void GDN2_FN(step)(vec *restrict S, const real *restrict a, const real *r
 
 /* Forward of one sequence; ws: K NV + 3 NV + 3 NK vectors of scratch. Returns the sequence's flags: bit
  * F_Q.. F_S0 set when that argument holds a value its rule forbids. Each row is tested as it is loaded for
- * the step anyway (1 vector op per vector of q, k, v; 3 per vector of g, b, w; beside the two passes over
- * S, about 7% of the forward at d = 32), so the check costs no second read of the inputs. */
+ * the step anyway (1 vector op per vector of q, k, v; 3 per vector of g, b, w; little beside the two
+ * passes over S: docs/memory.md, "The CPU kernel"), so the check costs no second read of the inputs. */
 INLINE int GDN2_FN(fwd_seq)(const real *q, const real *k, const real *v, const real *g, const real *b,
                             const real *w, const real *S0, real *o, real *ck, real *ST, int64_t T,
                             int64_t H, int64_t K, int64_t V, int64_t Cs, real scale, vec *ws, int64_t NV) {
@@ -286,9 +286,9 @@ static vec *GDN2_FN(alloc)(int64_t n) {
 }
 
 /* Calls BODY with NX (vectors per padded row) a compile-time constant for float rows of 25-32 (AURA's
- * d = 32: 4 vectors): the loops then unroll and the accumulators stay in registers (forward about 2x
- * faster, backward ~10%). Other sizes, and float64 (the tests' precision), run the same code with a
- * run-time NX; each specialisation adds about 0.7-1.5 s to the build, so there is only this one. */
+ * d = 32: 4 vectors): the loops then unroll and the accumulators stay in registers (the speed-up, and the
+ * build time each specialisation adds, are in docs/memory.md, "The CPU kernel"). Other sizes, and float64
+ * (the tests' precision), run the same code with a run-time NX; build time is why there is only this one. */
 #undef GDN2_DISPATCH
 #if GDN2_LANES == 8
 #define GDN2_DISPATCH(NXR, BODY)                                                                       \

@@ -92,7 +92,7 @@ INLINE vec GDN2_FN(load_vec)(const real *src, int64_t l, int64_t n) {
     return x;
 }
 
-/* The value rules of aura.memory._value_flags, in as few vector ops as the forward can carry unnoticed
+/* The value rules of aura.memory.value_flags, in as few vector ops as the forward can carry unnoticed
  * (zero lanes pass every rule, so a row's padding never flags):
  *   finite:      fin += x * 0 stays 0, or becomes NaN for good once any x is NaN or +-inf (one FMA);
  *   log-decay g: finite, and the lanes with g > 0 OR-ed into a mask;

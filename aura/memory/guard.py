@@ -21,7 +21,8 @@ So GDN-2 itself gives the runtime no bound. The guard does: ``clamp_state_norm(S
 head's S so that ||S||_F <= max_norm, and multiplies by exactly 1.0 (bit-identical) below the threshold.
 It is a runtime safety net (``gdn2_step(..., max_norm=)``, ``gdn2_recurrent(..., max_norm=)``): choose
 max_norm well above the norms seen in training, where the chunk form runs unguarded. For a factored write
-record, fold the scale into the factors: decay * scale and delta * scale (``state_norm_scale``).
+record, fold the scale into the factors: decay * scale and delta * scale (``state_norm_scale``; this is
+what ``aura.memory.gdn2_write`` returns).
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ def transition_norm(k: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def state_norm_scale(state: torch.Tensor, max_norm: float) -> torch.Tensor:
     """Per-head factor min(1, max_norm / ||S||_F), shape ``[B, H, 1, 1]`` for S ``[B, H, K, V]``.
 
-    Exportable: no branch on values. Exactly 1.0 when ||S||_F <= max_norm, so applying it is a no-op there.
+    Exportable (torch.onnx dynamo, opset 18): no branch on values, and the norm is sqrt(sum(S * S)), plain
+    ops that export as they are, so the steps, the layer (through ``gdn2_write``) and its ONNX graph share
+    this one definition. Exactly 1.0 when ||S||_F <= max_norm, so applying it is a no-op there.
     """
     if not (isinstance(max_norm, (int, float)) and not isinstance(max_norm, bool) and max_norm > 0):
         raise ValueError(f"argument 'max_norm' must be a positive float, got {max_norm!r}")
     if not math.isfinite(max_norm):
         raise ValueError(f"argument 'max_norm' must be finite, got {max_norm!r}")
-    norm = torch.linalg.vector_norm(state, dim=(-2, -1), keepdim=True)
+    norm = torch.sqrt((state * state).sum(dim=(-2, -1), keepdim=True))
     return (max_norm / norm.clamp_min(torch.finfo(state.dtype).tiny)).clamp(max=1.0)
 
 

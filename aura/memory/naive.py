@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from aura.memory._validate import check_scale, check_sequence, check_step, compute_dtype
+from aura.contract import BYTES_PER_ELEMENT, StateLayout
 from aura.memory.guard import state_norm_scale
+from aura.memory.validate import check_scale, check_sequence, check_step, check_write, compute_dtype
 
 
 def gdn2_recurrent(
@@ -125,6 +126,42 @@ def gdn2_step(
     return o.to(q_dtype), new.reshape(B, H, K, V)
 
 
+def gdn2_write(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    b: torch.Tensor,
+    w: torch.Tensor,
+    state: torch.Tensor,
+    *,
+    max_norm: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One GDN-2 write in factored form: ``(decay [B, H, K], delta [B, H, V], new_state [B, H, K, V])``.
+
+    k, g, b are ``[B, H, K]``; v, w ``[B, H, V]``; state S ``[B, H, K, V]``. The op order is fixed (it is
+    the layer's write, and a journal replays it): decay = e^g, S' = decay * S (per key row), delta =
+    w*v - S'^T (b*k), new = S' + k delta^T. ``max_norm`` folds the norm guard's per-head factor
+    c = ``state_norm_scale(new, max_norm)`` into the factors (decay * c, delta * c) and rebuilds new from
+    them, so that always ``new == decay[..., :, None] * S + k[..., :, None] * delta[..., None, :]`` bit
+    for bit (without the guard too, where S' is that product). c is exactly 1 below the threshold.
+
+    Shapes, dtypes and devices are checked (``ValueError`` naming the argument), values are not, and
+    nothing branches on tensor values: exportable by torch.onnx (dynamo, opset 18). For a step with value
+    checks and the read, use :func:`gdn2_step`.
+    """
+    check_write("gdn2_write", k, v, g, b, w, state)
+    decay = torch.exp(g)
+    s_dec = decay[..., :, None] * state
+    wv = w * v
+    delta = wv - torch.einsum("bhkv,bhk->bhv", s_dec, b * k)
+    new = s_dec + k[..., :, None] * delta[..., None, :]
+    if max_norm is not None:
+        c = state_norm_scale(new, max_norm)[..., 0]  # [B, H, 1]
+        decay, delta = decay * c, delta * c
+        new = decay[..., :, None] * state + k[..., :, None] * delta[..., None, :]
+    return decay, delta, new
+
+
 def update_(S: torch.Tensor, bk: torch.Tensor, wv: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """In place, on an already decayed state S' ``[N, K, V]``: u = w*v - S'^T (b*k); S' += k u^T. Returns u.
 
@@ -139,7 +176,8 @@ def state_bytes(d_key: int, d_val: int, heads: int = 1, *, bytes_per_element: in
     """Bytes of AURA's deployable memory state: ``heads * (d_key * d_val + d_val) * bytes_per_element``.
 
     Per head: the d_key x d_val fast-weight matrix S plus the d_val auxiliary row that ``aura.layer`` keeps
-    beside it (ARCHITECTURE.md section 2). float32 by default: 4,224 bytes at 32 x 32, one head.
+    beside it (the layout of ``aura.contract.StateLayout``, whose ``state_bytes`` this is at 4 bytes per
+    element). float32 by default: 4,224 bytes at 32 x 32, one head.
     """
     for name, x in (
         ("d_key", d_key),
@@ -149,4 +187,4 @@ def state_bytes(d_key: int, d_val: int, heads: int = 1, *, bytes_per_element: in
     ):
         if isinstance(x, bool) or not isinstance(x, int) or x < 1:
             raise ValueError(f"state_bytes: argument '{name}' must be a positive int, got {x!r}")
-    return heads * (d_key * d_val + d_val) * bytes_per_element
+    return StateLayout(heads, d_key, d_val).state_bytes // BYTES_PER_ELEMENT * bytes_per_element

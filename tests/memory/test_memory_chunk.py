@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aura.memory import gdn2_chunk, gdn2_recurrent
+from aura.memory import gdn2_chunk, gdn2_chunk_naive, gdn2_recurrent
 
 from .conftest import make_inputs, rel_err
 
@@ -137,10 +137,25 @@ def test_half_precision_inputs_accumulate_in_float32(gen):
 
 @pytest.mark.parametrize("chunk_size", [16, 64])
 def test_naive_twin_matches_spec(gen, chunk_size):
-    # _chunk_torch (all chunks batched, autograd) is the reference the fast backward is tested against.
-    from aura.memory.chunk import _chunk_torch
-
+    # gdn2_chunk_naive (all chunks batched, autograd) is the reference the fast backward is tested against.
     q, k, v, g, b, w, S0 = make_inputs(2, 70, 2, 8, 8, gen=gen, g_min=-30.0)
     o_ref, S_ref = gdn2_recurrent(q, k, v, g, b, w, initial_state=S0, output_final_state=True)
-    o, S = _chunk_torch(q, k, v, g, b, w, 8**-0.5, S0, chunk_size, torch.float64, float(g.min()))
+    o, S = gdn2_chunk_naive(q, k, v, g, b, w, 8**-0.5, S0, True, chunk_size)
     assert rel_err(o, o_ref) <= 1e-10 and rel_err(S, S_ref) <= 1e-10
+
+
+def test_naive_chunk_form_contract(gen):
+    """gdn2_chunk_naive takes gdn2_recurrent's arguments (and chunk_size): dtypes, no final state, errors."""
+    q, k, v, g, b, w, S0 = make_inputs(2, 37, 2, 8, 4, gen=gen)
+    o, S = gdn2_chunk_naive(q, k, v, g, b, w)
+    assert S is None and rel_err(o, gdn2_recurrent(q, k, v, g, b, w)[0]) <= 1e-10
+    x = [t.bfloat16() for t in (q, k, v, g, b, w)]
+    o16, S32 = gdn2_chunk_naive(*x, initial_state=S0.float(), output_final_state=True, chunk_size=16)
+    assert o16.dtype == torch.bfloat16 and S32.dtype == torch.float32
+    for bad in (0, 48, 2.0, True):
+        with pytest.raises(ValueError, match="gdn2_chunk_naive: argument 'chunk_size'"):
+            gdn2_chunk_naive(q, k, v, g, b, w, chunk_size=bad)
+    with pytest.raises(ValueError, match="gdn2_chunk_naive: argument 'g' .* must be <= 0"):
+        gdn2_chunk_naive(q, k, v, -g, b, w)
+    o_nv, _ = gdn2_chunk_naive(q, k, v, -g, b, w, validate=False)  # no value check: runs
+    assert o_nv.shape == o.shape

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aura.memory import gdn2_chunk, gdn2_recurrent
-from aura.memory.chunk import _EXP_LIMIT, CPU_CHUNK, _chunk_torch, _sub_block
+from aura.memory import gdn2_chunk, gdn2_chunk_naive, gdn2_recurrent
+from aura.memory.chunk import CPU_CHUNK, EXP_LIMIT, sub_block
 from aura.memory.chunk_fast import gdn2_chunk_fast, unit_lower_inverse
 
 from .conftest import make_inputs, rel_err
@@ -28,8 +28,8 @@ def _fast(q, k, v, g, b, w, S0, C, group=None, c=None):
     )
     T, K = q.shape[1], q.shape[-1]
     C = min(C, 1 << (T - 1).bit_length())
-    c = _sub_block(C, float(g.detach().min()), ct) if c is None else c
-    return gdn2_chunk_fast(q, k, v, g, b, w, K**-0.5, S0, C, c, _EXP_LIMIT[ct], ct, group=group)
+    c = sub_block(C, float(g.detach().min()), ct) if c is None else c
+    return gdn2_chunk_fast(q, k, v, g, b, w, K**-0.5, S0, C, c, EXP_LIMIT[ct], ct, group=group)
 
 
 def _loss(o, S):
@@ -56,7 +56,7 @@ def test_fast_backward_matches_autograd_twin(gen, B, T, H, K, V, C, group):
 
     def twin(q, k, v, g, b, w, S0):  # the same algebra, differentiated by autograd
         C_ = min(C, 1 << (T - 1).bit_length())
-        return _chunk_torch(q, k, v, g, b, w, K**-0.5, S0, C_, torch.float64, float(g.detach().min()))
+        return gdn2_chunk_naive(q, k, v, g, b, w, K**-0.5, S0, True, C_)
 
     (o_ref, S_ref), ref = _grads(twin, inputs)
     (o, S), got = _grads(lambda *x: _fast(*x, C, group), inputs)
@@ -99,7 +99,7 @@ def test_gradcheck_fast_function(gen, c):
 
     def fn(q, k, v, g, b, w, S0):
         return gdn2_chunk_fast(
-            q, k, v, g, b, w, 0.7, S0, C, c, _EXP_LIMIT[torch.float64], torch.float64, group
+            q, k, v, g, b, w, 0.7, S0, C, c, EXP_LIMIT[torch.float64], torch.float64, group
         )
 
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-7, rtol=1e-5)

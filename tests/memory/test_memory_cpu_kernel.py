@@ -277,7 +277,7 @@ def test_flag_without_a_torch_failure_still_raises(gen, monkeypatch):
 
 
 def test_build_cache_reuses_and_repairs(tmp_path):
-    cc = cpu_fast._compiler()
+    cc = cpu_fast.compiler()
     cached = cpu_fast.library_path(cc)
     assert cached.exists()  # available() built or found it
     path = cpu_fast.library_path(cc, tmp_path)
@@ -298,13 +298,13 @@ def test_unavailable_warns_once_and_falls_back(monkeypatch, caplog, tmp_path, br
         (tmp_path / "file").write_text("")
         monkeypatch.setenv(cpu_fast.ENV_CACHE, str(tmp_path / "file" / "kernels"))
         why = "failed"
-    cpu_fast._library.cache_clear()
+    cpu_fast.library.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="aura.memory.cpu_fast"):
             assert not cpu_fast.available() and not cpu_fast.available()
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1 and why in warnings[0].getMessage()
     finally:
-        cpu_fast._library.cache_clear()
+        cpu_fast.library.cache_clear()
     monkeypatch.undo()
     assert cpu_fast.available()

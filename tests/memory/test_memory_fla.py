@@ -96,13 +96,13 @@ def test_dispatch_bf16(gen):
 
 
 def test_graph_path_is_skipped_when_autograd_records_or_switched_off(monkeypatch):
-    from aura.memory import _fla_graph
+    from aura.memory import fla_graph
 
     x = {"q": torch.zeros(1, 2, 1, 4, requires_grad=True), "k": torch.zeros(1, 2, 1, 4)}
-    assert not _fla_graph.eligible(x)  # the backward needs fla's own autograd.Function
+    assert not fla_graph.eligible(x)  # the backward needs fla's own autograd.Function
     monkeypatch.setenv("AURA_FLA_GRAPHS", "0")
     x["q"] = x["q"].detach()
-    assert not _fla_graph.eligible(x)
+    assert not fla_graph.eligible(x)
 
 
 @needs_cuda
@@ -110,11 +110,11 @@ def test_graph_path_is_skipped_when_autograd_records_or_switched_off(monkeypatch
 def test_graphed_forward_is_bit_identical_to_the_direct_call(gen, monkeypatch):
     from fla.ops.gdn2 import chunk_gdn2
 
-    from aura.memory import _fla_graph
+    from aura.memory import fla_graph
 
     captures = []
-    real_capture = _fla_graph._capture
-    monkeypatch.setattr(_fla_graph, "_capture", lambda *a: captures.append(1) or real_capture(*a))
+    real_capture = fla_graph.capture
+    monkeypatch.setattr(fla_graph, "capture", lambda *a: captures.append(1) or real_capture(*a))
     # bf16, H = 1, d = 32: mostly the benchmark's kernels, so a GPU run compiles little
     cases = [(131, True, torch.bfloat16), (67, False, torch.bfloat16), (131, True, torch.bfloat16)]
     for T, with_state, dtype in cases:
@@ -126,7 +126,7 @@ def test_graphed_forward_is_bit_identical_to_the_direct_call(gen, monkeypatch):
                 got = gdn2_chunk(*x, initial_state=S0, output_final_state=True)
             want = chunk_gdn2(*x, initial_state=S0, output_final_state=True)
             assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-    assert len(captures) == 2 and not _fla_graph._FAILED  # two shapes captured; the third case reused one
+    assert len(captures) == 2 and not fla_graph.FAILED  # two shapes captured; the third case reused one
     # a call that records autograd takes fla's own Function and still gets gradients
     leaves = [t.detach().requires_grad_() for t in _cuda((q, k, v, g, b, w), torch.bfloat16)]
     o, _ = gdn2_chunk(*leaves)

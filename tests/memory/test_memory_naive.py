@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import aura.memory
 from aura.memory import gdn2_recurrent, gdn2_step, state_bytes
 
 from .conftest import make_inputs, rel_err
@@ -88,3 +89,15 @@ def test_state_bytes():
     for bad in [(0, 32), (32, -1), (32.0, 32), (True, 32)]:
         with pytest.raises(ValueError, match="state_bytes: argument"):
             state_bytes(*bad)
+
+
+def test_public_names_by_form():
+    """The package names each form (fla's layout); every name is documented in its docstring."""
+    forms = {"gdn2_recurrent", "gdn2_chunk_naive", "gdn2_step", "gdn2_write", "gdn2_chunk", "gdn2_cpu"}
+    rules = {"delta_rule", "delta_rule_step", "expand_gates", "RULES"}
+    rest = {"state_bytes", "state_norm_scale", "clamp_state_norm"}
+    assert set(aura.memory.__all__) == forms | rules | rest
+    for name in aura.memory.__all__:
+        assert f"``{name}" in aura.memory.__doc__, name
+        obj = getattr(aura.memory, name)
+        assert name == "RULES" or obj.__doc__, name

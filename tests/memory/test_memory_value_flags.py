@@ -1,7 +1,7 @@
 """The fused Triton value check vs its naive twin (per-argument torch rules), on fresh random inputs.
 
 On the CPU the kernel runs in Triton's interpreter (a subprocess, so TRITON_INTERPRET is set before triton
-loads); on CUDA it runs natively and through ``_validate``'s start / finish pair.
+loads); on CUDA it runs natively and through ``validate``'s start / finish pair.
 """
 
 import json
@@ -11,7 +11,7 @@ import pytest
 CHECK = r"""
 import json, math, os, sys
 import torch
-from aura.memory import _value_flags as vf
+from aura.memory import value_flags as vf
 
 def naive_bad(tensors):
     out = []
@@ -57,7 +57,7 @@ def run(device, seeds):
                         n += 1
                         if got != want:
                             mismatches.append([str(dtype), T, str(plant), fast, got, want])
-    return {"cases": n, "mismatches": mismatches[:5], "variants": len(vf._COMPILED)}
+    return {"cases": n, "mismatches": mismatches[:5], "variants": len(vf.COMPILED)}
 """
 
 
@@ -76,7 +76,7 @@ def test_value_flags_match_the_naive_rules_on_cuda(monkeypatch):
 
     import torch
 
-    from aura.memory import _value_flags as vf
+    from aura.memory import value_flags as vf
 
     scope: dict = {}
     exec(CHECK, scope)
@@ -86,7 +86,7 @@ def test_value_flags_match_the_naive_rules_on_cuda(monkeypatch):
     # the direct launch is really taken: with the JIT function gone, a compiled variant still launches
     t = {"g": -torch.rand(3, 5, 1, 8, device="cuda"), "b": torch.rand(3, 5, 1, 8, device="cuda")}
     assert vf.bad_arguments(t, *vf.launch(t)) == []
-    monkeypatch.setattr(vf, "_value_flags", None)
+    monkeypatch.setattr(vf, "check_kernel", None)
     t["b"][0, 1, 0, 2] = -0.5
     assert vf.bad_arguments(t, *vf.launch(t)) == ["b"]
 
@@ -96,7 +96,7 @@ def test_fused_check_raises_the_exact_message_on_cuda():
     """start / finish without stats take the fused path on CUDA and still name the argument and its range."""
     import torch
 
-    from aura.memory._validate import finish_value_check, start_value_check
+    from aura.memory.validate import finish_value_check, start_value_check
 
     t = {"g": -torch.rand(4, 9, 1, 8, device="cuda"), "b": torch.rand(4, 9, 1, 8, device="cuda")}
     started = start_value_check(t)

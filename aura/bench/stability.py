@@ -1,16 +1,16 @@
-"""``aura bench stability``: max ||S||_F of the GDN-2 state over long runs, random and adversarial.
+"""The long-run stability benchmark behind ``aura bench stability``: max ||S||_F of the GDN-2 state over
+long runs, random and adversarial.
 
-Every case runs ``--runs`` independent d x d memories (one head) for ``--steps`` steps, all cases batched
+Every case runs ``runs`` independent d x d memories (one head) for ``steps`` steps, all cases batched
 into one state tensor and advanced in place by the core of ``gdn2_step`` (``update_``), with the gates of a
 block of steps computed at once. The running max of each run's Frobenius norm (taken in float64) is kept
 on every step; a run "overflows" when its state holds inf/NaN (checked once per block). float32 and
-float64 run one after the other.
-The analysis the numbers are checked against is in ``aura.memory.guard``; docs/memory.md has the results.
+float64 run one after the other. The analysis the numbers are checked against is in ``aura.memory.guard``;
+docs/memory.md has the results. The command line is ``cli/bench_stability.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -165,64 +165,53 @@ def _summarise(names, runs, max_norm, S, running_max, first_nonfinite, checkpoin
     return out
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, default=1_000_000, help="steps per run (default 1,000,000)")
-    parser.add_argument(
-        "--runs", type=int, default=16, help="independent runs per case, batched (default 16)"
-    )
-    parser.add_argument("--d", type=int, default=32, help="d_key = d_val (default 32)")
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
-    parser.add_argument("--max-norm", type=float, default=1e3, help="guard threshold for the guarded case")
-    parser.add_argument("--block", type=int, default=1000, help="steps of inputs drawn at once")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small ops)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--json", type=str, default=None, help="write results here")
+def bench_stability(
+    steps: int,
+    runs: int,
+    d: int = 32,
+    dtypes: tuple[str, ...] = ("float32", "float64"),
+    max_norm: float = 1e3,
+    block: int = 1000,
+    seed: int = 0,
+    threads: int = 1,
+    device: str = "cpu",
+    json_path: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """:func:`run_stability` for each dtype in turn, with a table at the end; returns the result.
 
-
-def run(args: argparse.Namespace) -> int:
-    for name in ("steps", "runs", "d", "block", "threads"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"aura bench stability: --{name} must be >= 1, got {getattr(args, name)}")
-    torch.set_num_threads(args.threads)
+    With ``json_path`` the result is written there as it grows (about every 100 blocks and after each
+    dtype), so a long run that is stopped leaves its partial results behind.
+    """
+    torch.set_num_threads(threads)
     result = {
-        "steps": args.steps,
-        "runs_per_case": args.runs,
-        "d_key": args.d,
-        "d_val": args.d,
-        "max_norm_guard": args.max_norm,
+        "steps": steps,
+        "runs_per_case": runs,
+        "d_key": d,
+        "d_val": d,
+        "max_norm_guard": max_norm,
         "sup_single_step_transition_norm": SUP_TRANSITION_NORM,
         "adversarial_cycle_rate_per_step": CYCLE_RATE,
         "torch": torch.__version__,
-        "device": args.device,
+        "device": device,
         "by_dtype": {},
     }
-    for name in args.dtypes:
-        dtype = getattr(torch, name)
+    for name in dtypes:
 
         def report(cases, done, seconds=None, name=name):
             result["by_dtype"][name] = {"cases": cases, "steps_done": done, "seconds": seconds}
-            if args.json:  # also while running, so a long run leaves partial results behind
-                with open(args.json, "w") as f:
+            if json_path:
+                with open(json_path, "w") as f:
                     json.dump(result, f, indent=2)
 
         cases, seconds = run_stability(
-            args.steps,
-            args.runs,
-            args.d,
-            dtype,
-            args.max_norm,
-            args.block,
-            args.seed,
-            True,
-            report,
-            args.device,
+            steps, runs, d, getattr(torch, name), max_norm, block, seed, progress, report, device
         )
-        report(cases, args.steps, seconds)
+        report(cases, steps, seconds)
     _print_table(result)
-    if args.json:
-        print(f"wrote {args.json}")
-    return 0
+    if json_path:
+        print(f"wrote {json_path}")
+    return result
 
 
 def _print_table(result) -> None:

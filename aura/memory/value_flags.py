@@ -1,8 +1,9 @@
 """The memory rule's value check as ONE Triton launch, for the CUDA dispatch to fla.
 
-The torch check (``aura.memory._validate``: one ``aminmax`` per tensor, a stack per dtype, a pinned copy)
-is exact but costs ~0.4 ms of host time per call, a third of fla's own forward at B64 T520. Here one kernel
-tests every element of every argument against its rule,
+The torch check (``aura.memory.validate``: one ``aminmax`` per tensor, a stack per dtype, a pinned copy)
+is exact but its host time is a large fraction of fla's own forward at AURA's sizes (docs/memory.md,
+"Validation" and "Dispatch overhead"). Here one kernel tests every element of every argument against its
+rule,
 
     finite:         x - x == 0           (false for NaN and +-inf)
     g (log-decay):  finite and g <= 0
@@ -12,16 +13,17 @@ and every program that finds a violation in argument i stores the call's ``epoch
 pinned host buffer (plain stores of one value, no zeroing between calls). The kernel also says when it is
 done: each program, after a CTA barrier, adds 1 to a device counter with a system-scope acquire-release
 atomic, and the last one (it reads ``num_programs - 1``) resets the counter and stores ``epoch`` into the
-``done`` slot. The host spins on that slot (a CUDA event's record + synchronize cost ~20 us of host time on
-the H100 machine), so the read overlaps fla's kernels. It yields only pass / fail per argument; on a
+``done`` slot. The host spins on that slot instead of recording and waiting on a CUDA event (which costs
+more host time), so the read overlaps fla's kernels. It yields only pass / fail per argument; on a
 failure the exact torch check runs to name the argument and its numbers. Naive twin: the torch check
 (tests/memory/test_memory_value_flags.py compares both, on CUDA and in Triton's interpreter).
 
 Launch cost is the point of this module (it adds to every dispatched call), and Triton's Python launcher
-(binding, specialisation key, cache lookup) costs ~70 us per call. So the kernel is compiled without value
-specialisation (sizes, epoch, pointer alignment), which makes one compiled variant per (device, dtypes,
-rules), and after the first launch of a variant its compiled kernel is launched directly (``_fast_run``).
-The JIT path stays the fallback and the reference (``launch(..., fast=False)``; both tested on CUDA).
+(binding, specialisation key, cache lookup) costs more host time than the kernel takes on the GPU. So the
+kernel is compiled without value specialisation (sizes, epoch, pointer alignment), which makes one compiled
+variant per (device, dtypes, rules), and after the first launch of a variant its compiled kernel is
+launched directly (``_fast_run``). The JIT path (``check_kernel``) stays the fallback and the reference
+(``launch(..., fast=False)``; both tested on CUDA).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import triton
 import triton.language as tl
 from triton import knobs
 
-from aura.memory._validate import raw_stream
+from aura.memory.validate import raw_stream
 
 SLOTS = 8
 DONE = SLOTS  # index of the completion slot in the pinned buffer
@@ -66,7 +68,7 @@ _N = [f"n{i}" for i in range(SLOTS)]
 
 
 @triton.jit(do_not_specialize=[*_N, "epoch"], do_not_specialize_on_alignment=[f"x{i}" for i in range(SLOTS)])
-def _value_flags(
+def check_kernel(
     x0, x1, x2, x3, x4, x5, x6, x7,
     n0, n1, n2, n3, n4, n5, n6, n7,
     out_ptr, count_ptr, epoch,
@@ -91,7 +93,7 @@ def _value_flags(
 
 # (device, stream, thread) -> (pinned slots, their numpy view, device counter)
 _PER_STREAM: dict[tuple, tuple] = {}
-_COMPILED: dict[tuple, object] = {}  # (device, dtypes, rules) -> Triton CompiledKernel
+COMPILED: dict[tuple, object] = {}  # (device, dtypes, rules) -> Triton CompiledKernel
 _EPOCH = [0]
 
 
@@ -129,20 +131,20 @@ def launch(tensors: dict[str, torch.Tensor], fast: bool = True):
     _EPOCH[0] = epoch = _EPOCH[0] % 0x7FFFFFFF + 1
     pad = SLOTS - len(xs)
     ns = [t.numel() for t in xs] + [0] * pad
-    grid = -(-max(ns) // BLOCK)  # not triton.cdiv: ~5 us of host time per call
+    grid = -(-max(ns) // BLOCK)  # not triton.cdiv: its call is host time on every dispatch
     kinds = _kinds(tuple(tensors))
     # int arguments are typed i32 or i64 by value, so the width is part of the variant
     variant = (dev, tuple([t.dtype for t in xs]), kinds, max(ns) >= 1 << 31)
-    kernel = _COMPILED.get(variant) if fast else None
+    kernel = COMPILED.get(variant) if fast else None
     # the direct launch takes addresses (ints), which spares the launcher a data_ptr() call and a driver
     # pointer query per argument; unused slots get 0 (never read: their rule code is 0)
     if kernel is None or not _fast_run(
         kernel, grid, stream, ([t.data_ptr() for t in xs] + [0] * pad, ns, out_ptr, count_ptr, epoch, kinds)
     ):
         xs += [first] * pad
-        kernel = _value_flags[(grid,)](*xs, *ns, out, count, epoch, *kinds, BLOCK=BLOCK)
+        kernel = check_kernel[(grid,)](*xs, *ns, out, count, epoch, *kinds, BLOCK=BLOCK)
         if fast and cuda and all(hasattr(kernel, a) for a in ("run", "function", "packed_metadata")):
-            _COMPILED[variant] = kernel
+            COMPILED[variant] = kernel
     return out, epoch, view
 
 

@@ -1,17 +1,17 @@
-"""``aura bench memory``: the naive loop vs the torch chunk form and the C kernel (vs fla on CUDA).
+"""The memory-rule benchmark behind ``aura bench memory``: the naive loop vs the torch chunk form and the C
+kernel (vs fla on CUDA).
 
-Shapes (fla layout): B64 T520 H1 d32 and B16 T4096 H1 d32. Rows report the median wall time over
-``--reps`` timed calls after a warm-up (CUDA: synchronised before and after each call). On CUDA it also
-times fla's ``chunk_gdn2`` called directly and ``gdn2_chunk`` dispatching to it; their ratio is the
-dispatch overhead (validation, one host sync). On a CPU with a C compiler it times ``cpu_kernel``: the
-fused C kernel (``aura.memory.cpu_fast``) through ``gdn2_chunk(backend="c")``, value check included, as
-``backend="auto"`` runs on a CPU. Forward and fwd+bwd rows; prints a table and writes JSON
-(``--json PATH``).
+Shapes (fla layout): B64 T520 H1 d32 and B16 T4096 H1 d32. Rows report the median wall time over ``reps``
+timed calls after a warm-up (CUDA: synchronised before and after each call). On CUDA it also times fla's
+``chunk_gdn2`` called directly and ``gdn2_chunk`` dispatching to it; their ratio is the dispatch overhead
+(validation, one host sync). On a CPU with a C compiler it times ``cpu_kernel``: the fused C kernel
+(``aura.memory.cpu_fast``) through ``gdn2_chunk(backend="c")``, value check included, as
+``backend="auto"`` runs on a CPU. Forward and fwd+bwd rows; :func:`bench_memory` prints a table and writes
+JSON. The command line is ``cli/bench_memory.py``; results and their reading are in docs/memory.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -21,9 +21,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from aura.memory import cpu_fast
-from aura.memory.chunk import CPU_CHUNK, fla_chunk_gdn2, gdn2_chunk
-from aura.memory.naive import gdn2_recurrent
+from aura.memory import cpu_fast, gdn2_chunk, gdn2_recurrent
+from aura.memory.chunk import CPU_CHUNK, fla_chunk_gdn2
 
 SHAPES = [(64, 520, 1, 32, 32), (16, 4096, 1, 32, 32)]
 
@@ -74,6 +73,10 @@ def _impls(device, chunk_sizes):
 def run_bench(
     device, dtype, reps, naive_reps, chunk_sizes, shapes=SHAPES, modes=("fwd", "fwd+bwd"), log=print
 ):
+    """Time every implementation on every shape and mode; one row (median and min ms) per combination.
+
+    ``reps`` timed calls per row (``naive_reps`` for the naive loop), after one warm-up call each.
+    """
     rows = []
     impls = _impls(device, chunk_sizes)
     for B, T, H, K, V in shapes:
@@ -104,7 +107,7 @@ def run_bench(
     return rows
 
 
-def _ratios(rows):
+def ratios(rows: list[dict]) -> list[dict]:
     """naive / chunk and naive / C kernel speedups and the dispatch overhead, per shape and mode."""
     out = []
     index = {(r["impl"], r["B"], r["T"], r["mode"]): r["median_ms"] for r in rows}
@@ -118,43 +121,33 @@ def _ratios(rows):
     return out
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda (adds fla rows)")
-    parser.add_argument(
-        "--dtype", default=None, help="input dtype (default float32 on cpu, bfloat16 on cuda)"
-    )
-    parser.add_argument("--reps", type=int, default=5, help="timed calls per chunk/fla row (default 5)")
-    parser.add_argument("--naive-reps", type=int, default=2, help="timed calls per naive row (default 2)")
-    parser.add_argument(
-        "--chunk-sizes",
-        type=int,
-        nargs="+",
-        default=None,
-        help=f"torch chunk sizes (default: gdn2_chunk's default, {CPU_CHUNK} on cpu and 64 on cuda)",
-    )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--quick", action="store_true", help="only B64 T520 (smoke runs)")
-    parser.add_argument("--json", type=str, default=None, help="write the results here")
+def bench_memory(
+    device: torch.device,
+    dtype_name: str | None = None,
+    reps: int = 5,
+    naive_reps: int = 2,
+    chunk_sizes: list[int] | None = None,
+    threads: int | None = None,
+    quick: bool = False,
+    json_path: str | None = None,
+) -> dict:
+    """The whole benchmark: header, rows (``SHAPES``, or its first shape if ``quick``), ratios, a table,
+    and the result as JSON at ``json_path`` if given. Returns the result.
 
-
-def run(args: argparse.Namespace) -> int:
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("aura bench memory: --device cuda but CUDA is not available")
-    dtype_name = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
-    if dtype_name not in ("float32", "bfloat16", "float16", "float64"):
-        raise SystemExit(f"aura bench memory: --dtype must be a float dtype, got {dtype_name!r}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    ``dtype_name`` defaults to bfloat16 on CUDA and float32 elsewhere; ``chunk_sizes`` to gdn2_chunk's
+    default chunk on the device; ``threads`` sets torch's CPU threads (None: leave them).
+    """
+    dtype_name = dtype_name or ("bfloat16" if device.type == "cuda" else "float32")
+    if threads is not None:
+        torch.set_num_threads(threads)
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    threads = torch.get_num_threads()
+    n_threads = torch.get_num_threads()
     load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
-    head = f"aura bench memory on {dev_name}, {dtype_name}, torch {torch.__version__}, threads {threads}"
+    head = f"aura bench memory on {dev_name}, {dtype_name}, torch {torch.__version__}, threads {n_threads}"
     print(head + load)
-    shapes = SHAPES[:1] if args.quick else SHAPES
-    chunk_sizes = args.chunk_sizes or [CPU_CHUNK if device.type == "cpu" else 64]
-    rows = run_bench(device, getattr(torch, dtype_name), args.reps, args.naive_reps, chunk_sizes, shapes)
-    ratios = _ratios(rows)
+    shapes = SHAPES[:1] if quick else SHAPES
+    chunk_sizes = chunk_sizes or [CPU_CHUNK if device.type == "cpu" else 64]
+    rows = run_bench(device, getattr(torch, dtype_name), reps, naive_reps, chunk_sizes, shapes)
     result = {
         "device": dev_name,
         "device_type": device.type,
@@ -165,14 +158,14 @@ def run(args: argparse.Namespace) -> int:
         "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "fla": device.type == "cuda" and fla_chunk_gdn2() is not None,
         "rows": rows,
-        "ratios": ratios,
+        "ratios": ratios(rows),
     }
     _print_table(result)
-    if args.json:
-        with open(args.json, "w") as f:
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(result, f, indent=2)
-        print(f"wrote {args.json}")
-    return 0
+        print(f"wrote {json_path}")
+    return result
 
 
 def _print_table(result) -> None:

@@ -46,10 +46,10 @@ def _check_same(
 
 def _check_device(fn: str, tensors: dict[str, torch.Tensor]) -> None:
     devices = {name: t.device for name, t in tensors.items()}
-    first = next(iter(devices.values()))
+    first_name, first = next(iter(devices.items()))
     for name, dev in devices.items():
         if dev != first:
-            raise ValueError(f"{fn}: argument '{name}' is on {dev}, but q is on {first}")
+            raise ValueError(f"{fn}: argument '{name}' is on {dev}, but {first_name} is on {first}")
 
 
 _PINNED: dict[tuple, torch.Tensor] = {}
@@ -57,8 +57,9 @@ _RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
 
 def raw_stream(device: int) -> int:
-    """The current CUDA stream's handle on ``device``; torch's private getter (Triton uses it too) costs
-    ~0.4 us where ``torch.cuda.current_stream()`` costs 4-9 us on the GPU machines."""
+    """The current CUDA stream's handle on ``device``, through torch's private getter (Triton uses it too):
+    it adds to every dispatched call and is a fraction of ``torch.cuda.current_stream()``'s host time
+    (docs/memory.md, "Dispatch overhead")."""
     if _RAW_STREAM is not None:
         return _RAW_STREAM(device)
     return torch.cuda.current_stream(device).cuda_stream
@@ -66,19 +67,21 @@ def raw_stream(device: int) -> int:
 
 @functools.lru_cache(maxsize=1)
 def _value_flags_module():
-    """``aura.memory._value_flags`` if Triton imports, else None (CPU-only installs)."""
+    """``aura.memory.value_flags`` if Triton imports, else None (CPU-only installs: Triton is optional)."""
     try:
-        from aura.memory import _value_flags
+        import triton.language  # noqa: F401  (the third-party dependency; our module itself must import)
     except Exception:  # ImportError, or Triton failing to initialise without a GPU
         return None
-    return _value_flags
+    from aura.memory import value_flags
+
+    return value_flags
 
 
 def start_value_check(tensors: dict[str, torch.Tensor], stats: bool = False):
     """Launch the value check without a host sync; ``finish_value_check`` waits for it and raises.
 
     ``stats=False`` on CUDA (contiguous inputs, Triton importable): one fused Triton launch that yields only
-    pass / fail per argument (``aura.memory._value_flags``; the kernel marks its own completion in pinned
+    pass / fail per argument (``aura.memory.value_flags``; the kernel marks its own completion in pinned
     memory). Otherwise, and whenever the caller needs the numbers: one ``aminmax`` per tensor and one stack
     per dtype, copied to pinned host memory without blocking, with an event for when they are there. Either
     way the caller can queue its own kernels before waiting.
@@ -117,7 +120,7 @@ def finish_value_check(fn: str, tensors: dict[str, torch.Tensor], started) -> di
     kind, pending, event = started
     if event is not None:
         event.synchronize()
-    if kind == "flags":  # the kernel signals its own completion (see _value_flags)
+    if kind == "flags":  # the kernel signals its own completion (see value_flags)
         if not _value_flags_module().bad_arguments(tensors, *pending):
             return {}
         # a violation: the exact check finds and names it
@@ -165,6 +168,15 @@ def check_scale(fn: str, scale, K: int) -> float:
     if not math.isfinite(s):
         raise ValueError(f"{fn}: argument 'scale' must be finite, got {s}")
     return s
+
+
+def check_chunk_size(fn: str, chunk_size) -> int:
+    """``chunk_size`` if it is a positive power of two, else ``ValueError`` naming ``fn``."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"{fn}: argument 'chunk_size' must be a positive power of two, got {chunk_size!r}")
+    if chunk_size & (chunk_size - 1):
+        raise ValueError(f"{fn}: argument 'chunk_size' must be a power of two, got {chunk_size}")
+    return chunk_size
 
 
 def _sequence_dims(q, k, v, g, b, w, initial_state) -> tuple[int, ...] | None:
@@ -237,25 +249,43 @@ def _named_sequence_checks(fn, q, k, v, g, b, w, initial_state) -> tuple[int, ..
 
 def check_step(fn, q, k, v, g, b, w, state, validate_values: bool = True):
     """Check single-step inputs (q, k, g, b ``[B, H, K]``; v, w ``[B, H, V]``); returns ``(B, H, K, V)``."""
-    st_qk, st_v = "[B, H, K]", "[B, H, V]"
-    _check_tensor(fn, "q", q, 3, st_qk)
-    B, H, K = _shape(q)
-    if min(B, H, K) < 1:
-        raise ValueError(f"{fn}: argument 'q' has shape {_shape(q)}; B, H and K must all be >= 1")
-    for name, x in (("k", k), ("g", g), ("b", b)):
-        _check_tensor(fn, name, x, 3, st_qk)
-        _check_same(fn, name, x, (B, H, K), st_qk, "q")
-    _check_tensor(fn, "v", v, 3, st_v)
-    V = v.shape[-1]
-    _check_same(fn, "v", v, (B, H, V), st_v, "q and v")
-    _check_tensor(fn, "w", w, 3, st_v)
-    _check_same(fn, "w", w, (B, H, V), st_v, "q and v")
-    _check_tensor(fn, "state", state, 4, "[B, H, K, V]", STATE_DTYPES)
-    _check_same(fn, "state", state, (B, H, K, V), "[B, H, K, V]", "q and v")
     tensors = {"q": q, "k": k, "v": v, "g": g, "b": b, "w": w, "state": state}
-    _check_device(fn, tensors)
+    dims = _step_dims(fn, tensors)
     if validate_values:
         check_values(fn, tensors)
+    return dims
+
+
+def check_write(fn, k, v, g, b, w, state):
+    """Shapes, dtypes and devices of a factored write (k, g, b ``[B, H, K]``; v, w ``[B, H, V]``; state
+    ``[B, H, K, V]``); returns ``(B, H, K, V)``. No value checks: plain Python on the (static) shapes, so
+    an ONNX export traces through it."""
+    return _step_dims(fn, {"k": k, "v": v, "g": g, "b": b, "w": w, "state": state})
+
+
+def _step_dims(fn, tensors: dict) -> tuple[int, int, int, int]:
+    """The shape checks of one step; the first argument (q, or k for a write) sets B, H and K."""
+    st_qk, st_v = "[B, H, K]", "[B, H, V]"
+    first = next(iter(tensors))
+    x0 = tensors[first]
+    _check_tensor(fn, first, x0, 3, st_qk)
+    B, H, K = _shape(x0)
+    if min(B, H, K) < 1:
+        raise ValueError(f"{fn}: argument '{first}' has shape {_shape(x0)}; B, H and K must all be >= 1")
+    for name in ("k", "g", "b"):
+        if name != first:
+            _check_tensor(fn, name, tensors[name], 3, st_qk)
+            _check_same(fn, name, tensors[name], (B, H, K), st_qk, first)
+    v = tensors["v"]
+    _check_tensor(fn, "v", v, 3, st_v)
+    V = v.shape[-1]
+    ref = f"{first} and v"
+    _check_same(fn, "v", v, (B, H, V), st_v, ref)
+    _check_tensor(fn, "w", tensors["w"], 3, st_v)
+    _check_same(fn, "w", tensors["w"], (B, H, V), st_v, ref)
+    _check_tensor(fn, "state", tensors["state"], 4, "[B, H, K, V]", STATE_DTYPES)
+    _check_same(fn, "state", tensors["state"], (B, H, K, V), "[B, H, K, V]", ref)
+    _check_device(fn, tensors)
     return B, H, K, V
 
 

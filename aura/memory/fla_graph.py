@@ -1,17 +1,18 @@
 """fla's ``chunk_gdn2`` forward replayed from a CUDA graph, for dispatched calls that record no autograd.
 
-At AURA's sizes fla's forward is host-bound: its Python and ~10 kernel launches take 0.5-1 ms of host time
-while the GPU waits. For a call that records no autograd graph (grad mode off, or no input requires grad)
-with a shape seen before, ``gdn2_chunk`` instead copies the inputs into static buffers (one multi-tensor
-copy), replays a captured graph of fla's forward, and returns copies of the static outputs. The kernels and
-their inputs are the same, so the outputs are bit-identical to the direct call (tested on CUDA).
+At AURA's sizes fla's forward is host-bound: its Python and kernel launches take longer on the host than
+its kernels take on the GPU (docs/memory.md, "Dispatch overhead", has the numbers). For a call that
+records no autograd graph (grad mode off, or no input requires grad) with a shape seen before,
+``gdn2_chunk`` instead copies the inputs into static buffers (one multi-tensor copy), replays a captured
+graph of fla's forward, and returns copies of the static outputs. The kernels and their inputs are the
+same, so the outputs are bit-identical to the direct call (tested on CUDA).
 
 Costs and limits, stated because they are not free: each cached shape keeps its static inputs and fla's
 intermediates in the graph's private memory pool (about 3x the inputs), at most ``MAX_GRAPHS`` shapes per
 process (least recently used dropped first); the first call of a shape warms fla up on a side stream and
-captures (tens of ms). A capture that fails is logged once and that shape runs eagerly from then on. Calls
-made while the caller is capturing its own graph run eagerly (into that capture). ``AURA_FLA_GRAPHS=0``
-turns the whole path off.
+captures, which costs far more than a replayed call (docs/memory.md). A capture that fails is logged once
+and that shape runs eagerly from then on. Calls made while the caller is capturing its own graph run
+eagerly (into that capture). ``AURA_FLA_GRAPHS=0`` turns the whole path off.
 """
 
 from __future__ import annotations
@@ -23,19 +24,21 @@ from collections import OrderedDict
 
 import torch
 
-from aura.memory._validate import raw_stream
+from aura.memory.validate import raw_stream
 
 log = logging.getLogger(__name__)
 
 ENV = "AURA_FLA_GRAPHS"
 MAX_GRAPHS = 4
 ENABLED = True  # a process-wide switch beside the environment variable (benchmarks flip it)
-_GRAPHS: OrderedDict[tuple, _Entry] = OrderedDict()
-_FAILED: set[tuple] = set()
+GRAPHS: OrderedDict[tuple, Entry] = OrderedDict()
+FAILED: set[tuple] = set()
 _LOCK = threading.Lock()  # static buffers are shared: copy, replay and read-out must not interleave
 
 
-class _Entry:
+class Entry:
+    """One cached shape: the captured graph, its static input buffers and its static outputs o, S."""
+
     __slots__ = ("graph", "inputs", "o", "S")
 
     def __init__(self, graph, inputs, o, S):
@@ -51,7 +54,8 @@ def eligible(tensors: dict[str, torch.Tensor]) -> bool:
     return not torch.cuda.is_current_stream_capturing()
 
 
-def _capture(fla, xs: list[torch.Tensor], scale: float, final: bool) -> _Entry:
+def capture(fla, xs: list[torch.Tensor], scale: float, final: bool) -> Entry:
+    """Warm fla up on a side stream (Triton compiles there), then graph its forward on static copies of xs."""
     static = [x.detach().clone() for x in xs]
     S0 = static[6] if len(static) == 7 else None
 
@@ -67,7 +71,7 @@ def _capture(fla, xs: list[torch.Tensor], scale: float, final: bool) -> _Entry:
     graph = torch.cuda.CUDAGraph()
     with torch.no_grad(), torch.cuda.graph(graph):
         o, S = forward()
-    return _Entry(graph, static, o, S)
+    return Entry(graph, static, o, S)
 
 
 def forward(fla, xs: list[torch.Tensor], scale: float, final: bool):
@@ -79,22 +83,22 @@ def forward(fla, xs: list[torch.Tensor], scale: float, final: bool):
     dev = xs[0].get_device()
     key = (dev, raw_stream(dev), scale, final, tuple([(x.shape, x.dtype) for x in xs]))
     with _LOCK:
-        entry = _GRAPHS.get(key)
+        entry = GRAPHS.get(key)
         if entry is None:
-            if key in _FAILED:
+            if key in FAILED:
                 return None
             try:
-                entry = _capture(fla, xs, scale, final)
+                entry = capture(fla, xs, scale, final)
             except Exception as err:  # an op fla runs that graphs do not allow: run this shape eagerly
-                _FAILED.add(key)
+                FAILED.add(key)
                 log.warning("aura.memory: fla's forward could not be graphed for shapes %s (%s); "
                             "running it directly", [tuple(x.shape) for x in xs], err)  # fmt: skip
                 return None
-            _GRAPHS[key] = entry
-            while len(_GRAPHS) > MAX_GRAPHS:
-                _GRAPHS.popitem(last=False)
+            GRAPHS[key] = entry
+            while len(GRAPHS) > MAX_GRAPHS:
+                GRAPHS.popitem(last=False)
         else:
-            _GRAPHS.move_to_end(key)
+            GRAPHS.move_to_end(key)
         torch._foreach_copy_(entry.inputs, xs)
         entry.graph.replay()
         return entry.o.clone(), (entry.S.clone() if final else None)
