@@ -36,20 +36,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aura.checkpoint import CONFIG, CheckpointError, load_weights, read_config, save_checkpoint
+from aura.contract import RULES, StateLayout
 from aura.gate import SurpriseGate, logistic_noise, straight_through
+from aura.memory import gdn2_chunk, gdn2_write
 
-RULES = ("gdn2", "kda", "gdn", "deltanet")
 ESTIMATORS = ("st", "gumbel")
-
-
-class CheckpointError(Exception):
-    """A checkpoint directory is missing, corrupt, or does not match the model it is loaded into."""
+CHECKPOINT_FORMAT = "aura-mem"
+__all__ = ["RULES", "AuraMem", "AuraMemConfig", "CheckpointError", "SeqOutput", "StepOutput"]
 
 
 @dataclass
@@ -107,13 +108,18 @@ class AuraMemConfig:
         return cls(**data)
 
     @property
+    def layout(self) -> StateLayout:
+        """The deployable state's layout (``aura.contract``)."""
+        return StateLayout(self.heads, self.d_key, self.d_val)
+
+    @property
     def state_shape(self) -> tuple[int, int, int]:
-        return (self.heads, self.d_key + 1, self.d_val)
+        return self.layout.dims
 
     @property
     def state_bytes(self) -> int:
         """heads * (d_key * d_val + d_val) * 4: 4,224 at 32 x 32."""
-        return self.heads * (self.d_key + 1) * self.d_val * 4
+        return self.layout.state_bytes
 
 
 class Proj(NamedTuple):
@@ -213,22 +219,17 @@ class AuraMem(nn.Module):
         return self.head(r.flatten(1))
 
     def candidate(self, p: Proj, state: torch.Tensor):
-        """The write that step t would make: (decay, key, delta, aux_new, full new state)."""
+        """The write that step t would make: (decay, key, delta, aux_new, full new state).
+
+        ``aura.memory.gdn2_write`` is the GDN-2 step in factored form with the norm guard folded into
+        (decay, delta), so a journal replay of (decay, key, delta) is bit-exact (the guard's factor is
+        exactly 1.0 below ``max_state_norm``).
+        """
         kd = self.config.d_key
-        s_old, _ = state[:, :, :kd], state[:, :, kd]
-        decay = torch.exp(p.g)
-        s_dec = decay[..., :, None] * s_old
+        decay, delta, s_new = gdn2_write(
+            p.k, p.v, p.g, p.b, p.w, state[:, :, :kd], max_norm=self.config.max_state_norm
+        )
         wv = p.w * p.v
-        delta = wv - torch.einsum("bhkv,bhk->bhv", s_dec, p.b * p.k)
-        s_new = s_dec + p.k[..., :, None] * delta[..., None, :]
-        if self.config.max_state_norm is not None:
-            # Fold the guard's factor c = min(1, max_norm / ||S~||_F) into the factored record (decay * c,
-            # delta * c) and rebuild S~ from it, so a journal replay of (decay, key, delta) stays bit-exact.
-            # c is exactly 1.0 below the threshold, which leaves every bit as without the guard.
-            norm = torch.sqrt((s_new * s_new).sum(dim=(-2, -1)))
-            c = (self.config.max_state_norm / norm.clamp_min(torch.finfo(s_new.dtype).tiny)).clamp(max=1.0)
-            decay, delta = decay * c[..., None], delta * c[..., None]
-            s_new = decay[..., :, None] * s_old + p.k[..., :, None] * delta[..., None, :]
         return decay, p.k, delta, wv, torch.cat([s_new, wv[:, :, None, :]], dim=2)
 
     def _core(self, p, zf, base, state, force=None, allowed=None, generator=None):
@@ -327,12 +328,7 @@ class AuraMem(nn.Module):
         Chunkwise: a skipped step is fed to ``aura.memory.gdn2_chunk`` as g = 0, b = 0, w = 0, which is
         the identity update (decay 1, u = 0), so the whole sequence runs in the WY/UT form. Equals
         ``forward(..., schedule=schedule)`` up to float rounding; ``gate_prob`` is not computed (NaN).
-        Without ``aura.memory.gdn2_chunk`` it falls back to ``forward``.
         """
-        try:
-            from aura.memory import gdn2_chunk
-        except ImportError:
-            return self.forward(z, base_action, state, schedule=schedule)
         bsz, t_len, _ = z.shape
         kd = self.config.d_key
         if state is None:
@@ -355,14 +351,19 @@ class AuraMem(nn.Module):
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self, path, meta: dict | None = None) -> None:
-        """Write ``path/model.safetensors`` and ``path/config.json``."""
-        from aura.training.checkpoint import save_checkpoint
-
-        save_checkpoint(self, path, meta)
+        """Write ``path/model.safetensors`` and ``path/config.json`` (``aura.checkpoint``)."""
+        save_checkpoint(self, self.config.to_dict(), path, CHECKPOINT_FORMAT, meta)
 
     @classmethod
     def load(cls, path, map_location: str = "cpu") -> AuraMem:
         """Load a checkpoint directory; raises CheckpointError naming the file on any mismatch."""
-        from aura.training.checkpoint import load_checkpoint
-
-        return load_checkpoint(path, map_location)
+        data, meta = read_config(path, CHECKPOINT_FORMAT)
+        try:
+            config = AuraMemConfig.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{Path(path) / CONFIG}: bad config: {exc}") from None
+        model = cls(config)
+        model.load_state_dict(load_weights(path, model.state_dict()))
+        model.meta = meta
+        model.eval()
+        return model.to(map_location)

@@ -6,7 +6,7 @@
 | dense GRU | ``gru.GRUArm`` | hidden * 4 B, written every step |
 | KV-cache attention | ``kv.KVAttentionArm`` | (d_key + d_val) * 4 B per step: grows |
 | three-gate persistent stream | ``stream.ThreeGateStream`` | d_state * 4 B, write / read / forget gates |
-| Skip-RNN gate on the GDN-2 memory | ``skip.SkipRNNArm`` | AuraMem state + one accumulator |
+| Skip-RNN gate on the GDN-2 memory | ``arms.SkipRNNArm`` | AuraMem state + one accumulator |
 """
 
 from aura.baselines.common import ArmOutput

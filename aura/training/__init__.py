@@ -1,1 +1,2 @@
-"""Gate training (closed-loop action error + write sparsity / budget), checkpoints, and `aura train`."""
+"""Gate training: the closed-loop action error plus write sparsity / budget (``train``), and the
+``aura train`` sequence files (``data``)."""

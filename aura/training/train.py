@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aura.baselines.arms import AuraArm
+
 LOSSES = ("ce", "mse")
 
 
@@ -129,3 +131,64 @@ def fit(
             run = {"loss": 0.0, "acc": 0.0, "writes": 0.0, "n": 0}
     arm.eval()
     return history
+
+
+def train_memory(
+    model,
+    batches,
+    *,
+    dense_steps: int,
+    gate_steps: int,
+    lr: float,
+    gate_lr: float,
+    loss: str,
+    sparsity: float,
+    budget: float | None = None,
+    budget_weight: float = 1.0,
+    seed: int = 0,
+    progress: bool = True,
+    log_path: Path | None = None,
+) -> None:
+    """The two phases of ``aura train`` on one AuraMem, in place.
+
+    (1) ``dense_steps`` with every step written (chunkwise: trains the memory and the correction head);
+    (2) ``gate_steps`` with the learned gate in the loop: closed-loop action error + ``sparsity`` * mean p
+    + ``budget_weight`` * relu(write rate - ``budget``) (``aura.baselines.arms.AuraArm``).
+    """
+    if dense_steps > 0:
+        torch.manual_seed(seed)
+        fit(
+            AuraArm(model, mode="dense"),
+            batches,
+            TrainConfig(steps=dense_steps, lr=lr, loss=loss, seed=seed),
+            desc="dense (always-write)",
+            progress=progress,
+            log_path=log_path,
+        )
+    if gate_steps > 0:
+        torch.manual_seed(seed)
+        arm = AuraArm(model, mode="gate", sparsity=sparsity, budget=budget, budget_weight=budget_weight)
+        arm.generator = torch.Generator().manual_seed(seed)
+        fit(
+            arm,
+            batches,
+            TrainConfig(steps=gate_steps, lr=gate_lr, loss=loss, seed=seed),
+            desc="gate (closed loop)",
+            progress=progress,
+            log_path=log_path,
+        )
+
+
+def evaluate(model, z: torch.Tensor, base: torch.Tensor, target: torch.Tensor, loss: str):
+    """``(metrics, SeqOutput)`` of ``model`` in eval mode: action loss, write rate, writes per sequence."""
+    model.eval()
+    with torch.no_grad():
+        out = model(z, base)
+    rec = {
+        "action_loss": float(action_loss(out.action, target, loss)),
+        "write_rate": float(out.write.float().mean()),
+        "writes_per_sequence": float(out.write.sum(1).float().mean()),
+    }
+    if loss == "ce":
+        rec["accuracy"] = accuracy(out.action, target)
+    return rec, out

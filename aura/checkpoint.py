@@ -1,8 +1,10 @@
-"""AuraMem checkpoints: a directory with ``model.safetensors`` and ``config.json``.
+"""Checkpoints: a directory with ``model.safetensors`` and ``config.json``, for any module with a config.
 
-config.json = {"format": "aura-mem", "format_version": 1, "config": AuraMemConfig fields, "meta": {...}}.
-Loading never unpickles anything; it checks the format, the config, and every tensor's name, shape,
-dtype and finiteness against a freshly built model, and raises ``CheckpointError`` naming the file.
+config.json = {"format": FORMAT, "format_version": 1, "config": {config fields}, "meta": {...}}.
+Loading never unpickles anything: :func:`read_config` checks the format and version, :func:`load_weights`
+checks every tensor's name, shape, dtype and finiteness against the freshly built module's, and both raise
+:class:`CheckpointError` naming the file. The module that owns the config (``aura.layer.AuraMem``) builds
+itself from the config between the two calls, so this module knows no model.
 """
 
 from __future__ import annotations
@@ -14,35 +16,30 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from aura.layer import AuraMem, AuraMemConfig, CheckpointError
-
-FORMAT = "aura-mem"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
 
-def save_checkpoint(model: AuraMem, path, meta: dict | None = None) -> Path:
+class CheckpointError(ValueError):
+    """A checkpoint directory is missing, corrupt, or does not match the model it is loaded into."""
+
+
+def save_checkpoint(module: torch.nn.Module, config: dict, path, fmt: str, meta: dict | None = None) -> Path:
+    """Write ``path/model.safetensors`` (float32, CPU) and ``path/config.json``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = {
-        name: t.detach().to("cpu", torch.float32).contiguous() for name, t in model.state_dict().items()
+        name: t.detach().to("cpu", torch.float32).contiguous() for name, t in module.state_dict().items()
     }
-    save_file(
-        tensors, str(path / WEIGHTS), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)}
-    )
-    doc = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "config": model.config.to_dict(),
-        "meta": meta or {},
-    }
+    save_file(tensors, str(path / WEIGHTS), metadata={"format": fmt, "format_version": str(FORMAT_VERSION)})
+    doc = {"format": fmt, "format_version": FORMAT_VERSION, "config": config, "meta": meta or {}}
     (path / CONFIG).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return path
 
 
-def read_config(path) -> tuple[AuraMemConfig, dict]:
-    """The config and meta of a checkpoint directory (no weights read)."""
+def read_config(path, fmt: str) -> tuple[dict, dict]:
+    """The ``config`` and ``meta`` objects of a checkpoint directory of format ``fmt`` (no weights read)."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a checkpoint directory (expected {CONFIG} and {WEIGHTS})")
@@ -53,31 +50,22 @@ def read_config(path) -> tuple[AuraMemConfig, dict]:
         raise CheckpointError(f"{cfg_file}: missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{cfg_file}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{cfg_file}: not an {FORMAT} checkpoint config (format={_get(doc, 'format')!r})"
-        )
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise CheckpointError(f"{cfg_file}: not an {fmt} checkpoint config (format={_get(doc, 'format')!r})")
     if doc.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{cfg_file}: format_version {doc.get('format_version')!r} is not supported"
             f" (expected {FORMAT_VERSION})"
         )
-    try:
-        config = AuraMemConfig.from_dict(doc.get("config"))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{cfg_file}: bad config: {exc}") from None
     meta = doc.get("meta") or {}
     if not isinstance(meta, dict):
         raise CheckpointError(f"{cfg_file}: meta must be a JSON object")
-    return config, meta
+    return doc.get("config"), meta
 
 
-def load_checkpoint(path, map_location: str = "cpu") -> AuraMem:
-    path = Path(path)
-    config, meta = read_config(path)
-    model = AuraMem(config)
-    expected = model.state_dict()
-    w_file = path / WEIGHTS
+def load_weights(path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of ``path/model.safetensors``, checked against ``expected`` (a module's state_dict)."""
+    w_file = Path(path) / WEIGHTS
     if not w_file.is_file():
         raise CheckpointError(f"{w_file}: missing")
     tensors = {}
@@ -103,10 +91,7 @@ def load_checkpoint(path, map_location: str = "cpu") -> AuraMem:
             raise CheckpointError(f"{w_file}: {name} has dtype {t.dtype}, expected torch.float32")
         if not torch.isfinite(t).all():
             raise CheckpointError(f"{w_file}: {name} contains non-finite values")
-    model.load_state_dict(tensors)
-    model.meta = meta
-    model.eval()
-    return model.to(map_location)
+    return tensors
 
 
 def _get(doc, key):
