@@ -1,6 +1,9 @@
-"""AURA's deploy side: ONNX/TensorRT export, the torch-free runtime, flash budget and state journal.
+"""AURA's deploy side, split at the torch boundary.
 
-The runtime modules (runtime, ort_runner, trt_runner, state, journal, budget, envs, loop) import numpy and
-ONNX Runtime / TensorRT only; ``export``, ``fused_step`` and ``cuda_graph`` import torch and are never
-imported by them. See docs/deploy.md.
+- ``deploy.runtime``: the torch-free runtime ``aura run`` loads (numpy, ONNX Runtime / TensorRT only): the
+  step runners, the flash budget, the crash-safe state journal, the control loop and the robot protocol.
+- ``deploy.export``: the torch-side tools: ONNX export and parity, the CUDA-graph and Triton runners of GPU
+  development machines, and the runtime benchmark (which exports a random model when given none).
+
+tests/test_architecture.py enforces that nothing under ``deploy/runtime`` imports torch. See docs/deploy.md.
 """

@@ -77,7 +77,7 @@ def make_tiny_step(seed: int = 0, dims=TINY):
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory):
     """(path, torch module) of the tiny step exported with deploy.export."""
-    from deploy.export import export_step
+    from deploy.export.step_graph import export_step
 
     module = make_tiny_step()
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"

@@ -1,6 +1,6 @@
 """aura bench runtime pieces on the tiny graph (the 1,000,000-step soak lives in the benchmark, not here)."""
 
-from deploy.bench import bench_cpu, memcpy_bandwidth, weight_bytes
+from deploy.export.bench import bench_cpu, memcpy_bandwidth, weight_bytes
 
 
 def test_weight_bytes_counts_the_parameters(tiny_onnx):

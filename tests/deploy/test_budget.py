@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from deploy.budget import BudgetController, FlashConfig, PageMeter
+from deploy.runtime.budget import BudgetController, FlashConfig, PageMeter
 
 
 def test_page_meter_counts_partial_page_reprograms():

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import onnx
 
-from aura.cli import main
+from cli import main
 
 
 def test_aura_export_cli_on_an_auramem_checkpoint(tmp_path, capsys):
@@ -48,7 +48,7 @@ def test_aura_export_cli_on_an_auramem_checkpoint(tmp_path, capsys):
     # every graph dimension is static
     for vi in list(model.graph.input) + list(model.graph.output):
         assert all(d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim), vi.name
-    from deploy.ort_runner import OrtRunner
+    from deploy.runtime.ort_runner import OrtRunner
 
     r = OrtRunner(out)
     assert r.spec.state.state_bytes == 4224

@@ -12,7 +12,7 @@ CHECK = r"""
 import json, os, sys
 import torch
 from aura.layer import AuraMem
-from deploy.fused_step import FusedStep
+from deploy.export.fused_step import FusedStep
 
 def check(device, d_model, seeds, max_norm=1.0e4, **options):
     worst = {"fused": 0.0, "naive": 0.0, "flips": 0, "cases": 0}
@@ -128,7 +128,7 @@ def test_cuda_graph_runner_fused_follows_the_eager_graph(options, zero_copy):
     import numpy as np
     import torch
 
-    from deploy.cuda_graph import CudaGraphRunner
+    from deploy.export.cuda_graph import CudaGraphRunner
 
     layer = _runner_layer(0)
     fused = CudaGraphRunner(layer, fused=True, zero_copy=zero_copy, **options)
@@ -151,7 +151,7 @@ def test_cuda_graph_runner_spin_wait_equals_stream_sync():
     import numpy as np
     import torch
 
-    from deploy.cuda_graph import CudaGraphRunner
+    from deploy.export.cuda_graph import CudaGraphRunner
 
     layer = _runner_layer(1)
     spin = CudaGraphRunner(layer, launch="driver", wait="spin")

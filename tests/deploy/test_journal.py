@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from deploy.errors import JournalError
-from deploy.journal import StateJournal, record_bytes, recover
-from deploy.state import StateSpec, WriteRecord, apply_write
+from deploy.runtime.errors import JournalError
+from deploy.runtime.journal import StateJournal, record_bytes, recover
+from deploy.runtime.state import StateSpec, WriteRecord, apply_write
 
 SPEC = StateSpec(heads=1, d_key=32, d_val=32)
 

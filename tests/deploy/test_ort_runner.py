@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from deploy.errors import InputError, ModelFileError
-from deploy.export import parity
-from deploy.ort_runner import OrtRunner
-from deploy.state import WriteRecord, apply_write
+from deploy.export.step_graph import parity
+from deploy.runtime.errors import InputError, ModelFileError
+from deploy.runtime.ort_runner import OrtRunner
+from deploy.runtime.state import WriteRecord, apply_write
 
 
 def test_runner_follows_torch_and_commits_exactly(tiny_onnx, rng):
@@ -117,8 +117,8 @@ def test_bad_model_files_raise_errors_naming_the_file(tiny_onnx, tmp_path):
     with pytest.raises(ModelFileError, match="junk.onnx"):
         OrtRunner(tmp_path / "junk.onnx")
     with pytest.raises(ModelFileError, match="tiny.onnx: model dimensions .* do not match"):
-        from deploy.runtime import ModelSpec
-        from deploy.state import StateSpec
+        from deploy.runtime.runner import ModelSpec
+        from deploy.runtime.state import StateSpec
 
         OrtRunner(path, expect=ModelSpec(d_model=7, d_action=5, state=StateSpec(2, 8, 8)))
 

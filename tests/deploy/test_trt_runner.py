@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from deploy.errors import ModelFileError
-from deploy.trt_runner import trt_available
+from deploy.runtime.errors import ModelFileError
+from deploy.runtime.trt_runner import trt_available
 
 needs_trt = pytest.mark.skipif(
     not trt_available(),
@@ -14,8 +14,8 @@ needs_trt = pytest.mark.skipif(
 
 @needs_trt
 def test_trt_engine_matches_onnx_runtime(tiny_onnx, tmp_path, rng):
-    from deploy.ort_runner import OrtRunner
-    from deploy.trt_runner import TrtRunner, build_engine
+    from deploy.runtime.ort_runner import OrtRunner
+    from deploy.runtime.trt_runner import TrtRunner, build_engine
 
     path, _ = tiny_onnx
     engine = build_engine(path, tmp_path / "tiny.engine")
@@ -39,7 +39,7 @@ def test_trt_engine_matches_onnx_runtime(tiny_onnx, tmp_path, rng):
 
 @needs_trt
 def test_bad_engine_file_is_named(tmp_path):
-    from deploy.trt_runner import TrtRunner
+    from deploy.runtime.trt_runner import TrtRunner
 
     bad = tmp_path / "broken.engine"
     bad.write_bytes(b"\x00" * 64)

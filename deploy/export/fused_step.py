@@ -11,13 +11,14 @@ Same math as ``aura.layer.AuraMem.step`` (rule "gdn2", one head; s = K^-1/2, l2n
         write = p > tau;  (S, aux) <- (S~, w*v) if write
         a = a_base + W_c S^T s q;  a_skip = a_base + W_c S_old^T s q
 
-The AURA-sized step (d_model 4096, 32 x 32 state) reads ~3.3 MB of weights, ~1 us of H100 bandwidth; the
-rest is launch latency, so the point is the kernel count: eager ``AuraMem.step`` launches ~60 kernels.
+The AURA-sized step (d_model 4096, 32 x 32 state) reads ~3.3 MB of weights, a small fraction of a GPU's
+latency budget; the rest is launch latency, so the point is the kernel count: eager ``AuraMem.step``
+launches ~60 kernels (docs/deploy.md, "Measured costs").
 The naive twin is ``AuraMem.step`` itself; tests/deploy/test_fused_step.py compares both against float64.
 Completion: the tail echoes a host-written token into ``done`` (pinned host memory on CUDA) after storing
-every output, so a host can spin on it instead of paying a stream synchronisation (``deploy.cuda_graph``).
-The kernels live in ``deploy.fused_kernels``. Runs under ``TRITON_INTERPRET=1`` on the CPU as well
-(slowly), which is how the CPU test suite checks it.
+every output, so a host can spin on it instead of paying a stream synchronisation
+(``deploy.export.cuda_graph``). The kernels live in ``deploy.export.fused_kernels``. Runs under
+``TRITON_INTERPRET=1`` on the CPU as well (slowly), which is how the CPU test suite checks it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import torch
 import triton
 
-from deploy.fused_kernels import _gemv_partial, _step_single, _step_tail
+from deploy.export.fused_kernels import _gemv_partial, _step_single, _step_tail
 
 
 class FusedStep:

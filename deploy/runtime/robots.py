@@ -1,18 +1,20 @@
-"""The control-loop protocol (reset, observe, act) and the environments ``aura run`` can drive.
+"""The robot protocol (reset, observe, act) of the control loop, and the numpy robots it ships with.
 
 A *robot* is anything with
 
     reset(seed) -> None          start an episode
-    observe() -> observation     the current observation (any type the backbone understands)
+    observe() -> observation     the current observation (whatever its backbone understands)
     act(action) -> bool          apply an action [d_action] float32; True when the episode is over
 
-and a *backbone* maps an observation to ``(features [d_model], base_action [d_action])``, both float32.
-:class:`GymRobot` adapts any ``gymnasium.Env``; a real robot implements the three methods itself.
+and optionally ``stats() -> dict`` (merged into the episode summary), ``close()``, and ``backbone``: the
+backbone it is meant to be driven with, as ``(name, fields)`` for ``policies.factory.make_backbone`` (used
+when ``aura run`` gets no ``--backbone``). The backbone maps an observation to
+``(features [d_model], base_action [d_action])`` (``policies.backbone``). :class:`GymRobot` adapts any
+``gymnasium.Env``; a real robot implements the three methods itself.
 
-``noise`` is a self-contained numpy robot for smoke tests and benchmarks: its observation already is
-``(features, base_action)`` (AR(1) features with rare cue events, a fixed linear base policy).
-``synthetic`` is the controlled synthetic benchmark (``sim.synthetic``) with its frozen numpy encoder.
-Neither imports torch.
+:class:`NoiseRobot` is a self-contained numpy robot for smoke tests and benchmarks: its observation already
+is ``(features, base_action)`` (AR(1) features with rare cue events, a fixed linear base policy), for the
+``noise`` backbone. Robots by name (``--env``) are resolved in ``sim.robots``. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -28,10 +30,6 @@ class Robot(Protocol):
     def observe(self) -> Any: ...
 
     def act(self, action: np.ndarray) -> bool: ...
-
-
-class Backbone(Protocol):
-    def __call__(self, observation: Any) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class GymRobot:
@@ -73,7 +71,7 @@ class GymRobot:
 class NoiseRobot:
     """Numpy-only stand-in robot: AR(1) features with cue events every ~``1 / cue_rate`` steps.
 
-    The observation is ``(features, base_action)`` already, so use it with :func:`identity_backbone`.
+    The observation is ``(features, base_action)`` already, so drive it with the ``noise`` backbone.
     Buffers are preallocated: stepping it allocates nothing, so it does not disturb memory measurements.
     """
 
@@ -94,6 +92,7 @@ class NoiseRobot:
         self._noise = np.zeros(d_model, dtype=np.float32)
         self.rng = rng
         self.t = 0
+        self.backbone = ("noise", {"d_model": d_model, "d_action": d_action})
 
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
@@ -115,23 +114,3 @@ class NoiseRobot:
             self.features += self.cues[self.rng.integers(len(self.cues))]
         np.matmul(self.features, self.policy, out=self.base)
         return self.t >= self.episode_steps
-
-
-def identity_backbone(observation: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    return observation
-
-
-def make_robot(name: str, d_model: int, d_action: int, episode_steps: int, seed: int = 0):
-    """``(robot, backbone)`` for ``aura run --env NAME``; raises ValueError on an unknown name."""
-    if name == "noise":
-        return NoiseRobot(d_model, d_action, episode_steps, seed=seed), identity_backbone
-    if name == "synthetic" or name.startswith("synthetic:"):
-        config = name.partition(":")[2] or "hard"
-        try:
-            from deploy.synthetic_adapter import make_synthetic
-        except ImportError as err:
-            raise ValueError(
-                f"--env synthetic needs the sim.synthetic package ({err}); use --env noise"
-            ) from err
-        return make_synthetic(d_model, d_action, episode_steps, seed, config)
-    raise ValueError(f"--env: unknown environment {name!r} (choose 'synthetic[:CONFIG]' or 'noise')")

@@ -11,11 +11,12 @@ the eager ``AuraMem.step`` (its naive twin, ~60 small kernels). On this runner t
 its writes are not bit-identical to the numpy replay of the journal (the GPU fuses multiply-adds), so use
 the ONNX Runtime / TensorRT runners where the journal must be bit-exact.
 
-Host round trip (what a control loop waits for), measured on an H200: ``graph.replay()`` + stream sync
-costs ~9.8 us even for a one-kernel graph; ``launch="driver"`` calls ``cuGraphLaunch`` through ctypes
-(~8.2 us) and ``wait="spin"`` polls the fused tail's completion token in pinned memory instead of
-synchronising the stream (~5.9 us). Spinning needs the fused step with zero-copy outputs (memcpy nodes
-would run after the token is written); other configurations synchronise the stream.
+Host round trip (what a control loop waits for): ``graph.replay()`` + stream sync has a fixed cost even
+for a one-kernel graph; ``launch="driver"`` calls ``cuGraphLaunch`` through ctypes (cheaper) and
+``wait="spin"`` polls the fused tail's completion token in pinned memory instead of synchronising the
+stream (cheaper still; the H200 numbers are in docs/deploy.md, "Measured costs"). Spinning needs the fused
+step with zero-copy outputs (memcpy nodes would run after the token is written); other configurations
+synchronise the stream.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class CudaGraphRunner:
         self.decay, self.key = torch.zeros(hk, device=dev), torch.zeros(hk, device=dev)
         self.delta, self.aux = torch.zeros(hv, device=dev), torch.zeros(hv, device=dev)
         if fused:
-            from deploy.fused_step import FusedStep
+            from deploy.export.fused_step import FusedStep
 
             self.kernel = FusedStep(layer, **fused_options)
         self.cur = 0

@@ -1,4 +1,4 @@
-"""``aura bench runtime``: per-step latency and memory growth of the deploy runtime.
+"""Per-step latency and memory growth of the deploy runtime (the library of ``aura bench runtime``).
 
 CPU (ONNX Runtime runner, the path ``aura run`` uses; one intra-op thread): median / p99 of the full runtime
 step (graph + exact commit of the requested writes) and its weight-bandwidth floor
@@ -20,11 +20,7 @@ exported first (that needs torch; the runtime measurement itself does not).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -75,7 +71,7 @@ def _inputs(spec, n: int = 256, seed: int = 0):
 
 
 def bench_cpu(model, steps: int, soak_steps: int, threads: int = 1, warmup_s: float = 20.0) -> dict:
-    from deploy.ort_runner import OrtRunner
+    from deploy.runtime.ort_runner import OrtRunner
 
     runner = OrtRunner(model, threads=threads)
     feats, bases = _inputs(runner.spec)
@@ -83,8 +79,8 @@ def bench_cpu(model, steps: int, soak_steps: int, threads: int = 1, warmup_s: fl
     lat = np.empty(steps, dtype=np.float64)
     clock = time.perf_counter_ns
     writes = 0
-    # Warm-up. Besides the first steps, ORT/glibc page in ~0.6 MiB once, about 10 s after start (no new
-    # threads; measured with /proc/self/smaps), so the soak below starts after >= 20 s of stepping.
+    # Warm-up. Besides the first steps, ORT/glibc page in memory once, seconds after start (no new threads;
+    # docs/deploy.md, "Measured costs"), so the soak below starts after >= 20 s of stepping.
     t_end, i = time.perf_counter() + (warmup_s if soak_steps else 0.0), 0
     while i < 2000 or time.perf_counter() < t_end:
         if runner.step(feats[i % n], bases[i % n]).write:
@@ -156,7 +152,7 @@ def bench_cuda(d_model: int, steps: int, soak_steps: int, checkpoint=None) -> li
     import torch
 
     from aura.layer import AuraMem
-    from deploy.cuda_graph import CudaGraphRunner
+    from deploy.export.cuda_graph import CudaGraphRunner
 
     if checkpoint:
         layer = AuraMem.load(checkpoint)
@@ -231,86 +227,19 @@ def bench_cuda(d_model: int, steps: int, soak_steps: int, checkpoint=None) -> li
     return results
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="ONNX step graph (default: export an AURA-sized one)")
-    parser.add_argument("--checkpoint", default=None, help="AuraMem checkpoint for the CUDA runners")
-    parser.add_argument("--d-model", type=int, default=4096, help="AURA-sized step when no model/checkpoint")
-    parser.add_argument("--steps", type=int, default=20_000, help="timed steps per runner")
-    parser.add_argument("--soak-steps", type=int, default=1_000_000, help="CPU RSS soak (0: skip)")
-    parser.add_argument("--cuda-soak-steps", type=int, default=100_000, help="CUDA memory soak (0: skip)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--skip-cpu", action="store_true")
-    parser.add_argument("--skip-cuda", action="store_true")
-    parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--out", default="runs/bench", help="where an exported model is written")
-
-
-def _export_default(args) -> Path:
+def export_random_step(checkpoint, d_model: int, out) -> Path:
+    """Export ``checkpoint``'s step, or an AURA-sized one with random weights, to ``out``/step_d<d>.onnx."""
     import torch  # export needs torch; the measured runtime does not
 
     from aura.layer import AuraMem
-    from deploy.export import export_layer
+    from deploy.export.step_graph import export_layer
 
-    if args.checkpoint:
-        layer = AuraMem.load(args.checkpoint)
+    if checkpoint:
+        layer = AuraMem.load(checkpoint)
     else:
         torch.manual_seed(0)
-        layer = AuraMem(d_model=args.d_model, d_action=7)
-    path = Path(args.out) / f"step_d{layer.config.d_model}.onnx"
+        layer = AuraMem(d_model=d_model, d_action=7)
+    path = Path(out) / f"step_d{layer.config.d_model}.onnx"
     print(f"exporting a d_model={layer.config.d_model} step to {path} ...", flush=True)
     export_layer(layer, path)
     return path
-
-
-def run(args: argparse.Namespace) -> int:
-    result = {"host": platform.node(), "cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
-    rows = []
-    if not args.skip_cpu:
-        model = Path(args.model) if args.model else _export_default(args)
-        print(f"CPU: ONNX Runtime on {model}, {args.steps} timed steps ...", flush=True)
-        cpu = bench_cpu(model, args.steps, args.soak_steps, args.threads)
-        result["cpu"] = cpu
-        rows.append(
-            (
-                f"CPU ORT ({cpu['threads']} thread)",
-                cpu["latency_us_median"],
-                cpu["latency_us_p99"],
-                f"floor {cpu['floor_us']:.1f} us ({cpu['weight_bytes']} B / "
-                f"{cpu['memcpy_bytes_per_s'] / 1e9:.1f} GB/s): x{cpu['median_over_floor']:.2f} (<= 2)",
-                cpu.get("rss_growth_bytes"),
-            )
-        )
-    cuda = False
-    if not args.skip_cuda:
-        try:
-            import torch
-
-            cuda = torch.cuda.is_available()
-        except ImportError:
-            cuda = False
-        if not cuda:
-            print("CUDA: no torch CUDA device here; skipping the CUDA-graph runners")
-    if cuda:
-        print("CUDA: torch CUDA-graph runners ...", flush=True)
-        res = bench_cuda(args.d_model, args.steps, args.cuda_soak_steps, args.checkpoint)
-        result["cuda"] = res
-        for r in res:
-            if "error" in r:
-                rows.append((r["runner"], float("nan"), float("nan"), r["error"][:60], None))
-                continue
-            rows.append(
-                (
-                    f"{r['runner']} {r['device']}",
-                    r["latency_us_median"],
-                    r["latency_us_p99"],
-                    f"GPU {r['gpu_us_per_replay']:.1f} us/replay (target <= 20 us wall)",
-                    r.get("memory_allocated_growth_bytes"),
-                )
-            )
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-    print(f"\n{'runner':<38} {'median us':>10} {'p99 us':>10}  {'mem growth B':>12}  note")
-    for name, med, p99, note, growth in rows:
-        print(f"{name:<38} {med:>10.1f} {p99:>10.1f}  {'-' if growth is None else growth:>12}  {note}")
-    return 0

@@ -1,4 +1,4 @@
-"""``aura run``: the closed-loop controller on the fixed-memory runtime, with write and flash logs.
+"""The closed-loop controller of ``aura run``: the fixed-memory runtime with write and flash logs.
 
 Each control step t:
 
@@ -15,23 +15,20 @@ the runtime's share of the step (graph + commit decision + state update); the jo
 separately (``journal_us``) because it depends on the storage, not on the model.
 
 Memory stays flat over an episode: every buffer (runner, journal record, latency ring) is preallocated and
-nothing is appended per step. This module never imports torch (tests/deploy/test_torch_free.py).
+nothing is appended per step. This module never imports torch (tests/test_architecture.py;
+tests/deploy/test_loop.py runs ``aura run`` and checks ``sys.modules``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from deploy.budget import BudgetController, FlashConfig, PageMeter
-from deploy.errors import DeployFileError, InputError
-from deploy.journal import FSYNC_POLICIES, StateJournal, record_bytes
+from deploy.runtime.budget import BudgetController, FlashConfig, PageMeter
+from deploy.runtime.journal import StateJournal, record_bytes
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -42,7 +39,7 @@ def make_runner(model: str | os.PathLike, backend: str = "auto", threads: int = 
     With TensorRT and an ONNX model, the engine is built once next to it (``model.engine``, rebuilt when the
     ONNX file is newer): engines are specific to the device and TensorRT version.
     """
-    from deploy.trt_runner import trt_available
+    from deploy.runtime.trt_runner import trt_available
 
     model = Path(model)
     is_engine = model.suffix in ENGINE_SUFFIXES
@@ -53,13 +50,13 @@ def make_runner(model: str | os.PathLike, backend: str = "auto", threads: int = 
             raise ValueError(
                 f"{model}: a TensorRT engine needs --backend trt (or auto with TensorRT installed)"
             )
-        from deploy.ort_runner import OrtRunner
+        from deploy.runtime.ort_runner import OrtRunner
 
         return OrtRunner(model, threads=threads)
     if backend == "trt":
         if not trt_available():
             raise ValueError("--backend trt needs TensorRT 10.x (python package 'tensorrt', e.g. JetPack 6)")
-        from deploy.trt_runner import TrtRunner, build_engine
+        from deploy.runtime.trt_runner import TrtRunner, build_engine
 
         if not is_engine:
             engine = model.with_suffix(".engine")
@@ -115,6 +112,16 @@ class ControlLoop:
                 f'"latency_us": {lat_us:.1f}{extra}}}\n'
             )
 
+    def recovery_line(self) -> str | None:
+        """One line describing what opening the journal recovered (None without a journal or records)."""
+        if self.journal is None or not self.journal.recovery.records_replayed:
+            return None
+        r = self.journal.recovery
+        return (
+            f"recovered journal state: snapshot {r.snapshot.name} + {r.records_replayed} records "
+            f"({r.dropped_bytes} B torn tail dropped)"
+        )
+
     def episode(self, index: int, seed: int | None = None, resume: bool = False) -> dict:
         """Run one episode (at most ``max_steps`` steps) and return its summary.
 
@@ -129,6 +136,7 @@ class ControlLoop:
             if self.journal is not None:
                 self.journal.snapshot(runner.state, self.total_steps)
         robot.reset(seed)
+        self.backbone.reset()
         writes = requested = suppressed = fallbacks = 0
         journal_n = 0
         t = 0
@@ -194,9 +202,9 @@ class ControlLoop:
             "state_bytes": st_bytes,
             "dense_rewrite_bytes": writes * st_bytes,
             "kv_equivalent_bytes": t * st.kv_bytes_per_step,
-            "latency_us_median": float(np.median(lat)) if t else 0.0,
+            "latency_us_median": float(np.percentile(lat, 50)) if t else 0.0,
             "latency_us_p99": float(np.percentile(lat, 99)) if t else 0.0,
-            "journal_us_median": float(np.median(self.journal_us[:journal_n])) if journal_n else 0.0,
+            "journal_us_median": float(np.percentile(self.journal_us[:journal_n], 50)) if journal_n else 0.0,
             "flash": {k: v for k, v in flash.items() if k != "config"},
             **task,
         }
@@ -204,137 +212,3 @@ class ControlLoop:
     def close(self) -> None:
         if self.journal is not None:
             self.journal.close()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="ONNX per-step graph (aura export) or TensorRT engine")
-    parser.add_argument(
-        "--backend",
-        choices=("auto", "ort", "trt"),
-        default="auto",
-        help="auto: TensorRT where it imports (engine built next to the ONNX file), else ORT",
-    )
-    parser.add_argument("--env", default="synthetic", help="'synthetic[:CONFIG]' (default: hard) or 'noise'")
-    parser.add_argument("--episodes", type=int, default=3)
-    parser.add_argument("--max-steps", type=int, default=500, help="steps per episode at most")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--out", default="runs/run", help="directory for steps.jsonl, episodes.jsonl, journal/"
-    )
-    parser.add_argument(
-        "--no-journal", action="store_true", help="do not persist the state (bytes still counted)"
-    )
-    parser.add_argument("--fsync", choices=FSYNC_POLICIES, default="record", help="journal fsync policy")
-    parser.add_argument("--snapshot-every", type=int, default=4096, help="journal records between snapshots")
-    parser.add_argument("--flash-config", default=None, help="JSON with FlashConfig fields (docs/deploy.md)")
-    parser.add_argument("--control-hz", type=float, default=20.0, help="control rate the budget assumes")
-    parser.add_argument("--no-budget", action="store_true", help="never suppress writes (still accounted)")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
-    parser.add_argument(
-        "--resume", action="store_true", help="first episode continues from the journal's state"
-    )
-
-
-def _table(summaries: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="aura run: episodes")
-    cols = [
-        "ep",
-        "steps",
-        "writes",
-        "rate",
-        "suppr.",
-        "fallb.",
-        "bytes",
-        "pages",
-        "KV-eq. B",
-        "med us",
-        "p99 us",
-    ]
-    acc = "accuracy" in summaries[0]
-    for c in cols + (["acc."] if acc else []):
-        table.add_column(c, justify="right")
-    for s in summaries:
-        row = [
-            s["episode"],
-            s["steps"],
-            s["writes"],
-            f"{s['write_rate']:.3f}",
-            s["writes_suppressed"],
-            s["fallbacks"],
-            s["bytes_written"],
-            s["pages_written"],
-            s["kv_equivalent_bytes"],
-            f"{s['latency_us_median']:.1f}",
-            f"{s['latency_us_p99']:.1f}",
-        ]
-        if acc:
-            row.append(f"{s.get('accuracy', float('nan')):.3f}")
-        table.add_row(*map(str, row))
-    Console(width=150).print(table)
-    f = summaries[-1]["flash"]
-    print(
-        f"state {summaries[-1]['state_bytes']} B, record {summaries[-1]['record_bytes']} B/write; flash: "
-        f"{f['bytes_per_hour'] / 1e6:.3f} MB/h, {f['pages_per_hour']:.0f} pages/h, "
-        f"{f['flash_bytes_per_hour'] / 1e6:.3f} MB/h incl. WA "
-        f"(allowed {f['allowed_flash_bytes_per_hour'] / 1e6:.1f}); "
-        f"projected lifetime {f['projected_lifetime_years']:.1f} y (target {f['target_lifetime_years']}); "
-        f"allowed write rate {f['allowed_writes_per_hour']:.0f} writes/h"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    try:
-        flash = FlashConfig.from_json(args.flash_config) if args.flash_config else FlashConfig()
-        runner = make_runner(args.model, args.backend, args.threads)
-        spec = runner.spec
-        from deploy.envs import make_robot
-
-        robot, backbone = make_robot(args.env, spec.d_model, spec.d_action, args.max_steps, args.seed)
-        out.mkdir(parents=True, exist_ok=True)
-        step_log = open(out / "steps.jsonl", "w", buffering=1 << 16)
-        loop = ControlLoop(
-            runner,
-            robot,
-            backbone,
-            max_steps=args.max_steps,
-            flash=flash,
-            control_hz=args.control_hz,
-            budget=not args.no_budget,
-            journal_dir=None if args.no_journal else out / "journal",
-            fsync=args.fsync,
-            snapshot_every=args.snapshot_every,
-            step_log=step_log,
-        )
-    except (DeployFileError, ValueError, OSError) as err:
-        print(f"aura run: {err}", file=sys.stderr)
-        return 2
-    if loop.journal is not None and loop.journal.recovery.records_replayed:
-        r = loop.journal.recovery
-        print(
-            f"recovered journal state: snapshot {r.snapshot.name} + {r.records_replayed} records "
-            f"({r.dropped_bytes} B torn tail dropped)"
-        )
-    summaries = []
-    with open(out / "episodes.jsonl", "w") as ep_log:
-        for ep in range(args.episodes):
-            try:
-                s = loop.episode(ep, seed=args.seed + ep, resume=args.resume and ep == 0)
-            except InputError as err:
-                loop.close()
-                print(f"aura run: bad input from the backbone: {err}", file=sys.stderr)
-                return 2
-            summaries.append(s)
-            ep_log.write(json.dumps(s) + "\n")
-            print(
-                f"episode {ep}: {s['steps']} steps, {s['writes']} writes ({s['write_rate']:.1%}), "
-                f"{s['bytes_written']} B written, median {s['latency_us_median']:.1f} us"
-            )
-    loop.close()
-    step_log.close()
-    _table(summaries)
-    print(f"logs: {out / 'steps.jsonl'}, {out / 'episodes.jsonl'}")
-    return 0

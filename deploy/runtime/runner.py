@@ -1,6 +1,6 @@
 """What every deploy runner shares: the step contract, input checks, the safe fallback and the exact commit.
 
-The per-step graph (docs/ARCHITECTURE.md section 3) maps
+The per-step graph (``aura.contract.STEP_INPUTS`` -> ``STEP_OUTPUTS``; docs/ARCHITECTURE.md section 3) maps
 
     features z_t [1, d_model], base_action a_t^base [1, d_action], state S_{t-1} [1, H, K+1, V]
       -> action a_t, new_state, write (bool), gate_prob p_t, decay alpha_t, key k_t, delta u_t, aux,
@@ -8,7 +8,7 @@ The per-step graph (docs/ARCHITECTURE.md section 3) maps
 
 A runner executes it into preallocated buffers (:meth:`StepRunner.step`), then the control loop decides
 whether the requested write is committed (the flash budget may refuse it) and calls either
-:meth:`StepRunner.commit`, which applies the factored write with :func:`deploy.state.apply_write`. The
+:meth:`StepRunner.commit`, which applies the factored write with :func:`deploy.runtime.state.apply_write`. The
 runtime's state is therefore exactly what the journal replays, whatever the backend fused. A refused write
 calls :meth:`StepRunner.suppress` instead: the state stays and the action becomes ``action_skip``, so the
 action always matches the state the robot's memory really holds.
@@ -16,7 +16,7 @@ action always matches the state the robot's memory really holds.
 Safe fallback (documented, logged and counted by the loop, never silent): non-finite features, a
 non-finite base action, or a graph that returns a non-finite action or gate -> the step returns the base
 action, requests no write, and leaves the state untouched. Wrong type, shape or dtype is an
-:class:`~deploy.errors.InputError` naming the tensor: that is a wiring bug, not a sensor glitch.
+:class:`~deploy.runtime.errors.InputError` naming the tensor: that is a wiring bug, not a sensor glitch.
 """
 
 from __future__ import annotations
@@ -25,11 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deploy.errors import InputError
-from deploy.state import F32, StateSpec, WriteRecord, apply_write
-
-INPUTS = ("features", "base_action", "state")
-OUTPUTS = ("action", "new_state", "write", "gate_prob", "decay", "key", "delta", "aux", "action_skip")
+from deploy.runtime.errors import InputError
+from deploy.runtime.state import F32, StateSpec, WriteRecord, apply_write
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Triton kernels of the fused AuraMem step (see ``deploy.fused_step`` for the math and the host side).
+"""Triton kernels of the fused AuraMem step (see ``deploy.export.fused_step`` for the math and the host side).
 
 ``_tail`` is the whole step after the projections, for one program; ``_step_tail`` runs it after the split-K
 ``_gemv_partial`` (two launches), ``_step_single`` folds both into one launch with an arrival counter. The
@@ -295,7 +295,9 @@ def _step_single(
     tl.store(p_ptr + pk * N + rn, tl.sum(z[:, None] * w, axis=0))
     total = tl.num_programs(0) * tl.num_programs(1)
     arrived = tl.atomic_add(count_ptr, 1, sem="acq_rel")
-    if arrived == total - 1:  # host inputs only here: 128 programs reading them over PCIe cost ~15 us
+    if (
+        arrived == total - 1
+    ):  # host inputs only here: 128 programs reading them over PCIe is slow (docs/deploy.md)
         ra = tl.arange(0, A_P)
         base = tl.load(base_ptr + ra, mask=ra < n_act, other=0.0)
         token = tl.load(token_ptr)

@@ -9,8 +9,8 @@ A journal directory holds
   536 B at H=1, K=V=32 (a dense state rewrite would be 4,224 B).
 
 Recovery = newest valid snapshot + every valid record after it, in sequence order, applied with
-:func:`deploy.state.apply_write` (the runtime's own write, so the result is bit-exact). A record that is
-short (torn by a crash mid-write), fails its CRC, or breaks the sequence ends the replay: it and everything
+:func:`deploy.runtime.state.apply_write` (the runtime's own write, so the result is bit-exact). A record that
+is short (torn by a crash mid-write), fails its CRC, or breaks the sequence ends the replay: it and everything
 after it is dropped, never applied, and counted in ``Recovery.dropped_bytes``. A corrupt newest snapshot
 falls back to the previous one (two are kept, with their segments).
 
@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.errors import JournalError
-from deploy.state import F32, StateSpec, WriteRecord, apply_write
+from deploy.runtime.errors import JournalError
+from deploy.runtime.state import F32, StateSpec, WriteRecord, apply_write
 
 VERSION = 1
 SNAP_MAGIC = b"AURASNP1"
@@ -211,7 +211,7 @@ def recover(directory: str | os.PathLike, spec: StateSpec) -> Recovery:
 class StateJournal:
     """Append-only journal of committed writes. Use :meth:`open`; see the module docstring for the policy.
 
-    ``meter`` (a :class:`deploy.budget.PageMeter`) is told every byte appended and every sync, so the
+    ``meter`` (a :class:`deploy.runtime.budget.PageMeter`) is told every byte appended and every sync, so the
     flash budget counts bytes and pages, not write events.
     """
 

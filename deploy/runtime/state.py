@@ -1,8 +1,8 @@
 """The deployable memory state and the exact numpy write that both the runtime and the journal apply.
 
-State layout (docs/ARCHITECTURE.md section 2): one float32 array ``[1, H, K + 1, V]``; rows ``0..K-1``
-hold the fast-weight matrix S, row ``K`` the auxiliary vector. A write is carried in factored form
-(alpha_t = ``decay``, k_t = ``key``, u_t = ``delta``, the new aux row ``aux``):
+State layout (``aura.contract``; docs/ARCHITECTURE.md section 2): one float32 array ``[1, H, K + 1, V]``;
+rows ``0..K-1`` hold the fast-weight matrix S, row ``K`` the auxiliary vector. A write is carried in factored
+form (alpha_t = ``decay``, k_t = ``key``, u_t = ``delta``, the new aux row ``aux``):
 
     S_t = Diag(alpha_t) S_{t-1} + k_t u_t^T        (elementwise: decay[:, None] * S + key[:, None] * delta)
     state[K, :] = aux
@@ -19,41 +19,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aura.contract import StateLayout
+
 F32 = np.dtype("<f4")
 
 
 @dataclass(frozen=True)
-class StateSpec:
-    """Shape of the memory: ``heads`` H, ``d_key`` K, ``d_val`` V."""
-
-    heads: int
-    d_key: int
-    d_val: int
-
-    def __post_init__(self) -> None:
-        for name in ("heads", "d_key", "d_val"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"StateSpec.{name} must be a positive int, got {value!r}")
+class StateSpec(StateLayout):
+    """The contract's state layout (``aura.contract.StateLayout``: heads H, d_key K, d_val V, bytes) at
+    batch 1, as the runtime holds it."""
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        return (1, self.heads, self.d_key + 1, self.d_val)
-
-    @property
-    def state_bytes(self) -> int:
-        """H * (K*V + V) * 4; 4,224 at H=1, K=V=32."""
-        return self.heads * (self.d_key + 1) * self.d_val * 4
-
-    @property
-    def record_floats(self) -> int:
-        """decay, key (K each) and delta, aux (V each), per head."""
-        return self.heads * (2 * self.d_key + 2 * self.d_val)
-
-    @property
-    def kv_bytes_per_step(self) -> int:
-        """What one KV-cache append of the same key/value widths costs: H * (K + V) * 4 (256 B at 32x32)."""
-        return self.heads * (self.d_key + self.d_val) * 4
+        return (1, *self.dims)
 
     def zeros(self) -> np.ndarray:
         return np.zeros(self.shape, dtype=F32)

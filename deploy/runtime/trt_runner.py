@@ -10,8 +10,9 @@ Runtime (:class:`TrtRunner`): every buffer is allocated once with ``cudaMalloc``
 are set once, and one CUDA graph holding ``H2D(features, base_action) -> execute_async_v3 -> D2H(outputs)``
 is captured and replayed each step. Device memory is therefore constant for the life of the runner.
 
-As on the CPU, the authoritative state is the host numpy state (:mod:`deploy.runtime`): a committed write is
-applied exactly in numpy and the 4 KiB state uploaded to the engine's ``state`` input; the engine's own
+As on the CPU, the authoritative state is the host numpy state (:mod:`deploy.runtime.runner`): a committed
+write is applied exactly in numpy and the 4 KiB state uploaded to the engine's ``state`` input; the engine's
+own
 ``new_state`` goes to a scratch buffer. A non-write costs no transfer.
 
 Nothing here imports tensorrt until a runner or build is requested; tests skip, naming TensorRT, where the
@@ -27,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.errors import ModelFileError
-from deploy.runtime import INPUTS, OUTPUTS, ModelSpec, StepRunner
-from deploy.state import StateSpec
+from aura.contract import STEP_INPUTS, STEP_OUTPUTS
+from deploy.runtime.errors import ModelFileError
+from deploy.runtime.runner import ModelSpec, StepRunner
+from deploy.runtime.state import StateSpec
 
 _H2D, _D2H = 1, 2
 _CAPTURE_THREAD_LOCAL = 1
@@ -132,7 +134,7 @@ class TrtRunner(StepRunner):
             )
         self.engine = engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        missing = [n for n in INPUTS + OUTPUTS if n not in names]
+        missing = [n for n in STEP_INPUTS + STEP_OUTPUTS if n not in names]
         if missing:
             raise ModelFileError(self.path, f"not an AURA step engine: missing tensors {missing}")
         shapes = {n: tuple(engine.get_tensor_shape(n)) for n in names}
@@ -162,10 +164,10 @@ class TrtRunner(StepRunner):
             "aux": self.record.aux,
         }
         self._host = host
-        self._dev = {n: cuda.malloc(host[n].nbytes) for n in INPUTS + OUTPUTS}
+        self._dev = {n: cuda.malloc(host[n].nbytes) for n in STEP_INPUTS + STEP_OUTPUTS}
         # Pinned staging so the captured copies are true async DMA.
         self._pinned = {}
-        for n in INPUTS + OUTPUTS:
+        for n in STEP_INPUTS + STEP_OUTPUTS:
             if n in ("state", "new_state"):
                 continue
             ptr = cuda.malloc_host(host[n].nbytes)
@@ -179,7 +181,7 @@ class TrtRunner(StepRunner):
             self.context.set_device_memory(self._scratch_dev, size)
         else:
             self.context.device_memory = self._scratch_dev
-        for n in INPUTS + OUTPUTS:
+        for n in STEP_INPUTS + STEP_OUTPUTS:
             if not self.context.set_tensor_address(n, self._dev[n]):
                 raise ModelFileError(self.path, f"cannot bind tensor {n!r}")
         self._upload_state()
@@ -201,7 +203,7 @@ class TrtRunner(StepRunner):
             cuda.memcpy_async(self._dev[n], ptr, arr.nbytes, _H2D, s)
         if not self.context.execute_async_v3(s.value or 0):
             raise RuntimeError(f"{self.path}: TensorRT execute_async_v3 failed")
-        for n in OUTPUTS:
+        for n in STEP_OUTPUTS:
             if n != "new_state":
                 ptr, arr = self._pinned[n]
                 cuda.memcpy_async(ptr, self._dev[n], arr.nbytes, _D2H, s)

@@ -3,7 +3,7 @@
 Binding ``i`` reads the state from ``states[i]`` and writes ``new_state`` into ``states[1 - i]``; every
 other input and output is bound once to the same preallocated buffer, so a step allocates nothing and the
 resident memory stays flat (``aura bench runtime`` measures it). ``run_with_iobinding(binding, None)``:
-passing a ``RunOptions`` object costs ~24 us per call in ORT 1.32 (docs/deploy.md).
+passing a ``RunOptions`` object costs measurably more per call (docs/deploy.md, "Measured costs").
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.errors import ModelFileError
-from deploy.runtime import INPUTS, OUTPUTS, ModelSpec, StepRunner
-from deploy.state import StateSpec
+from aura.contract import STEP_INPUTS, STEP_OUTPUTS
+from deploy.runtime.errors import ModelFileError
+from deploy.runtime.runner import ModelSpec, StepRunner
+from deploy.runtime.state import StateSpec
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(bool)": np.bool_}
 
@@ -51,10 +52,12 @@ def model_spec_from_session(path: Path, sess) -> ModelSpec:
     """Check the step contract's tensor names, dtypes and static shapes; derive the dimensions."""
     ins = {a.name: a for a in sess.get_inputs()}
     outs = {a.name: a for a in sess.get_outputs()}
-    missing = [n for n in INPUTS if n not in ins] + [n for n in OUTPUTS if n not in outs]
+    missing = [n for n in STEP_INPUTS if n not in ins] + [n for n in STEP_OUTPUTS if n not in outs]
     if missing:
         raise ModelFileError(path, f"not an AURA step graph: missing tensors {missing}")
-    shapes = {n: _static_shape(path, a) for n, a in {**ins, **outs}.items() if n in INPUTS + OUTPUTS}
+    shapes = {
+        n: _static_shape(path, a) for n, a in {**ins, **outs}.items() if n in STEP_INPUTS + STEP_OUTPUTS
+    }
     for name, arg in {**ins, **outs}.items():
         want = "tensor(bool)" if name == "write" else "tensor(float)"
         if name in shapes and arg.type != want:

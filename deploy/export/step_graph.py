@@ -1,4 +1,4 @@
-"""``aura export CHECKPOINT --out model.onnx``: the per-step graph, checked, with a 10,000-step parity run.
+"""The per-step graph of ``aura export CHECKPOINT --out model.onnx``: export, checks, and the parity run.
 
 The graph (opset 18, static shapes, batch 1) is ``AuraMem.step`` traced by ``torch.onnx.export(dynamo=True)``:
 
@@ -17,16 +17,13 @@ This module imports torch; the runtime (``aura run``) never imports it.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from deploy.runtime import INPUTS, OUTPUTS
+from aura.contract import STEP_INPUTS, STEP_OUTPUTS
 
 FORMAT_VERSION = 1
 
@@ -60,8 +57,8 @@ def export_step(module, path, *, d_model, d_action, heads, d_key, d_val, opset=1
             args,
             dynamo=True,
             opset_version=opset,
-            input_names=list(INPUTS),
-            output_names=list(OUTPUTS),
+            input_names=list(STEP_INPUTS),
+            output_names=list(STEP_OUTPUTS),
             optimize=True,
             verbose=False,
         )
@@ -91,7 +88,7 @@ def parity(module, onnx_path, steps: int = 10_000, seed: int = 0, feature_scale:
     """Torch vs ONNX Runtime over ``steps`` recurrent steps, each side on its own state (see module doc)."""
     import torch
 
-    from deploy.ort_runner import OrtRunner, load_session, model_spec_from_session
+    from deploy.runtime.ort_runner import OrtRunner, load_session, model_spec_from_session
 
     sess = load_session(onnx_path)
     spec = model_spec_from_session(Path(onnx_path), sess)
@@ -187,76 +184,3 @@ def export_checkpoint(checkpoint, out, opset: int = 18):
     layer = AuraMem.load(checkpoint)
     meta = {"checkpoint": Path(checkpoint).name, "rule": layer.config.rule}
     return export_layer(layer, out, opset=opset, metadata=meta)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="AuraMem checkpoint directory (model.safetensors + config.json)")
-    parser.add_argument("--out", required=True, help="where to write the ONNX per-step graph")
-    parser.add_argument("--opset", type=int, default=18)
-    parser.add_argument("--parity-steps", type=int, default=10_000, help="0 skips the parity run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="write the export/parity report here")
-    parser.add_argument("--trt", default=None, metavar="ENGINE", help="also build a TensorRT engine (Jetson)")
-    parser.add_argument("--fp16", action="store_true", help="TensorRT: allow fp16 kernels")
-    parser.add_argument("--workspace-mb", type=int, default=256, help="TensorRT builder workspace limit")
-
-
-def run(args: argparse.Namespace) -> int:
-    from aura.training.checkpoint import CheckpointError
-
-    try:
-        module, path = export_checkpoint(args.checkpoint, args.out, args.opset)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"aura export: {err}", file=sys.stderr)
-        return 2
-    size = path.stat().st_size
-    print(f"wrote {path} ({size / 1024:.1f} KiB, opset {args.opset}, onnx.checker full_check passed)")
-    report = {"onnx": os.fspath(path), "bytes": size, "opset": args.opset, "checker": "full_check passed"}
-    ok = True
-    if args.parity_steps > 0:
-        from rich.console import Console
-        from rich.table import Table
-
-        print(f"parity: torch vs ONNX Runtime over {args.parity_steps} recurrent steps ...", flush=True)
-        par = parity(module, path, steps=args.parity_steps, seed=args.seed)
-        report["parity"] = par
-        ok = par["passed"]
-        table = Table(title=f"parity over {par['steps']} steps ({par['writes_torch']} writes in torch)")
-        for col in ("path", "max abs error", "write disagreements", "target"):
-            table.add_column(col)
-        table.add_row(
-            "ONNX graph, own new_state",
-            f"{par['max_abs_err']:.3g}",
-            str(par["write_disagreements"]),
-            "<= 1e-5, 0",
-        )
-        rt = par["runtime_max_abs_err_by_output"]
-        table.add_row(
-            "runtime (numpy commit)",
-            f"{max(rt.values()):.3g}",
-            str(par["runtime_write_disagreements"]),
-            "(reported)",
-        )
-        Console().print(table)
-        print(
-            f"max abs error: {par['max_abs_err']:.3g}  write-flag disagreements: {par['write_disagreements']}"
-            f"  -> {'PASS' if ok else 'FAIL'}"
-        )
-    if args.trt:
-        from deploy.trt_runner import build_engine
-
-        try:
-            build_engine(path, args.trt, fp16=args.fp16, workspace_mb=args.workspace_mb)
-        except ImportError as err:
-            print(
-                f"aura export --trt: TensorRT is not importable here ({err}); build the engine on the "
-                "Jetson (docs/deploy.md)",
-                file=sys.stderr,
-            )
-            return 2
-        report["engine"] = args.trt
-        print(f"wrote TensorRT engine {args.trt}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
-    return 0 if ok else 1
