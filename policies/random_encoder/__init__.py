@@ -10,6 +10,11 @@ so it cannot know the answer: its action is uniform logits, zeros); ``TorchRando
 torch wrapper holding the same weights as buffers.
 """
 
-from policies.random_encoder.encoder import RandomEncoder, RandomEncoderBackbone, TorchRandomEncoder
+from policies.random_encoder.encoder import (
+    RandomEncoder,
+    RandomEncoderBackbone,
+    RandomEncoderConfig,
+    TorchRandomEncoder,
+)
 
-__all__ = ["RandomEncoder", "RandomEncoderBackbone", "TorchRandomEncoder"]
+__all__ = ["RandomEncoder", "RandomEncoderBackbone", "RandomEncoderConfig", "TorchRandomEncoder"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from policies.backbone import BackboneSpec
 
 
 class RandomEncoder:
@@ -23,7 +27,9 @@ class RandomEncoder:
         if x.shape[-1] != self.d_obs:
             raise ValueError(f"RandomEncoder: observation has {x.shape[-1]} features, expected {self.d_obs}")
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.d_obs)  # 2-D GEMMs: numpy's stacked (3-D @ 2-D) matmul can be 30x slower
+        x2 = x.reshape(
+            -1, self.d_obs
+        )  # 2-D GEMMs: numpy's stacked (3-D @ 2-D) matmul is far slower (docs/synthetic.md)
         z = np.tanh(x2 @ self.w1 + self.b1) @ self.w2
         return z.astype(np.float32, copy=False).reshape(*lead, self.d_model)
 
@@ -34,9 +40,29 @@ class RandomEncoderBackbone:
     def __init__(self, encoder: RandomEncoder, d_action: int = 8):
         self.encoder = encoder
         self.base_action = np.zeros(d_action, dtype=np.float32)
+        self.spec = BackboneSpec(d_model=encoder.d_model, d_action=d_action)
+
+    def reset(self) -> None:
+        pass  # stateless
 
     def __call__(self, observation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.encoder(observation), self.base_action.copy()
+
+
+@dataclass
+class RandomEncoderConfig:
+    """The registered ``random_encoder`` backbone (``policies.factory``): encoder sizes and seed."""
+
+    d_obs: int
+    d_model: int
+    d_hidden: int = 128
+    seed: int = 0
+    gain: float = 1.5
+    d_action: int = 8
+
+    def build(self) -> RandomEncoderBackbone:
+        enc = RandomEncoder(self.d_obs, self.d_model, self.d_hidden, seed=self.seed, gain=self.gain)
+        return RandomEncoderBackbone(enc, self.d_action)
 
 
 def TorchRandomEncoder(encoder: RandomEncoder):  # noqa: N802 - a factory that reads like the class it builds
