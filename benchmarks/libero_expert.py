@@ -58,7 +58,7 @@ def run_episode(item: tuple[int, int]) -> dict:
     import numpy as np
 
     from policies.libero_expert import ScriptedExpert
-    from policies.libero_expert.sim import make_env, reset_to
+    from sim.libero.expert_env import make_env, reset_to
 
     t0 = time.time()
     rec = {"task": task_id, "init_state": init, "success": False, "steps": 0}

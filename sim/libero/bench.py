@@ -1,6 +1,6 @@
 """Steady-state LIBERO env throughput with N parallel workers, and where a step's time goes.
 
-    python -m sim.libero.bench --workers 2 --steps 60 --image-size 128 [--render fast] [--lp-threads N]
+    aura bench libero --workers 2 --steps 60 --image-size 128 [--render fast] [--lp-threads N]
 
 Each worker builds a ``LiberoEnv`` (task ``tasks[i % len(tasks)]``), resets, waits at a barrier so
 all workers step at the same time, then runs ``--steps`` steps camera-free and ``--steps`` steps
@@ -16,8 +16,6 @@ throughput including them.
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing as mp
 import os
 import time
@@ -28,31 +26,31 @@ import numpy as np
 def _worker(i, args, barrier, queue):
     if args.lp_threads is not None:  # before Mesa starts in this process
         os.environ["LP_NUM_THREADS"] = str(args.lp_threads)
-    from sim.libero.arms import PrivilegedPolicy
+    from policies.factory import make_backbone
     from sim.libero.env import LiberoEnv
 
     task = args.tasks[i % len(args.tasks)]
     cams = tuple(c for c in args.cameras.split(",") if c)
     env = LiberoEnv(task, image_size=args.image_size, cameras=cams, render_quality=args.render)
-    policy = PrivilegedPolicy(args.policy, task, d_model=8)
+    backbone = make_backbone(args.backbone, {"d_model": 8} if args.backbone.startswith("libero_") else {})
     if args.no_cull and env.renderer is not None:
         env.renderer.uninstall()  # robosuite's own renderer: the pre-culling baseline
     out = {"worker": i, "task": task, "render_info": env.render_info}
     for phase, on in (("camera_free", False), ("cameras", True)):
         env.set_cameras(on)
         obs, _ = env.reset(options={"init_state": i})
-        policy.reset(env)
+        backbone.reset()
         barrier.wait()
         t0, c0, n, t_env = time.perf_counter(), time.process_time(), 0, 0.0
         while n < args.steps:
-            a, _ = policy(env, obs)
+            _, a = backbone(env.observation(obs, privileged=backbone.spec.privileged))
             ts = time.perf_counter()
             obs, _, term, trunc, _ = env.step(a)
             t_env += time.perf_counter() - ts
             n += 1
             if term or trunc:
                 obs, _ = env.reset(options={"init_state": i})
-                policy.reset(env)
+                backbone.reset()
         cpu_ms = 1000 * (time.process_time() - c0) / n  # all threads of this worker (llvmpipe's too)
         out[phase] = dict(
             steps=n, wall_s=time.perf_counter() - t0, env_step_ms=1000 * t_env / n, cpu_ms=cpu_ms
@@ -62,24 +60,9 @@ def _worker(i, args, barrier, queue):
     queue.put(out)
 
 
-def main(argv=None) -> int:
-    from sim.libero.render import add_render_argument
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--steps", type=int, default=60, help="steps per worker and phase")
-    p.add_argument("--tasks", default="0,1", help="tasks, one per worker in turn")
-    p.add_argument("--cameras", default="image,wrist_image", help="cameras of the 'cameras' phase")
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--policy", default="expert", choices=("expert", "noop"))
-    add_render_argument(p)
-    p.add_argument("--lp-threads", type=int, default=None, help="LP_NUM_THREADS for the workers")
-    p.add_argument("--no-cull", action="store_true", help="robosuite's renderer (baseline; faithful only)")
-    p.add_argument("--json", default=None, help="write the results here")
-    args = p.parse_args(argv)
-    if args.no_cull and args.render != "faithful":
-        p.error("--no-cull measures the faithful baseline; drop --render fast")
-    args.tasks = [int(t) for t in args.tasks.split(",")]
+def run_throughput(args) -> dict:
+    """Start ``args.workers`` spawned workers (each: one env, ``args.steps`` steps per phase), print the
+    per-phase throughput and the render share, return the summary (``args``: see ``aura bench libero``)."""
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(args.workers), ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(i, args, barrier, queue)) for i in range(args.workers)]
@@ -114,11 +97,4 @@ def main(argv=None) -> int:
         f"LP_NUM_THREADS={summary['lp_num_threads']}: {1 - cf / cam:.0%}"
     )
     print(f"(load average during the run: {summary['load_avg_1m']:.1f} on {os.cpu_count()} CPUs)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(summary, f, indent=1)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return summary

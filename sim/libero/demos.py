@@ -1,4 +1,5 @@
-"""`aura sim demos`: scripted-expert demonstrations in LIBERO's robomimic-style HDF5 layout.
+"""Demonstrations from a backbone's actions (the scripted expert by default) in LIBERO's robomimic HDF5
+layout.
 
 For each task, init states 0, 1, ... are tried until ``--per-task`` successful episodes are kept.
 Each try first runs the expert camera-free (rendering is ~100x the physics cost on a software GL);
@@ -21,35 +22,28 @@ Unlike LIBERO's released files the images are stored upright (LIBERO's are botto
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from sim.libero.env import N_INIT_STATES, N_TASKS, quat2axisangle
+from sim.libero.env import N_INIT_STATES, quat2axisangle
 
 
-def _expert(task: int):
-    try:
-        from policies.libero_expert import ScriptedExpert
-    except ImportError:  # the package's __init__ may not re-export it
-        from policies.libero_expert.expert import ScriptedExpert
-    return ScriptedExpert(task)
-
-
-def rollout(env, expert, init_state: int, seed: int, actions=None) -> dict:
-    """One episode: the expert acts (``actions=None``) or ``actions`` are replayed; returns arrays."""
+def rollout(env, backbone, init_state: int, seed: int, actions=None) -> dict:
+    """One episode: the backbone's base action acts (``actions=None``) or ``actions`` are replayed."""
     obs, _ = env.reset(seed=seed, options={"init_state": init_state})
     if actions is None:
-        expert.reset(env.raw_env)
+        backbone.reset()
     keys = ("image", "wrist_image", "state")
     ep = {k: [] for k in (*keys, "actions", "rewards", "dones", "states", "raw")}
     success, t = False, 0
     while True:
-        a = expert.act(env.raw_env, env.raw_obs) if actions is None else actions[t]
+        if actions is None:
+            a = backbone(env.observation(obs, backbone.spec.privileged))[1].astype(np.float64)
+        else:
+            a = actions[t]
         for k in keys:
             if k in obs and (k == "state" or env.cameras_on):
                 ep[k].append(obs[k])
@@ -119,6 +113,7 @@ def write_task_file(path: Path, demos: list[dict], meta: dict) -> None:
 
 def record_task(p: dict) -> dict:
     """Worker job: record ``p['per_task']`` demos of task ``p['task']`` into ``p['out']``."""
+    from policies.factory import make_backbone
     from sim.libero.env import LiberoEnv
 
     t0 = time.perf_counter()
@@ -129,21 +124,27 @@ def record_task(p: dict) -> dict:
         cameras=("image", "wrist_image"),
         render_quality=p.get("render", "faithful"),
     )
-    expert = _expert(task)
+    backbone = make_backbone(p.get("backbone", "libero_expert"), p.get("backbone_args"))
+    # A backbone that sees pixels needs the cameras in its own pass; a privileged one runs camera-free
+    # first (rendering is most of a step's cost) and only its successes are replayed with the cameras.
+    render_first = bool(backbone.spec.cameras)
     demos, tried, dropped, expert_steps = [], [], [], []
     try:
         for init in range(p["start"], N_INIT_STATES):
             if len(demos) >= p["per_task"]:
                 break
-            env.set_cameras(False)
-            first = rollout(env, expert, init, p["seed"])
+            env.set_cameras(render_first)
+            first = rollout(env, backbone, init, p["seed"])
             tried.append(dict(init_state=init, success=first["success"], steps=first["steps"]))
             if not first["success"]:
                 print(f"[demos] task {task} init {init}: expert failed ({first['steps']} steps)", flush=True)
                 continue
             expert_steps.append(first["steps"])
-            env.set_cameras(True)
-            ep = rollout(env, expert, init, p["seed"], actions=first["actions"])
+            if render_first:
+                ep = first
+            else:
+                env.set_cameras(True)
+                ep = rollout(env, backbone, init, p["seed"], actions=first["actions"])
             if not (ep["success"] and ep["steps"] == first["steps"]):
                 dropped.append(init)
                 print(f"[demos] task {task} init {init}: replay diverged, dropped", flush=True)
@@ -157,16 +158,30 @@ def record_task(p: dict) -> dict:
             )
         meta = dict(
             env_name=env.raw_env.problem_name,
-            env_args=dict(env_name=env.raw_env.problem_name, type=1, env_kwargs=dict(
-                bddl_file_name=env.raw_env.env.bddl_file_name, camera_heights=p["image_size"],
-                camera_widths=p["image_size"], camera_names=["agentview", "robot0_eye_in_hand"],
-                control_freq=20, controller="OSC_POSE")),
-            problem_info=dict(problem_name=env.raw_env.problem_name, domain_name=env.raw_env.domain_name,
-                              language_instruction=env.language),
-            bddl_file_name=env.raw_env.env.bddl_file_name, language=env.language, task_id=task,
-            image_size=p["image_size"], source="aura scripted privileged expert (policies/libero_expert)",
+            env_args=dict(
+                env_name=env.raw_env.problem_name,
+                type=1,
+                env_kwargs=dict(
+                    bddl_file_name=env.raw_env.env.bddl_file_name,
+                    camera_heights=p["image_size"],
+                    camera_widths=p["image_size"],
+                    camera_names=["agentview", "robot0_eye_in_hand"],
+                    control_freq=20,
+                    controller="OSC_POSE",
+                ),
+            ),
+            problem_info=dict(
+                problem_name=env.raw_env.problem_name,
+                domain_name=env.raw_env.domain_name,
+                language_instruction=env.language,
+            ),
+            bddl_file_name=env.raw_env.env.bddl_file_name,
+            language=env.language,
+            task_id=task,
+            image_size=p["image_size"],
+            source=f"aura backbone {p.get('backbone', 'libero_expert')} (policies/)",
             render=env.render_info,
-        )  # fmt: skip
+        )
         path = Path(p["out"]) / f"task{task}_demo.hdf5"
         if demos:
             write_task_file(path, demos, meta)
@@ -174,11 +189,15 @@ def record_task(p: dict) -> dict:
         env.close()
     ok = sum(t["success"] for t in tried)
     return dict(
-        task=task, demos=len(demos), file=str(path) if demos else None, tried=tried, dropped=dropped,
+        task=task,
+        demos=len(demos),
+        file=str(path) if demos else None,
+        tried=tried,
+        dropped=dropped,
         expert_success=f"{ok}/{len(tried)}",
         mean_steps=float(np.mean(expert_steps)) if expert_steps else None,
         wall_s=time.perf_counter() - t0,
-    )  # fmt: skip
+    )
 
 
 class _TaskScheduler:
@@ -202,58 +221,38 @@ class _TaskScheduler:
         return bool(self.queue)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sim.libero.render import add_render_argument
-
-    parser.add_argument("--tasks", default="0-9", help="libero_10 task ids, e.g. 0,2,5-9 (default all)")
-    parser.add_argument("--per-task", type=int, default=10, help="successful demos to keep per task")
-    parser.add_argument("--start", type=int, default=0, help="first init state to try")
-    parser.add_argument("--image-size", type=int, default=128, help="rendered image side in pixels")
-    add_render_argument(parser)
-    parser.add_argument("--seed", type=int, default=0, help="episode seed")
-    parser.add_argument("--workers", type=int, default=2, help="tasks recorded in parallel")
-    parser.add_argument("--out", default="runs/libero_demos", help="output directory (one HDF5 per task)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from sim.libero.evaluate import _ints
-
-    try:
-        tasks = _ints(args.tasks, N_TASKS, "--tasks")
-        if not 1 <= args.per_task <= N_INIT_STATES or not 0 <= args.start < N_INIT_STATES:
-            raise ValueError(
-                f"--per-task must be in 1..{N_INIT_STATES} and --start in 0..{N_INIT_STATES - 1}"
-            )
-        if args.workers < 1:
-            raise ValueError("--workers must be >= 1")
-    except ValueError as e:
-        print(f"aura sim demos: {e}", file=sys.stderr)
-        return 2
+def record_demos(
+    tasks: list[int],
+    out: Path,
+    *,
+    per_task: int,
+    start: int = 0,
+    image_size: int = 128,
+    render: str = "faithful",
+    seed: int = 0,
+    workers: int = 2,
+    backbone: str = "libero_expert",
+    backbone_args: dict | None = None,
+) -> dict:
+    """Record ``per_task`` successful demos of each task in ``workers`` processes; ``OUT/demos.json``."""
     from sim.libero.workers import Job, run_local
 
-    out = Path(args.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = dict(
-        per_task=args.per_task, start=args.start, image_size=args.image_size, seed=args.seed, out=str(out)
+        per_task=per_task,
+        start=start,
+        image_size=image_size,
+        seed=seed,
+        out=str(out),
+        render=render,
+        backbone=backbone,
+        backbone_args=backbone_args or {},
     )
-    base.update(render=args.render)
     sched = _TaskScheduler([Job((t,), dict(base, task=t)) for t in tasks], retries=1)
     t0 = time.perf_counter()
-    run_local(sched, record_task, min(args.workers, len(tasks)))
+    run_local(sched, record_task, min(workers, len(tasks)))
     results = sorted(sched.results, key=lambda r: r["task"])
-    (out / "demos.json").write_text(
-        json.dumps(dict(results=results, errors=sched.errors, args=base), indent=1)
-    )
-    print("| task | demos kept | expert success on tried init states | mean steps | file |")
-    print("|---|---|---|---|---|")
-    for r in results:
-        print(
-            f"| {r['task']} | {r['demos']} | {r['expert_success']} | {r['mean_steps'] or 0:.0f} "
-            f"| {r['file']} |"
-        )
-    print(
-        f"[demos] {sum(r['demos'] for r in results)} demos in {time.perf_counter() - t0:.0f} s; "
-        f"{out / 'demos.json'}"
-    )
-    short = [r["task"] for r in results if r["demos"] < args.per_task] + [e["task"] for e in sched.errors]
-    return 1 if short else 0
+    doc = dict(results=results, errors=sched.errors, args=base, wall_s=time.perf_counter() - t0)
+    (out / "demos.json").write_text(json.dumps(doc, indent=1))
+    return doc

@@ -20,9 +20,9 @@ episode bit for bit.
 
 Action: 7-d in ``[-1, 1]`` (OSC delta position, delta rotation, gripper with -1 = open), clipped.
 ``terminated`` is the task's own BDDL goal predicate (``_check_success``); ``truncated`` is the
-``max_steps`` limit. Rendering costs ~100x physics on a software GL, so only the requested cameras
-are rendered, none during the reset/wait steps, into an offscreen buffer of exactly the image size
-(pixel-identical to LIBERO's 640x480 buffer, less to clear), with geoms outside the camera's view
+``max_steps`` limit. Rendering costs far more than physics on a software GL (docs/libero.md), so only the
+requested cameras are rendered, none during the reset/wait steps, into an offscreen buffer of exactly the
+image size (pixel-identical to LIBERO's 640x480 buffer, less to clear), with geoms outside the camera's view
 culled (pixel-identical, ``sim.libero.render``). ``render_quality="fast"`` draws decimated render
 meshes instead, ``"fastest"`` also without multisampling (different pixels, same physics; recorded in
 ``render_info``). ``cameras=()`` is a
@@ -133,9 +133,9 @@ class LiberoEnv(gym.Env):
             bddl_file_name=bddl,
             camera_heights=self.image_size,
             camera_widths=self.image_size,
-            # A soft reset keeps the compiled model and costs ~0.1 s instead of 1-5 s. Every reset (soft
-            # or hard) re-draws the placement of fixtures (cabinet, rack: model body_pos, not part of
-            # the init state) from np.random, which reset() seeds first - so an episode is a
+            # A soft reset keeps the compiled model (much cheaper than a hard one; docs/libero.md). Every
+            # reset (soft or hard) re-draws the placement of fixtures (cabinet, rack: model body_pos, not
+            # part of the init state) from np.random, which reset() seeds first - so an episode is a
             # deterministic function of (task, init state, seed). A hard reset consumes the RNG
             # differently while loading the model: same distribution, other draws.
             hard_reset=False,
@@ -220,6 +220,14 @@ class LiberoEnv(gym.Env):
     def _obs(self) -> dict[str, np.ndarray]:
         out = {c: self._image(c) for c in self.cameras}
         out["state"] = proprio(self.raw_obs)
+        return out
+
+    def observation(self, obs: dict[str, np.ndarray], privileged: bool = False) -> dict[str, Any]:
+        """A backbone's observation (``policies.backbone``): ``obs`` plus the ``language`` instruction, and
+        for a privileged backbone the simulator (``sim``: ``raw_env``, ``raw``: ``raw_obs``, ``task_id``)."""
+        out: dict[str, Any] = dict(obs, language=self.language)
+        if privileged:
+            out.update(sim=self.raw_env, raw=self.raw_obs, task_id=self.task_id)
         return out
 
     def _info(self, success: bool) -> dict[str, Any]:

@@ -16,17 +16,17 @@ recovery end to end.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sim.libero.arms import ARMS, BUDGET_ARMS, POLICIES, periodic_schedule, random_schedule
-from sim.libero.env import CAMERAS, MAX_STEPS, N_INIT_STATES, N_TASKS
+from aura.schedules import periodic_schedule, random_schedule
+from sim.libero.arms import BUDGET_ARMS
+from sim.libero.env import MAX_STEPS
 
 _CACHE: dict = {}
 
@@ -45,7 +45,8 @@ def _crash_hook(p: dict) -> None:
 
 def run_episode(p: dict) -> dict:
     """Run one episode in this process (envs and models are cached across calls)."""
-    from sim.libero.arms import MemoryArm, PrivilegedPolicy, build_model
+    from policies.factory import make_backbone
+    from sim.libero.arms import MemoryArm, build_model
     from sim.libero.env import LiberoEnv
 
     t0 = time.perf_counter()
@@ -75,17 +76,24 @@ def run_episode(p: dict) -> dict:
             )
         model = _CACHE["model"]
     d_model = model.config.d_model if model is not None else p["d_model"]
-    policy = PrivilegedPolicy(p["policy"], p["task"], d_model, seed=p["seed"])
+    backbone_key = (p["backbone"], json.dumps(p["backbone_args"], sort_keys=True), d_model, p["seed"])
+    if _CACHE.get("backbone_key") != backbone_key:
+        _CACHE["backbone"] = make_backbone(
+            p["backbone"], p["backbone_args"], defaults={"d_model": d_model, "seed": p["seed"]}
+        )
+        _CACHE["backbone_key"] = backbone_key
+    backbone = _CACHE["backbone"]
+    privileged = backbone.spec.privileged
     arm = MemoryArm(p["arm"], model)
     obs, _ = env.reset(seed=p["seed"], options={"init_state": p["init_state"]})
-    policy.reset(env)
+    backbone.reset()
     arm.reset(p.get("schedule"))
     write_steps, probs, frames = [], [], []
     success, t_env = False, 0.0
     for t in range(p["max_steps"]):
         if p.get("video"):
             frames.append(obs["image"])
-        base, z = policy(env, obs)
+        z, base = backbone(env.observation(obs, privileged))
         action, wrote, prob = arm.step(z, base)
         if wrote:
             write_steps.append(t)
@@ -114,21 +122,6 @@ def run_episode(p: dict) -> dict:
         write_video(Path(p["video"]), frames, write_steps)
         rec["video"] = p["video"]
     return rec
-
-
-def _ints(text: str, hi: int, name: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            a, _, b = part.partition("-")
-            lo_, hi_ = int(a), int(b) if b else int(a)
-        except ValueError:
-            raise ValueError(f"{name}: cannot parse {part!r} (use e.g. 0,2,5-9)") from None
-        if not 0 <= lo_ <= hi_ < hi:
-            raise ValueError(f"{name}: {part!r} is outside 0..{hi - 1}")
-        out.extend(range(lo_, hi_ + 1))
-    return sorted(set(out))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -196,7 +189,7 @@ class EvalScheduler:
 
     def _record(self, job, result: dict, final: bool) -> None:
         t, i, arm = job.key
-        rec = dict(task=t, init_state=i, arm=arm, seed=self.base["seed"], policy=self.base["policy"])
+        rec = dict(task=t, init_state=i, arm=arm, seed=self.base["seed"], backbone=self.base["backbone"])
         rec.update(attempt=job.attempt, **result)
         with open(self.out, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
@@ -238,142 +231,129 @@ class EvalScheduler:
         return bool(self.queue)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sim.libero.render import add_render_argument
+@dataclass
+class EvalPlan:
+    """What ``aura eval libero`` runs: (task, init state) pairs x arms, the backbone, the memory model, and
+    how (workers or Ray, shard, retries, rendering). See the module docstring for the results layout."""
 
-    parser.add_argument("--tasks", default="0-9", help="libero_10 task ids, e.g. 0,2,5-9 (default all)")
-    parser.add_argument("--episodes", type=int, default=N_INIT_STATES, help="init states 0..N-1 per task")
-    parser.add_argument(
-        "--init-states", default=None, help="explicit init states, e.g. 0-4,10 (overrides --episodes)"
-    )
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma list of {', '.join(ARMS)}")
-    parser.add_argument("--policy", default="expert", choices=POLICIES, help="base policy (expert: scripted)")
-    parser.add_argument("--checkpoint", default=None, help="trained AuraMem checkpoint dir (default: fresh)")
-    parser.add_argument("--d-model", type=int, default=64, help="feature size of a fresh AuraMem")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="episode seed (LIBERO RNG, model init, schedules)"
-    )
-    parser.add_argument("--workers", type=int, default=2, help="parallel env worker processes")
-    parser.add_argument("--ray", default=None, metavar="ADDRESS", help="run episodes as Ray tasks on ADDRESS")
-    parser.add_argument("--shard", default="0/1", help="i/n: run every n-th (task, init state) pair from i")
-    parser.add_argument("--out", default="runs/libero_eval", help="results directory (resumed if present)")
-    parser.add_argument("--fresh", action="store_true", help="discard this shard's earlier results")
-    parser.add_argument("--retries", type=int, default=2, help="extra attempts for a crashed/failed episode")
-    parser.add_argument(
-        "--episode-timeout", type=float, default=1800.0, help="seconds before a worker is killed"
-    )
-    parser.add_argument("--max-steps", type=int, default=MAX_STEPS, help="policy steps per episode")
-    parser.add_argument("--cameras", default=None, help="cameras to render (default: what the policy needs)")
-    parser.add_argument("--image-size", type=int, default=128, help="rendered image side in pixels")
-    add_render_argument(parser)
-    parser.add_argument(
-        "--video", type=int, default=0, help="record MP4s for init states 0..N-1 of each task"
-    )
-    parser.add_argument(
-        "--budget-rate", type=float, default=0.1, help="writes/step of random/periodic w/o aura"
-    )
-    parser.add_argument("--summary-only", action="store_true", help="only rebuild the summary from OUT")
+    tasks: list[int]
+    init_states: list[int]
+    arms: list[str]
+    out: Path
+    backbone: str = "libero_expert"
+    backbone_args: dict = field(default_factory=dict)
+    checkpoint: str | None = None
+    d_model: int = 64
+    seed: int = 0
+    workers: int = 2
+    ray: str | None = None
+    shard: tuple[int, int] = (0, 1)
+    fresh: bool = False
+    retries: int = 2
+    episode_timeout: float = 1800.0
+    max_steps: int = MAX_STEPS
+    cameras: tuple[str, ...] = ()
+    image_size: int = 128
+    render: str = "faithful"
+    video: int = 0
+    budget_rate: float = 0.1
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        tasks = _ints(args.tasks, N_TASKS, "--tasks")
-        inits = _ints(args.init_states, N_INIT_STATES, "--init-states") if args.init_states else None
-        if inits is None:
-            if not 1 <= args.episodes <= N_INIT_STATES:
-                raise ValueError(f"--episodes must be in 1..{N_INIT_STATES}, got {args.episodes}")
-            inits = list(range(args.episodes))
-        arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-        if not arms or any(a not in ARMS for a in arms):
-            raise ValueError(f"--arms must be a comma list of {ARMS}, got {args.arms!r}")
-        shard_i, shard_n = parse_shard(args.shard)
-        cams = tuple(c for c in (args.cameras or "").split(",") if c)
-        if any(c not in CAMERAS for c in cams):
-            raise ValueError(f"--cameras must be among {list(CAMERAS)}, got {args.cameras!r}")
-        if args.video and "image" not in cams:
-            cams = ("image",) + cams
-        if args.workers < 1 or args.retries < 0 or not 1 <= args.max_steps <= 10_000:
-            raise ValueError("need --workers >= 1, --retries >= 0 and --max-steps in 1..10000")
-    except ValueError as e:
-        print(f"aura eval libero: {e}", file=sys.stderr)
-        return 2
+def rebuild_summary(out_dir: Path, throughput: dict | None = None) -> dict:
+    """summary.json / summary.md / plots from every episodes*.jsonl in ``out_dir``; prints the table."""
     from sim.libero.report import print_table, read_records, write_summary
 
-    if args.checkpoint is None and any(a in arms for a in ("aura", "random", "periodic")):
-        # A fresh gate is untrained: it writes on most steps, so the aura arm and its budget-matched arms
-        # then measure plumbing, not gating. Say so rather than let the table pass as a gate result.
-        print(
-            "aura eval libero: warning: no --checkpoint, so the AURA gate is untrained (a fresh AuraMem "
-            "writes on most steps and adds no correction); its write counts say nothing about gating",
-            file=sys.stderr,
-        )
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    name = "episodes.jsonl" if shard_n == 1 else f"episodes.shard-{shard_i}-of-{shard_n}.jsonl"
-    out = out_dir / name
-    if args.summary_only:
-        summary = write_summary(read_records(sorted(out_dir.glob("episodes*.jsonl"))), out_dir)
-        print_table(summary)
-        return 0
-    if args.fresh and out.exists():
-        out.unlink()
+    summary = write_summary(
+        read_records(sorted(Path(out_dir).glob("episodes*.jsonl"))), Path(out_dir), throughput
+    )
+    print_table(summary)
+    return summary
+
+
+def _pin_configuration(plan: EvalPlan, out_dir: Path) -> None:
     # Records are keyed by (task, init state, arm, seed): resuming under another configuration would
     # mix incomparable episodes, so the settings that change an episode are pinned per results dir.
     pinned = dict(
-        policy=args.policy, max_steps=args.max_steps, checkpoint=args.checkpoint, d_model=args.d_model
+        backbone=plan.backbone, max_steps=plan.max_steps, checkpoint=plan.checkpoint, d_model=plan.d_model
     )
-    if args.render != "faithful":  # only pinned when set, so results dirs from before the option still resume
-        pinned["render"] = args.render
+    if plan.backbone_args:
+        pinned["backbone_args"] = plan.backbone_args
+    if plan.render != "faithful":  # only pinned when set, so results dirs from before the option still resume
+        pinned["render"] = plan.render
     cfg_path = out_dir / "config.json"
     if cfg_path.is_file() and any(out_dir.glob("episodes*.jsonl")):
         old = json.loads(cfg_path.read_text())
         diff = {k: (old.get(k), v) for k, v in pinned.items() if old.get(k) != v}
         if diff:
-            print(f"aura eval libero: {out_dir} holds results of another configuration {diff} (was, now); "
-                  "use another --out", file=sys.stderr)  # fmt: skip
-            return 2
+            raise ValueError(
+                f"--out {out_dir} holds results of another configuration {diff} (was, now); use another --out"
+            )
     cfg_path.write_text(json.dumps(pinned, indent=1))
-    pairs = [(t, i) for t in tasks for i in inits][shard_i::shard_n]
+
+
+def run_evaluation(plan: EvalPlan) -> int:
+    """Run (or resume) ``plan``; write the records, the summary and plots; 1 if an episode failed for good."""
+    from sim.libero.workers import run_local, run_ray
+
+    out_dir = Path(plan.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shard_i, shard_n = plan.shard
+    name = "episodes.jsonl" if shard_n == 1 else f"episodes.shard-{shard_i}-of-{shard_n}.jsonl"
+    out = out_dir / name
+    if plan.fresh and out.exists():
+        out.unlink()
+    _pin_configuration(plan, out_dir)
+    pairs = [(t, i) for t in plan.tasks for i in plan.init_states][shard_i::shard_n]
     done = {}
+    from sim.libero.report import read_records
+
     for r in read_records([out]):
         if r.get("status") == "ok":
             done[(r["task"], r["init_state"], r["arm"], r["seed"])] = r
     video_dir = out_dir / "videos"
-    if args.video:
+    if plan.video:
         video_dir.mkdir(exist_ok=True)
-    base = dict(policy=args.policy, seed=args.seed, image_size=args.image_size, cameras=list(cams))
-    base.update(render=args.render)
-    base.update(max_steps=args.max_steps, checkpoint=args.checkpoint, d_model=args.d_model)
-    base.update(video_states=args.video, video_dir=str(video_dir))
-    sched = EvalScheduler(pairs, arms, base, done, args.retries, out, args.budget_rate)
-    print(
-        f"[eval] {len(pairs)} pairs x {len(arms)} arms: {sched.total} episodes to run "
-        f"({len(pairs) * len(arms) - sched.total} already done in {out}); shard {shard_i}/{shard_n}; "
-        f"cameras {list(cams) or 'none'} ({args.render} rendering); "
-        + (f"ray {args.ray}" if args.ray else f"{args.workers} local workers")
+    base = dict(
+        backbone=plan.backbone,
+        backbone_args=plan.backbone_args,
+        seed=plan.seed,
+        image_size=plan.image_size,
+        cameras=list(plan.cameras),
+        render=plan.render,
+        max_steps=plan.max_steps,
+        checkpoint=plan.checkpoint,
+        d_model=plan.d_model,
+        video_states=plan.video,
+        video_dir=str(video_dir),
     )
-    from sim.libero.workers import run_local, run_ray
-
+    sched = EvalScheduler(pairs, plan.arms, base, done, plan.retries, out, plan.budget_rate)
+    print(
+        f"[eval] {len(pairs)} pairs x {len(plan.arms)} arms: {sched.total} episodes to run "
+        f"({len(pairs) * len(plan.arms) - sched.total} already done in {out}); shard {shard_i}/{shard_n}; "
+        f"backbone {plan.backbone}; cameras {list(plan.cameras) or 'none'} ({plan.render} rendering); "
+        + (f"ray {plan.ray}" if plan.ray else f"{plan.workers} local workers")
+    )
     t0 = time.perf_counter()
-    try:
-        if sched.total == 0:
-            pass  # everything was done: only the summary is rebuilt
-        elif args.ray:
-            run_ray(sched, run_episode, args.ray, args.workers)
-        else:
-            run_local(sched, run_episode, args.workers, timeout=args.episode_timeout)
-    except RuntimeError as e:
-        print(f"aura eval libero: {e}", file=sys.stderr)
-        return 1
+    if sched.total == 0:
+        pass  # everything was done: only the summary is rebuilt
+    elif plan.ray:
+        run_ray(sched, run_episode, plan.ray, plan.workers)
+    else:
+        run_local(sched, run_episode, plan.workers, timeout=plan.episode_timeout)
     wall = time.perf_counter() - t0
     ok = [r for r in sched.new if r["status"] == "ok"]
     steps = sum(r["steps"] for r in ok)
     throughput = dict(
-        episodes=len(ok), env_steps=steps, wall_s=wall, env_steps_per_s=steps / wall if wall > 0 else 0.0,
-        workers=args.workers, cameras=list(cams), image_size=args.image_size, render=args.render,
-    )  # fmt: skip
-    summary = write_summary(read_records(sorted(out_dir.glob("episodes*.jsonl"))), out_dir, throughput)
-    print_table(summary)
+        episodes=len(ok),
+        env_steps=steps,
+        wall_s=wall,
+        env_steps_per_s=steps / wall if wall > 0 else 0.0,
+        workers=plan.workers,
+        cameras=list(plan.cameras),
+        image_size=plan.image_size,
+        render=plan.render,
+    )
+    rebuild_summary(out_dir, throughput)
     print(
         f"[eval] this run: {len(ok)} episodes, {steps} env steps in {wall:.1f} s = "
         f"{throughput['env_steps_per_s']:.1f} env-steps/s (incl. env creation and resets); "

@@ -15,7 +15,6 @@ cheap run-time half used by :mod:`sim.libero.env`: it never hashes and never pro
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import json
@@ -31,7 +30,7 @@ GL_FILE = "mujoco_gl.txt"
 GL_BACKENDS = ("egl", "osmesa")
 
 
-class AssetError(RuntimeError):
+class AssetError(ValueError):
     """LIBERO's assets are missing or differ from the manifest; the message names the files."""
 
 
@@ -248,28 +247,3 @@ def install(force: bool = False, link: bool = True, log=print) -> Path:
     log(f"[sim install] MUJOCO_GL default: {gl_file.read_text().strip()} (the MUJOCO_GL variable overrides)")
     log(f"[sim install] done in {time.perf_counter() - t0:.1f} s; LIBERO_CONFIG_PATH={cfg}")
     return cfg
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--force", action="store_true", help="rehash every asset and re-probe the GL backend")
-    parser.add_argument(
-        "--no-link", action="store_true", help="do not link the assets into libero/libero/assets"
-    )
-    parser.add_argument(
-        "--write-manifest",
-        action="store_true",
-        help="regenerate sim/libero/assets.sha256 from the installed wheels (maintainers only)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        if args.write_manifest:
-            n = write_manifest(wheel_assets_dir())
-            print(f"[sim install] wrote {n} entries to {MANIFEST}")
-            return 0
-        install(force=args.force, link=not args.no_link)
-    except AssetError as e:
-        print(f"[sim install] ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0

@@ -1,6 +1,6 @@
 """How much each rendering shortcut changes LIBERO's images, measured on the same states.
 
-    python -m sim.libero.render_check --tasks 0-9 --steps 10 --image-size 128 --json out.json
+    aura sim render-check --tasks 0-9 --steps 10 --image-size 128 --json out.json
 
 For each task one env (faithful quality) is reset to init state 0 and driven by seeded random
 actions; both cameras are rendered four ways from the same MuJoCo states:
@@ -17,9 +17,6 @@ any of them: the positions of every step are recorded first, then each mode rend
 """
 
 from __future__ import annotations
-
-import argparse
-import json
 
 import numpy as np
 
@@ -79,34 +76,3 @@ def check_task(task: int, steps: int, image_size: int, seed: int = 0) -> dict:
                 psnr_mean=float(np.mean([d["psnr"] for d in diffs])),
             )
     return dict(task=task, steps=steps, image_size=image_size, faces=faces, diff=summary)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", default="0-9", help="e.g. 0-9 or 0,3,8")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--json", default=None)
-    args = p.parse_args(argv)
-    if "-" in args.tasks:
-        lo, hi = (int(x) for x in args.tasks.split("-"))
-        tasks = list(range(lo, hi + 1))
-    else:
-        tasks = [int(t) for t in args.tasks.split(",")]
-    results = []
-    for t in tasks:
-        r = check_task(t, args.steps, args.image_size)
-        results.append(r)
-        for key, d in r["diff"].items():
-            print(
-                f"task {t} {key:>28}: mean |diff| {d['mad']:.2f}, max {d['max_abs']:.0f}, "
-                f"PSNR min {d['psnr_min']:.1f} / mean {d['psnr_mean']:.1f} dB; faces {r['faces']}"
-            )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

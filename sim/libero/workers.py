@@ -26,6 +26,10 @@ from multiprocessing.connection import wait
 from typing import Any
 
 
+class MissingPackageError(ImportError, RuntimeError):
+    """An optional package a requested mode needs is not installed (a user error, not a failed run)."""
+
+
 @dataclass
 class Job:
     key: tuple
@@ -105,6 +109,7 @@ def run_local(
                     try:
                         got, ok, value = w.conn.recv()
                     except (EOFError, OSError):
+                        w.proc.join(timeout=5)  # the pipe closes before the process is reaped
                         error = f"worker pid {w.proc.pid} died (exit code {w.proc.exitcode})"
                     else:
                         if got != job.meta["jid"]:
@@ -139,7 +144,9 @@ def run_ray(scheduler, runner: Callable[[dict], dict], address: str, workers: in
     try:
         import ray
     except ImportError as e:
-        raise RuntimeError("--ray needs the ray package, which AURA does not install: pip install ray") from e
+        raise MissingPackageError(
+            "--ray needs the ray package, which AURA does not install: pip install ray"
+        ) from e
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     try:
         _ray_loop(ray, scheduler, runner, address, workers)

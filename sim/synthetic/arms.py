@@ -2,7 +2,7 @@
 
 Work is shared: the always-write GDN-2 memory is trained once (chunkwise); AURA and the Skip-RNN gate
 start from it; the oracle, random and periodic arms replay AURA's trained memory on fixed schedules
-(random and periodic get, per test episode, exactly as many writes as AURA made on it).
+(random and periodic get, per test episode, exactly as many writes as AURA made on it; ``aura.schedules``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from aura.baselines.gru import GRUArm
 from aura.baselines.kv import KVAttentionArm
 from aura.baselines.stream import ThreeGateStream
 from aura.layer import AuraMem, AuraMemConfig
+from aura.schedules import budget_matched
 from aura.training.train import TrainConfig, fit
 from sim.synthetic.config import N_SYMBOLS, SyntheticConfig
 from sim.synthetic.generator import DISTRACTOR, EVENT, Episodes, generate
@@ -68,18 +69,6 @@ def _query_acc(action: torch.Tensor, ep: Episodes) -> float:
 
 def _mean_on(x: np.ndarray | None, mask: np.ndarray) -> float | None:
     return None if x is None or not mask.any() else float(np.nanmean(x[mask]))
-
-
-def fixed_schedules(n_writes: np.ndarray, horizon: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random and periodic [n, T] schedules with exactly n_writes[i] writes in row i."""
-    rng = np.random.default_rng(seed)
-    n = len(n_writes)
-    rand = np.zeros((n, horizon), dtype=bool)
-    per = np.zeros((n, horizon), dtype=bool)
-    for i, c in enumerate(np.clip(n_writes, 0, horizon).astype(int)):
-        rand[i, rng.choice(horizon, size=c, replace=False)] = True
-        per[i, (np.arange(c) * horizon) // max(c, 1)] = True
-    return rand, per
 
 
 def run_seed(cfg: SyntheticConfig, seed: int, budget: Budget, progress: bool = False, save_dir=None) -> dict:
@@ -136,7 +125,7 @@ def run_seed(cfg: SyntheticConfig, seed: int, budget: Budget, progress: bool = F
         aura_writes = out.write.sum(1).numpy()
         oracle = torch.from_numpy(kind == EVENT)
         record("oracle", aura(zt, bt, schedule=oracle), mem.config.state_bytes, 0.0)
-        rand, per = fixed_schedules(aura_writes, n, seed)
+        rand, per = budget_matched(aura_writes, n, seed)
         record(
             "random (budget-matched)",
             aura(zt, bt, schedule=torch.from_numpy(rand)),

@@ -1,4 +1,4 @@
-"""``aura bench synthetic``: every memory arm on the controlled synthetic benchmark.
+"""Every memory arm on the controlled synthetic benchmark (the library of ``aura bench synthetic``).
 
 Prints, per config, accuracy on query steps (mean and 95 % CI over seeds, Student t), writes per episode,
 the writes ratio vs always-write, state bytes (and the KV cache at N and at 100,000 steps), and the gate's
@@ -7,8 +7,6 @@ write probability on real events vs distractors; writes JSON and a PNG of accura
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import platform
@@ -30,22 +28,6 @@ ARM_ORDER = (
 )
 DENSE_O1 = ("always-write", "dense GRU", "three-gate stream")
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="hard", help="'easy', 'hard' or 'all' (both)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..n-1 (default 3)")
-    parser.add_argument("--horizon", type=int, default=None, help="episode length N (default: the config's)")
-    parser.add_argument("--quick", action="store_true", help="CI-sized training budget (< 2 minutes)")
-    parser.add_argument("--workers", type=int, default=2, help="processes, one (config, seed) each")
-    parser.add_argument("--json", default="runs/synthetic/bench.json", help="results JSON path")
-    parser.add_argument("--png", default=None, help="accuracy-vs-writes plot (default: next to --json)")
-    parser.add_argument(
-        "--save-checkpoint",
-        default=None,
-        help="save each config's seed-0 AURA model to DIR/synthetic-<config>",
-    )
-    parser.add_argument("--progress", action="store_true", help="per-arm training bars (noisy with workers)")
 
 
 def _ckpt_dir(root, name: str, seed: int):
@@ -135,19 +117,35 @@ def print_tables(results: dict) -> None:
         s = res["summary"]
         n = res["horizon"]
         table = Table(title=f"synthetic '{name}' (N = {n}, {res['n_seeds']} seeds; chance 0.125)")
-        for col in ("arm", "accuracy", "± 95% CI", "writes/ep", "ratio vs always", "state B",
-                    f"KV B @N={n}", "KV B @100k", "p(w|event)", "p(w|distr.)"):  # fmt: skip
+        for col in (
+            "arm",
+            "accuracy",
+            "± 95% CI",
+            "writes/ep",
+            "ratio vs always",
+            "state B",
+            f"KV B @N={n}",
+            "KV B @100k",
+            "p(w|event)",
+            "p(w|distr.)",
+        ):
             table.add_column(col, justify="left" if col == "arm" else "right")
         for arm in ARM_ORDER:
             if arm not in s:
                 continue
             r = s[arm]
             table.add_row(
-                arm, _fmt(r["accuracy_mean"]), _fmt(r["accuracy_ci95"]), _fmt(r["writes_per_episode"], ".1f"),
-                _fmt(r["writes_ratio_vs_always"], ".2f") + "x", f"{r['state_bytes']:,}",
-                _fmt(r["kv_bytes_at_N"], ",") , _fmt(r["kv_bytes_at_100k"], ","),
-                _fmt(r["p_write_event"]), _fmt(r["p_write_distractor"]),
-            )  # fmt: skip
+                arm,
+                _fmt(r["accuracy_mean"]),
+                _fmt(r["accuracy_ci95"]),
+                _fmt(r["writes_per_episode"], ".1f"),
+                _fmt(r["writes_ratio_vs_always"], ".2f") + "x",
+                f"{r['state_bytes']:,}",
+                _fmt(r["kv_bytes_at_N"], ","),
+                _fmt(r["kv_bytes_at_100k"], ","),
+                _fmt(r["p_write_event"]),
+                _fmt(r["p_write_distractor"]),
+            )
         console.print(table)
         c = res["checks"]
         console.print(
@@ -194,22 +192,28 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_benchmark(
+    config: str = "hard",
+    seeds: int = 3,
+    horizon: int | None = None,
+    quick: bool = False,
+    workers: int = 2,
+    save_checkpoint=None,
+    progress: bool = False,
+) -> dict:
+    """Every arm on every (config, seed) in ``workers`` processes; the results document (tables, plot)."""
     from sim.synthetic.arms import Budget
     from sim.synthetic.config import CONFIGS, get_config
 
-    names = sorted(CONFIGS) if args.config == "all" else [args.config]
-    cfgs = [get_config(n, args.horizon) for n in names]  # ValueError names --config
-    if args.seeds < 1 or args.workers < 1:
+    names = sorted(CONFIGS) if config == "all" else [config]
+    cfgs = [get_config(n, horizon) for n in names]  # ValueError names the config
+    if seeds < 1 or workers < 1:
         raise ValueError("--seeds and --workers must be >= 1")
-    budget = Budget.quick() if args.quick else Budget()
-    json_path = Path(args.json)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    png_path = Path(args.png) if args.png else json_path.with_suffix(".png")
+    budget = Budget.quick() if quick else Budget()
     jobs = [
-        (cfg, seed, budget, _ckpt_dir(args.save_checkpoint, cfg.name, seed), args.progress)
+        (cfg, seed, budget, _ckpt_dir(save_checkpoint, cfg.name, seed), progress)
         for cfg in cfgs
-        for seed in range(args.seeds)
+        for seed in range(seeds)
     ]
     from tqdm.auto import tqdm
 
@@ -219,20 +223,20 @@ def run(args: argparse.Namespace) -> int:
         os.environ[var] = "1"
     t0 = time.perf_counter()
     per_seed: list[dict] = []
-    if args.workers == 1:
+    if workers == 1:
         for job in tqdm(jobs, desc="bench synthetic (config, seed)"):
             per_seed.append(_job(job))
     else:
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
             for out in tqdm(pool.map(_job, jobs), total=len(jobs), desc="bench synthetic (config, seed)"):
                 per_seed.append(out)
     results = {
         "command": "aura bench synthetic",
-        "quick": args.quick,
+        "quick": quick,
         "budget": asdict(budget),
-        "workers": args.workers,
+        "workers": workers,
         "wall_seconds": time.perf_counter() - t0,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "configs": {},
@@ -248,8 +252,4 @@ def run(args: argparse.Namespace) -> int:
             "checks": checks(summary),
             "per_seed": rows,
         }
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, png_path)
-    print_tables(results)
-    print(f"wrote {json_path} and {png_path}")
-    return 0
+    return results

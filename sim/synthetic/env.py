@@ -17,6 +17,20 @@ from sim.synthetic.config import N_SYMBOLS, SyntheticConfig, get_config
 from sim.synthetic.generator import KIND_NAMES, QUERY, encoder_for, generate
 
 
+def backbone_fields(cfg: SyntheticConfig | str = "hard") -> dict:
+    """The registered ``random_encoder`` backbone's fields for ``cfg``: the encoder ``encoder_for(cfg)``."""
+    cfg = get_config(cfg) if isinstance(cfg, str) else cfg
+    enc = encoder_for(cfg)
+    return dict(
+        d_obs=enc.d_obs,
+        d_model=enc.d_model,
+        d_hidden=enc.d_hidden,
+        seed=enc.seed,
+        gain=enc.gain,
+        d_action=N_SYMBOLS,
+    )
+
+
 def make_backbone(cfg: SyntheticConfig | str = "hard") -> RandomEncoderBackbone:
     """observation -> (features [d_model], base action zeros [8]) with the config's frozen encoder."""
     cfg = get_config(cfg) if isinstance(cfg, str) else cfg

@@ -54,7 +54,7 @@ def test_layout_matches_libero_robomimic_files(tmp_path):
 @pytest.mark.slow
 def test_expert_demo_of_task_0_replays_to_success(tmp_path):
     pytest.importorskip("libero", reason="needs the LIBERO stack (scripts/setup.sh installs it)")
-    from aura import cli
+    import cli
 
     out = tmp_path / "demos"
     args = ["sim", "demos", "--tasks", "0", "--per-task", "1", "--image-size", "32", "--workers", "1"]

@@ -8,10 +8,10 @@ import pytest
 pytest.importorskip("libero", reason="needs the LIBERO stack (scripts/setup.sh installs it)")
 pytest.importorskip("aura.layer", reason="needs aura.layer.AuraMem")
 
-from aura import cli  # noqa: E402
+import cli  # noqa: E402
 
 ARGS = ["eval", "libero", "--tasks", "0", "--init-states", "0-1", "--arms", "base,aura,random,periodic"]
-ARGS += ["--policy", "noop", "--max-steps", "4", "--workers", "1", "--retries", "1"]
+ARGS += ["--backbone", "libero_noop", "--max-steps", "4", "--workers", "1", "--retries", "1"]
 
 
 def _lines(path):

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from aura.schedules import periodic_schedule, random_schedule
 from sim.libero import report
-from sim.libero.arms import periodic_schedule, random_schedule
 
 
 def test_wilson_matches_reference_values():

@@ -4,7 +4,16 @@ import json
 
 from sim.libero.evaluate import EvalScheduler
 
-BASE = dict(policy="noop", seed=0, image_size=32, cameras=[], max_steps=10, checkpoint=None, d_model=8)
+BASE = dict(
+    backbone="libero_noop",
+    backbone_args={},
+    seed=0,
+    image_size=32,
+    cameras=[],
+    max_steps=10,
+    checkpoint=None,
+    d_model=8,
+)
 
 
 def _ok(writes=0, steps=10):

@@ -54,7 +54,7 @@ def test_expert_grasps_and_lifts_the_first_object():
     """Task 0, init state 0: within 110 steps the expert grasps a goal object and lifts it >= 5 cm;
     every action is a finite 7-vector in [-1, 1]."""
     from policies.libero_expert.scene import Scene
-    from policies.libero_expert.sim import make_env, reset_to
+    from sim.libero.expert_env import make_env, reset_to
 
     env, _, inits = make_env(0)
     try:

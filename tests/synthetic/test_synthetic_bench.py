@@ -14,8 +14,10 @@ from aura.baselines.gru import GRUArm
 from aura.baselines.kv import KVAttentionArm
 from aura.baselines.stream import ThreeGateStream
 from aura.layer import AuraMem
+from aura.schedules import budget_matched
+from cli import bench_synthetic
 from sim.synthetic import bench
-from sim.synthetic.arms import aura_config, fixed_schedules, to_torch
+from sim.synthetic.arms import aura_config, to_torch
 from sim.synthetic.config import get_config
 from sim.synthetic.generator import DISTRACTOR, EVENT, generate
 
@@ -24,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_budget_matched_schedules_have_exactly_the_requested_writes():
     counts = np.array([0, 1, 7, 40, 128])
-    rand, per = fixed_schedules(counts, 128, seed=0)
+    rand, per = budget_matched(counts, 128, seed=0)
     assert np.array_equal(rand.sum(1), counts) and np.array_equal(per.sum(1), counts)
     gaps = np.diff(np.nonzero(per[3])[0])
     assert gaps.min() >= 3 and gaps.max() <= 4  # evenly spaced
@@ -76,9 +78,9 @@ def test_shipped_hard_checkpoint_gates_events_not_distractors():
 @pytest.mark.slow
 def test_quick_bench_end_to_end(tmp_path):
     parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
+    bench_synthetic.add_arguments(parser)
     args = parser.parse_args(["--quick", "--seeds", "2", "--json", str(tmp_path / "b.json")])
-    assert bench.run(args) == 0
+    assert bench_synthetic.run(args) == 0
     res = json.loads((tmp_path / "b.json").read_text())
     hard = res["configs"]["hard"]
     assert set(hard["summary"]) == set(bench.ARM_ORDER)
