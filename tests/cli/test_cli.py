@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-from aura import cli
+import cli
 
 
 def test_help_lists_every_command(capsys):

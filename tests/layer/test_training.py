@@ -9,9 +9,9 @@ import torch
 
 from aura.baselines.arms import AuraArm
 from aura.layer import AuraMem, AuraMemConfig
-from aura.training import cli as train_cli
 from aura.training.data import load_sequences, save_sequences
 from aura.training.train import TrainConfig, action_loss, fit
+from cli import train as train_cli
 
 
 def test_action_loss_ignores_unsupervised_rows():

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aura.cli import main as aura_main
+from aura.bench.stability import run_stability
 from aura.memory import gdn2_recurrent, gdn2_step
 from aura.memory.guard import (
     CYCLE_RATE,
@@ -19,7 +19,7 @@ from aura.memory.guard import (
     state_norm_scale,
     transition_norm,
 )
-from aura.memory.stability import run_stability
+from cli import main as aura_main
 
 from .conftest import make_inputs, rel_err
 
@@ -131,3 +131,22 @@ def test_guard_in_the_autograd_step_matches_the_in_place_step(gen):
     assert rel_err(o2, o1) < 1e-12 and rel_err(S2, S1) < 1e-12
     assert abs(float(torch.linalg.vector_norm(S2, dim=(-2, -1)).max()) - 3.0) < 1e-9
     torch.autograd.grad(o2.sum() + S2.sum(), leaves)  # differentiable through the guard
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--steps", "0"], "--steps must be >= 1, got 0"),
+        (["--runs", "0"], "--runs must be >= 1, got 0"),
+        (["--d", "0"], "--d must be >= 1, got 0"),
+        (["--block", "-2"], "--block must be >= 1, got -2"),
+        (["--threads", "0"], "--threads must be >= 1, got 0"),
+        (["--seed", "-1"], "--seed must be in [0, 2**63), got -1"),
+        (["--max-norm", "0"], "--max-norm must be a positive finite number, got 0.0"),
+        (["--max-norm", "inf"], "--max-norm must be a positive finite number, got inf"),
+        (["--device", "cuda:x"], "--device must be cpu or cuda[:N], got 'cuda:x'"),
+    ],
+)
+def test_stability_cli_rejects_bad_options_in_one_line(capsys, argv, message):
+    assert aura_main(["bench", "stability", *argv]) == 2
+    assert capsys.readouterr().err.strip() == f"aura bench stability: {message}"

@@ -1,0 +1,210 @@
+"""Closed-loop control on the fixed-memory, torch-free runtime: robot -> backbone -> memory step graph.
+
+Each step the backbone turns the robot's observation into (z_t, a_t^base), the exported step graph (ONNX
+Runtime, or TensorRT on a Jetson) gives the action and the write request, the flash budget decides, and a
+committed write goes to the crash-safe journal. Logs: OUT/steps.jsonl, OUT/episodes.jsonl, OUT/journal/.
+
+--env: 'noise', 'synthetic[:CONFIG]' or a robot of your own as module:Class (fields via --env-arg).
+--backbone: a registered name or module:Class (fields via --backbone-arg); default: what the robot names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from deploy.runtime.budget import FlashConfig
+from deploy.runtime.errors import InputError
+from deploy.runtime.journal import FSYNC_POLICIES
+from deploy.runtime.loop import ControlLoop, make_runner
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="ONNX per-step graph (aura export) or TensorRT engine")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "ort", "trt"),
+        default="auto",
+        help="auto: TensorRT where it imports (engine built next to the ONNX file), else ORT",
+    )
+    parser.add_argument(
+        "--env", default="synthetic", help="robot: 'noise', 'synthetic[:CONFIG]' or module:Class"
+    )
+    parser.add_argument(
+        "--env-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a field for a module:Class robot (JSON value; repeatable)",
+    )
+    parser.add_argument(
+        "--backbone", default=None, help="registered name or module:Class (default: the robot's)"
+    )
+    parser.add_argument(
+        "--backbone-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a field of the backbone's config (JSON value; repeatable)",
+    )
+    parser.add_argument("--episodes", type=int, default=3, help="episodes to run")
+    parser.add_argument("--max-steps", type=int, default=500, help="steps per episode at most")
+    parser.add_argument("--seed", type=int, default=0, help="seed of episode 0 (episode i uses seed + i)")
+    parser.add_argument(
+        "--out", default="runs/run", help="directory for steps.jsonl, episodes.jsonl, journal/"
+    )
+    parser.add_argument(
+        "--no-journal", action="store_true", help="do not persist the state (bytes still counted)"
+    )
+    parser.add_argument("--fsync", choices=FSYNC_POLICIES, default="record", help="journal fsync policy")
+    parser.add_argument("--snapshot-every", type=int, default=4096, help="journal records between snapshots")
+    parser.add_argument(
+        "--flash-config", default=None, help="JSON file with FlashConfig fields (docs/deploy.md)"
+    )
+    parser.add_argument("--control-hz", type=float, default=20.0, help="control rate the budget assumes")
+    parser.add_argument("--no-budget", action="store_true", help="never suppress writes (still accounted)")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    parser.add_argument(
+        "--resume", action="store_true", help="first episode continues from the journal's state"
+    )
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for name in ("episodes", "max_steps", "snapshot_every", "threads"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not args.control_hz > 0:
+        raise ValueError(f"--control-hz must be > 0, got {args.control_hz}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory")
+
+
+def build_backbone(args: argparse.Namespace, robot, d_model: int, d_action: int):
+    """The backbone for ``--backbone`` (or the robot's own), checked against the model's sizes."""
+    from policies.factory import make_backbone, parse_fields
+
+    fields = parse_fields(args.backbone_arg)
+    name = args.backbone
+    if name is None:
+        own = getattr(robot, "backbone", None)
+        if own is None:
+            raise ValueError(f"--env {args.env}: the robot names no backbone; pass --backbone")
+        name, preset = own
+        fields = {**preset, **fields}
+    backbone = make_backbone(name, fields, defaults={"d_model": d_model, "d_action": d_action})
+    spec = backbone.spec
+    if (spec.d_model, spec.d_action) != (d_model, d_action):
+        raise ValueError(
+            f"--backbone {name} gives d_model={spec.d_model}, d_action={spec.d_action} but --model "
+            f"{args.model} expects d_model={d_model}, d_action={d_action}"
+        )
+    return backbone
+
+
+def run(args: argparse.Namespace) -> int:
+    from policies.factory import parse_fields
+    from sim.robots import make_robot
+
+    _check_args(args)
+    out = Path(args.out)
+    flash = FlashConfig.from_json(args.flash_config) if args.flash_config else FlashConfig()
+    runner = make_runner(args.model, args.backend, args.threads)
+    spec = runner.spec
+    robot = make_robot(
+        args.env,
+        parse_fields(args.env_arg, "--env-arg"),
+        d_model=spec.d_model,
+        d_action=spec.d_action,
+        episode_steps=args.max_steps,
+        seed=args.seed,
+    )
+    backbone = build_backbone(args, robot, spec.d_model, spec.d_action)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    with open(out / "steps.jsonl", "w", buffering=1 << 16) as step_log:
+        loop = ControlLoop(
+            runner,
+            robot,
+            backbone,
+            max_steps=args.max_steps,
+            flash=flash,
+            control_hz=args.control_hz,
+            budget=not args.no_budget,
+            journal_dir=None if args.no_journal else out / "journal",
+            fsync=args.fsync,
+            snapshot_every=args.snapshot_every,
+            step_log=step_log,
+        )
+        line = loop.recovery_line()
+        if line:
+            print(line)
+        try:
+            with open(out / "episodes.jsonl", "w") as ep_log:
+                for ep in range(args.episodes):
+                    try:
+                        s = loop.episode(ep, seed=args.seed + ep, resume=args.resume and ep == 0)
+                    except InputError as err:
+                        raise ValueError(f"bad input from the backbone: {err}") from err
+                    summaries.append(s)
+                    ep_log.write(json.dumps(s) + "\n")
+                    print(
+                        f"episode {ep}: {s['steps']} steps, {s['writes']} writes ({s['write_rate']:.1%}), "
+                        f"{s['bytes_written']} B written, median {s['latency_us_median']:.1f} us"
+                    )
+        finally:
+            loop.close()
+    print_table(summaries)
+    print(f"logs: {out / 'steps.jsonl'}, {out / 'episodes.jsonl'}")
+    return 0
+
+
+def print_table(summaries: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="aura run: episodes")
+    cols = [
+        "ep",
+        "steps",
+        "writes",
+        "rate",
+        "suppr.",
+        "fallb.",
+        "bytes",
+        "pages",
+        "KV-eq. B",
+        "med us",
+        "p99 us",
+    ]
+    acc = "accuracy" in summaries[0]
+    for c in cols + (["acc."] if acc else []):
+        table.add_column(c, justify="right")
+    for s in summaries:
+        row = [
+            s["episode"],
+            s["steps"],
+            s["writes"],
+            f"{s['write_rate']:.3f}",
+            s["writes_suppressed"],
+            s["fallbacks"],
+            s["bytes_written"],
+            s["pages_written"],
+            s["kv_equivalent_bytes"],
+            f"{s['latency_us_median']:.1f}",
+            f"{s['latency_us_p99']:.1f}",
+        ]
+        if acc:
+            row.append(f"{s.get('accuracy', float('nan')):.3f}")
+        table.add_row(*map(str, row))
+    Console(width=150).print(table)
+    f = summaries[-1]["flash"]
+    print(
+        f"state {summaries[-1]['state_bytes']} B, record {summaries[-1]['record_bytes']} B/write; flash: "
+        f"{f['bytes_per_hour'] / 1e6:.3f} MB/h, {f['pages_per_hour']:.0f} pages/h, "
+        f"{f['flash_bytes_per_hour'] / 1e6:.3f} MB/h incl. WA "
+        f"(allowed {f['allowed_flash_bytes_per_hour'] / 1e6:.1f}); "
+        f"projected lifetime {f['projected_lifetime_years']:.1f} y (target {f['target_lifetime_years']}); "
+        f"allowed write rate {f['allowed_writes_per_hour']:.0f} writes/h"
+    )

@@ -1,0 +1,54 @@
+"""Run a backbone over recorded demonstrations and write `aura train` sequences (safetensors).
+
+For every demo of --demos (a directory of task*_demo.hdf5 files from `aura sim demos`, or one file) the
+backbone sees each recorded observation (cameras, proprio, the instruction; a privileged backbone also the
+simulator restored to the recorded state) and its features z_t and base action are stored next to the
+demonstrator's action as the target: --out FILE holds features [N, T, d_model], base_actions and
+target_actions [N, T, 7] (NaN on padding). Train the memory on it with `aura train --data FILE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from aura.training.data import save_sequences
+from sim.libero.features import demo_files, extract
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--demos", required=True, help="directory of task*_demo.hdf5 files, or one file")
+    parser.add_argument(
+        "--backbone", default="libero_expert", help="registered backbone name or module:Class"
+    )
+    parser.add_argument(
+        "--backbone-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a field of the backbone's config (JSON value; repeatable)",
+    )
+    parser.add_argument("--out", required=True, help="sequence file to write (.safetensors)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from policies.factory import make_backbone, parse_fields
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a directory (give a .safetensors file path)")
+    files = demo_files(Path(args.demos))
+    backbone = make_backbone(args.backbone, parse_fields(args.backbone_arg))
+    arrays, record = extract(backbone, files, progress=not args.quiet)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_sequences(out, arrays["features"], arrays["base_actions"], arrays["target_actions"])
+    record.update(backbone=args.backbone, d_model=backbone.spec.d_model, shape=list(arrays["features"].shape))
+    out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    n, t, d = arrays["features"].shape
+    print(
+        f"wrote {out}: {n} sequences x {t} steps x {d} features ({record['steps']} supervised steps) "
+        f"from {len(files)} file(s); record {out.with_suffix('.json')}"
+    )
+    return 0

@@ -1,0 +1,196 @@
+"""Train AuraMem's memory and write gate from (features, base actions, target actions) sequences.
+
+Two phases share one model: (1) --dense-steps with every step written (chunkwise; trains the memory and the
+correction head); (2) --gate-steps with the learned action-surprise gate in the loop (closed-loop action error
++ --sparsity * mean p + --budget-weight * relu(write rate - --budget)). Data: --data FILE (safetensors or
+HDF5 with features / base_actions / target_actions, e.g. from `aura sim features`) or --synthetic easy|hard
+(fresh benchmark episodes). Defaults not given come from the synthetic benchmark's training budget.
+Writes OUT/model.safetensors, OUT/config.json (the training record in meta) and OUT/train.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from aura.contract import RULES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="safetensors / HDF5 with features, base_actions, target_actions")
+    src.add_argument("--synthetic", choices=("easy", "hard"), help="train on the synthetic benchmark")
+    parser.add_argument("--out", required=True, help="checkpoint directory to write")
+    parser.add_argument("--init", default=None, help="start from this checkpoint (its config wins)")
+    parser.add_argument("--d-key", type=int, default=32, help="key size K per head")
+    parser.add_argument("--d-val", type=int, default=32, help="value size V per head")
+    parser.add_argument("--heads", type=int, default=1, help="memory heads H")
+    parser.add_argument("--rule", default="gdn2", choices=RULES, help="memory rule")
+    parser.add_argument("--estimator", default="st", choices=("st", "gumbel"), help="gate gradient estimator")
+    parser.add_argument("--loss", default=None, choices=("ce", "mse"), help="default: ce synthetic, mse data")
+    parser.add_argument("--dense-steps", type=int, default=None, help="phase 1 steps (default: bench budget)")
+    parser.add_argument("--gate-steps", type=int, default=None, help="phase 2 steps (default: bench budget)")
+    parser.add_argument("--batch", type=int, default=None, help="sequences per step (default: bench budget)")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="phase 1 learning rate (default: bench budget)"
+    )
+    parser.add_argument("--gate-lr", type=float, default=None, help="phase 2 learning rate (default: bench)")
+    parser.add_argument("--sparsity", type=float, default=None, help="weight of mean write probability")
+    parser.add_argument("--budget", type=float, default=None, help="target write rate per step (0..1)")
+    parser.add_argument("--budget-weight", type=float, default=1.0, help="weight of the budget overshoot")
+    parser.add_argument("--val-frac", type=float, default=0.1, help="--data: held-out fraction")
+    parser.add_argument("--seed", type=int, default=0, help="seed of init, batches and gate noise")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.budget is not None and not 0.0 <= args.budget <= 1.0:
+        raise ValueError(f"--budget must be a write rate in [0, 1], got {args.budget}")
+    if not 0.0 <= args.val_frac < 1.0:
+        raise ValueError(f"--val-frac must be in [0, 1), got {args.val_frac}")
+    for name in ("d_key", "d_val", "heads", "threads", "batch"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    for name in ("dense_steps", "gate_steps"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    for name in ("lr", "gate_lr"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    for name in ("sparsity", "budget_weight"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory")
+
+
+def _synthetic_data(name: str, batch: int, seed: int, test_episodes: int):
+    from sim.synthetic.arms import to_torch
+    from sim.synthetic.config import N_SYMBOLS, get_config
+    from sim.synthetic.generator import generate
+
+    cfg = get_config(name)
+
+    def batches(step):  # the same stream as `aura bench synthetic` seed `seed`
+        return to_torch(generate(cfg, batch, seed=seed * 1_000_003 + step))
+
+    test = generate(cfg, test_episodes, seed=10**9 + seed)
+    return batches, to_torch(test), test, cfg.d_model, N_SYMBOLS, {"synthetic": asdict(cfg)}
+
+
+def _file_data(path, batch: int, seed: int, val_frac: float):
+    import numpy as np
+    import torch
+
+    from aura.training.data import NAMES, SequenceSampler, load_sequences
+
+    arrays = load_sequences(path)
+    n = arrays["features"].shape[0]
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(val_frac * n)) if n > 1 else 0
+    val_idx, tr_idx = perm[:n_val], perm[n_val:]
+    batches = SequenceSampler({k: v[tr_idx] for k, v in arrays.items()}, batch, seed=seed)
+    val = tuple(torch.from_numpy(arrays[k][val_idx]) for k in NAMES) if n_val else None
+    d_model, d_action = arrays["features"].shape[2], arrays["base_actions"].shape[2]
+    return batches, val, None, d_model, d_action, {"data": str(path)}
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from aura.layer import AuraMem, AuraMemConfig
+    from aura.training.train import evaluate, train_memory
+    from sim.synthetic.arms import Budget
+
+    _check_args(args)
+    torch.set_num_threads(args.threads)
+    b = Budget()
+    batch = args.batch or b.batch
+    if args.synthetic:
+        batches, val, test, d_model, d_action, extra = _synthetic_data(
+            args.synthetic, batch, args.seed, b.test_episodes
+        )
+        loss = args.loss or "ce"
+    else:
+        batches, val, test, d_model, d_action, extra = _file_data(args.data, batch, args.seed, args.val_frac)
+        loss = args.loss or "mse"
+    if args.init:
+        model = AuraMem.load(args.init)
+        if (model.config.d_model, model.config.d_action) != (d_model, d_action):
+            raise ValueError(
+                f"--init {args.init}: d_model/d_action {model.config.d_model}/{model.config.d_action}"
+                f" do not match the data's {d_model}/{d_action}"
+            )
+    else:
+        torch.manual_seed(args.seed)
+        model = AuraMem(
+            AuraMemConfig(
+                d_model=d_model,
+                d_key=args.d_key,
+                d_val=args.d_val,
+                d_action=d_action,
+                heads=args.heads,
+                rule=args.rule,
+                estimator=args.estimator,
+            )
+        )
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "train.jsonl"
+    log_path.write_text("")
+    dense_steps = b.dense_steps if args.dense_steps is None else args.dense_steps
+    gate_steps = b.gate_steps if args.gate_steps is None else args.gate_steps
+    lr, gate_lr = args.lr or b.lr, args.gate_lr or b.gate_lr
+    sparsity = b.sparsity if args.sparsity is None else args.sparsity
+    t0 = time.perf_counter()
+    train_memory(
+        model,
+        batches,
+        dense_steps=dense_steps,
+        gate_steps=gate_steps,
+        lr=lr,
+        gate_lr=gate_lr,
+        loss=loss,
+        sparsity=sparsity,
+        budget=args.budget,
+        budget_weight=args.budget_weight,
+        seed=args.seed,
+        progress=not args.quiet,
+        log_path=log_path,
+    )
+    seconds = time.perf_counter() - t0
+    record = {
+        "seconds": seconds,
+        "dense_steps": dense_steps,
+        "gate_steps": gate_steps,
+        "batch": batch,
+        "lr": lr,
+        "gate_lr": gate_lr,
+        "sparsity": sparsity,
+        "budget": args.budget,
+        "loss": loss,
+        "seed": args.seed,
+        **extra,
+    }
+    if val is not None:
+        metrics, out = evaluate(model, *val, loss)
+        if test is not None:
+            from sim.synthetic.generator import DISTRACTOR, EVENT
+
+            w = out.write.numpy()
+            metrics["write_frac_event"] = float(w[test.kind == EVENT].mean())
+            metrics["write_frac_distractor"] = float(w[test.kind == DISTRACTOR].mean())
+        record["validation"] = metrics
+    model.save(out_dir, meta={"training": record})
+    print(json.dumps(record.get("validation", {}), indent=2))
+    print(f"trained in {seconds:.0f} s; checkpoint: {out_dir}/model.safetensors + config.json")
+    return 0
