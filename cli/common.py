@@ -1,4 +1,5 @@
-"""Argument helpers shared by the command modules: integer lists and range checks that name the option."""
+"""Argument helpers shared by the command modules: integer lists, range checks that name the option, and the
+backbone options."""
 
 from __future__ import annotations
 
@@ -25,3 +26,18 @@ def at_least(args, minimum: float, *names: str) -> None:
         value = getattr(args, name)
         if value is not None and value < minimum:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {minimum:g}, got {value}")
+
+
+def add_backbone_arguments(parser, default: str | None = "libero_expert", what: str = "") -> None:
+    """``--backbone NAME|module:Class`` and its repeatable ``--backbone-arg KEY=VALUE`` fields."""
+    parser.add_argument(
+        "--backbone", default=default, help=what or "registered backbone name or module:Class"
+    )
+    add_fields_argument(parser, "--backbone-arg", "a field of the backbone's config")
+
+
+def add_fields_argument(parser, option: str, what: str) -> None:
+    """A repeatable ``KEY=VALUE`` option (values parsed as JSON by ``policies.factory.parse_fields``)."""
+    parser.add_argument(
+        option, action="append", default=[], metavar="KEY=VALUE", help=f"{what} (JSON value; repeatable)"
+    )

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli.common import at_least, int_list
+from cli.common import add_backbone_arguments, at_least, int_list
 from sim.libero.arms import ARMS
 from sim.libero.env import CAMERAS, MAX_STEPS, N_INIT_STATES, N_TASKS
 from sim.libero.evaluate import EvalPlan, parse_shard, rebuild_summary, run_evaluation
@@ -30,16 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--init-states", default=None, help="explicit init states, e.g. 0-4,10 (overrides --episodes)"
     )
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma list of {', '.join(ARMS)}")
-    parser.add_argument(
-        "--backbone", default="libero_expert", help="registered backbone name or module:Class"
-    )
-    parser.add_argument(
-        "--backbone-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a field of the backbone's config (JSON value; repeatable)",
-    )
+    add_backbone_arguments(parser, "libero_expert", "registered backbone name or module:Class")
     parser.add_argument("--checkpoint", default=None, help="trained AuraMem checkpoint dir (default: fresh)")
     parser.add_argument(
         "--d-model",

@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from cli.common import add_backbone_arguments, add_fields_argument
 from deploy.runtime.budget import FlashConfig
 from deploy.runtime.errors import InputError
 from deploy.runtime.journal import FSYNC_POLICIES
@@ -31,23 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env", default="synthetic", help="robot: 'noise', 'synthetic[:CONFIG]' or module:Class"
     )
-    parser.add_argument(
-        "--env-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a field for a module:Class robot (JSON value; repeatable)",
-    )
-    parser.add_argument(
-        "--backbone", default=None, help="registered name or module:Class (default: the robot's)"
-    )
-    parser.add_argument(
-        "--backbone-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a field of the backbone's config (JSON value; repeatable)",
-    )
+    add_fields_argument(parser, "--env-arg", "a field for a module:Class robot")
+    add_backbone_arguments(parser, None, "registered name or module:Class (default: the robot's)")
     parser.add_argument("--episodes", type=int, default=3, help="episodes to run")
     parser.add_argument("--max-steps", type=int, default=500, help="steps per episode at most")
     parser.add_argument("--seed", type=int, default=0, help="seed of episode 0 (episode i uses seed + i)")

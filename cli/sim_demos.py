@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.common import at_least, int_list
+from cli.common import add_backbone_arguments, at_least, int_list
 from sim.libero.demos import record_demos
 from sim.libero.env import N_INIT_STATES, N_TASKS
 from sim.libero.render import add_render_argument
@@ -21,14 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="0-9", help="libero_10 task ids, e.g. 0,2,5-9")
     parser.add_argument("--per-task", type=int, default=10, help="successful demos to keep per task")
     parser.add_argument("--start", type=int, default=0, help="first init state to try")
-    parser.add_argument("--backbone", default="libero_expert", help="backbone whose actions are recorded")
-    parser.add_argument(
-        "--backbone-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a field of the backbone's config (JSON value; repeatable)",
-    )
+    add_backbone_arguments(parser, "libero_expert", "backbone whose actions are recorded")
     parser.add_argument("--image-size", type=int, default=128, help="rendered image side in pixels")
     add_render_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="episode seed")

@@ -14,21 +14,13 @@ import json
 from pathlib import Path
 
 from aura.training.data import save_sequences
+from cli.common import add_backbone_arguments
 from sim.libero.features import demo_files, extract
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demos", required=True, help="directory of task*_demo.hdf5 files, or one file")
-    parser.add_argument(
-        "--backbone", default="libero_expert", help="registered backbone name or module:Class"
-    )
-    parser.add_argument(
-        "--backbone-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a field of the backbone's config (JSON value; repeatable)",
-    )
+    add_backbone_arguments(parser, "libero_expert", "registered backbone name or module:Class")
     parser.add_argument("--out", required=True, help="sequence file to write (.safetensors)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
