@@ -1,9 +1,12 @@
-"""Record demonstrations in LIBERO's robomimic-style HDF5 layout (one file per task, OUT/task{t}_demo.hdf5).
+"""Record demonstrations in LIBERO's robomimic-style HDF5 layout, on fresh scene layouts by default.
 
 The arm is driven by a backbone's base action (--backbone, default the scripted expert libero_expert).
-For each task, init states --start, --start+1, ... are tried until --per-task successful episodes are kept;
-a privileged backbone runs camera-free first and only its successes are replayed with the cameras (the env
-is deterministic; a replay that diverges is dropped and reported). OUT/demos.json records every try.
+--placements fresh (default) lays every episode's scene out afresh from the task's BDDL regions and never
+uses LIBERO's 50 fixed init states (the evaluation set; each demo records its distance to the nearest one);
+--placements fixed tries init states --start, --start+1, ... (analysis only, never training data). Each
+task is split into --shards jobs that keep ceil(--per-task / --shards) demos each and write their own file
+(OUT/task{t}[_s{k}]_demo.hdf5), so --workers processes share the work and a rerun skips finished jobs.
+OUT/demos.json records every try.
 """
 
 from __future__ import annotations
@@ -20,24 +23,42 @@ from sim.libero.render import add_render_argument
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="0-9", help="libero_10 task ids, e.g. 0,2,5-9")
     parser.add_argument("--per-task", type=int, default=10, help="successful demos to keep per task")
-    parser.add_argument("--start", type=int, default=0, help="first init state to try")
+    parser.add_argument(
+        "--placements",
+        choices=("fresh", "fixed"),
+        default="fresh",
+        help="fresh scene layouts (training data) or LIBERO's fixed init states",
+    )
+    parser.add_argument("--shards", type=int, default=1, help="jobs per task (each writes its own file)")
+    parser.add_argument(
+        "--max-tries", type=int, default=None, help="fresh: tries per job (default 6 x quota)"
+    )
+    parser.add_argument("--start", type=int, default=0, help="fixed: first init state to try")
+    parser.add_argument(
+        "--first-pass",
+        choices=("auto", "camera-free", "cameras"),
+        default="auto",
+        help="auto: camera-free then a rendered replay for privileged backbones",
+    )
     add_backbone_arguments(parser, "libero_expert", "backbone whose actions are recorded")
     parser.add_argument("--image-size", type=int, default=128, help="rendered image side in pixels")
     add_render_argument(parser)
-    parser.add_argument("--seed", type=int, default=0, help="episode seed")
-    parser.add_argument("--workers", type=int, default=2, help="tasks recorded in parallel")
-    parser.add_argument("--out", default="runs/libero_demos", help="output directory (one HDF5 per task)")
+    parser.add_argument("--seed", type=int, default=0, help="episode seed (and the base of placement seeds)")
+    parser.add_argument("--workers", type=int, default=2, help="jobs recorded in parallel")
+    parser.add_argument("--out", default="runs/libero_demos", help="output directory (HDF5 per job)")
 
 
 def run(args: argparse.Namespace) -> int:
     from policies.factory import parse_fields
 
     tasks = int_list(args.tasks, N_TASKS, "--tasks")
-    if not 1 <= args.per_task <= N_INIT_STATES:
-        raise ValueError(f"--per-task must be in 1..{N_INIT_STATES}, got {args.per_task}")
+    if not 1 <= args.per_task <= (N_INIT_STATES if args.placements == "fixed" else 10_000):
+        raise ValueError(
+            f"--per-task must be in 1..{N_INIT_STATES} with fixed placements, got {args.per_task}"
+        )
     if not 0 <= args.start < N_INIT_STATES:
         raise ValueError(f"--start must be in 0..{N_INIT_STATES - 1}, got {args.start}")
-    at_least(args, 1, "workers", "image_size")
+    at_least(args, 1, "workers", "image_size", "shards", "max_tries")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
@@ -45,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
         tasks,
         out,
         per_task=args.per_task,
+        shards=args.shards,
+        placements=args.placements,
         start=args.start,
+        max_tries=args.max_tries,
+        first_pass=args.first_pass,
         image_size=args.image_size,
         render=args.render,
         seed=args.seed,
@@ -54,12 +79,12 @@ def run(args: argparse.Namespace) -> int:
         backbone_args=parse_fields(args.backbone_arg),
     )
     results = doc["results"]
-    print("| task | demos kept | success on tried init states | mean steps | file |")
+    print("| task | demos kept | successes / tries | mean steps | files |")
     print("|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['task']} | {r['demos']} | {r['expert_success']} | {r['mean_steps'] or 0:.0f} "
-            f"| {r['file']} |"
+            f"| {len(r['files'])} |"
         )
     print(f"[demos] {sum(r['demos'] for r in results)} demos in {doc['wall_s']:.0f} s; {out / 'demos.json'}")
     short = [r["task"] for r in results if r["demos"] < args.per_task] + [e["task"] for e in doc["errors"]]

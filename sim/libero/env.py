@@ -123,6 +123,8 @@ class LiberoEnv(gym.Env):
         self.language, bddl, self.init_states = task_spec(self.task_id)
         self._check_init(init_state)
         self.init_state, self.seed, self.image_size = int(init_state), int(seed), int(image_size)
+        self.placement_seed: int | None = None  # set by reset(options={"placement_seed": s})
+        self.layout: np.ndarray | None = None
         self.cameras, self.max_steps, self.wait_steps = tuple(cameras), int(max_steps), int(wait_steps)
         self.render_mode, self.render_quality = render_mode, render_quality
         self.renderer = None  # sim.libero.render.SceneRenderer when cameras are rendered
@@ -203,6 +205,21 @@ class LiberoEnv(gym.Env):
         ctx.con.free()
         ctx._set_mujoco_context_and_buffers()
 
+    def object_positions(self, flat_state: np.ndarray) -> np.ndarray:
+        """``[n_objects, 3]``: the position of every free-jointed (movable) object in a flattened MuJoCo
+        state (``[time, qpos, qvel, ...]``, as ``layout``, the demos' ``states`` and the init states)."""
+        m = self.raw_env.env.sim.model._model
+        free = np.flatnonzero(m.jnt_type == 0)  # mjJNT_FREE: the objects (the robot is mounted)
+        qpos = np.asarray(flat_state)[1 : 1 + m.nq]
+        return np.stack([qpos[m.jnt_qposadr[j] : m.jnt_qposadr[j] + 3] for j in free])
+
+    def nearest_init_state(self, flat_state: np.ndarray) -> tuple[int, float]:
+        """``(i, d)``: the fixed init state whose object layout is nearest to ``flat_state``, and the largest
+        object displacement between them in metres (the evaluation-split check of training data)."""
+        pos = self.object_positions(flat_state)
+        d = [float(np.abs(self.object_positions(s) - pos).max()) for s in self.init_states]
+        return int(np.argmin(d)), float(np.min(d))
+
     def set_cameras(self, on: bool) -> None:
         """Switch rendering of this env's cameras; while off, image observations are all zeros
         (for rollouts whose images nobody looks at, e.g. a privileged expert's first pass)."""
@@ -239,14 +256,26 @@ class LiberoEnv(gym.Env):
         }
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """``options={"init_state": i}`` picks another init state; ``seed`` reseeds LIBERO's RNG."""
+        """``options={"init_state": i}`` picks another fixed init state (0..49, the evaluation set);
+        ``options={"placement_seed": s}`` instead lays the scene out afresh from the task's BDDL regions
+        (np.random seeded with ``s``; ``init_state`` becomes -1), for training data. ``seed`` reseeds
+        LIBERO's RNG (fixture placements) for fixed init states. ``layout`` holds the flattened MuJoCo
+        state right after the reset, before the wait steps."""
         super().reset(seed=seed)
         if seed is not None:
             self.seed = int(seed)
-        if options and "init_state" in options:
+        options = options or {}
+        if "init_state" in options and "placement_seed" in options:
+            raise ValueError("reset: give options 'init_state' or 'placement_seed', not both")
+        if "init_state" in options:
             self._check_init(options["init_state"])
-            self.init_state = int(options["init_state"])
-        self.raw_env.seed(self.seed)
+            self.init_state, self.placement_seed = int(options["init_state"]), None
+        elif "placement_seed" in options:
+            s = options["placement_seed"]
+            if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s < 2**32:
+                raise ValueError(f"placement_seed must be an int in [0, 2**32), got {s!r}")
+            self.init_state, self.placement_seed = -1, int(s)
+        self.raw_env.seed(self.seed if self.placement_seed is None else self.placement_seed)
         keep = self.cameras_on
         self.set_cameras(False)  # reset + state load + wait render nothing
         try:
@@ -256,7 +285,11 @@ class LiberoEnv(gym.Env):
             for robot in self.raw_env.env.robots:
                 if robot.has_gripper:
                     robot.gripper.current_action = np.zeros(robot.gripper.dof)
-            self.raw_obs = self.raw_env.set_init_state(self.init_states[self.init_state])
+            if self.placement_seed is None:
+                self.raw_obs = self.raw_env.set_init_state(self.init_states[self.init_state])
+            else:  # the reset above sampled a new layout; keep it
+                self.raw_obs = self.raw_env.env._get_observations(force_update=True)
+            self.layout = self.raw_env.env.sim.get_state().flatten()
             for _ in range(self.wait_steps):
                 self.raw_obs, _, _, _ = self.raw_env.step(NOOP)
         finally:
