@@ -36,9 +36,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sim", "demos"): ("cli.sim_demos", "record demonstrations from a backbone's actions (robomimic HDF5)"),
     ("sim", "features"): ("cli.sim_features", "run a backbone over demonstrations: `aura train` sequences"),
     ("sim", "render-check"): ("cli.sim_render_check", "how much a render quality changes LIBERO's pixels"),
-    ("sim", "bundle"): (
-        "cli.sim_bundle",
-        "pack what libero_10 needs into checksummed parts for a GPU machine",
+    ("sim", "bundle"): ("cli.sim_bundle", "pack what libero_10 needs into checksummed parts for a GPU"),
+    ("sim", "bundle-setup"): (
+        "cli.sim_bundle_setup",
+        "on the GPU machine: stage, verify and set up the bundle",
     ),
     ("eval", "libero"): ("cli.eval_libero", "closed-loop LIBERO-Long evaluation of memory arms"),
 }
