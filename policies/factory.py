@@ -26,6 +26,7 @@ BUILTIN: dict[str, tuple[str, dict[str, Any]]] = {
     "libero_expert": ("policies.libero_expert.backbone:PrivilegedConfig", {"policy": "expert"}),
     "libero_noop": ("policies.libero_expert.backbone:PrivilegedConfig", {"policy": "noop"}),
     "libero_vla": ("policies.libero_vla:LiberoVLAConfig", {}),
+    "libero_vla_onnx": ("policies.libero_vla.onnx_backbone:LiberoVLAOnnxConfig", {}),
 }
 _REGISTERED: dict[str, tuple[Any, dict[str, Any]]] = {}
 

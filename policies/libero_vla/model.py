@@ -1,0 +1,265 @@
+"""The LIBERO pixel policy network: a language-FiLM'd narrow ResNet on two cameras, MLP trunk, chunk head.
+
+Per step, with both 128-px cameras, the 8-d proprio s and the instruction's hashed ids (``text.py``):
+
+    l      = LN(W_2 GELU(W_1 mean_{j: id_j > 0} E[id_j]))                     text embedding [d_text]
+    c_v    = [l ; e_v]                                  FiLM condition of camera v (e_v: learned camera id)
+    F_v    = ResNet_c_v(x_v / 127.5 - 1)                 shared 4-stage ResNet-18-style CNN, GroupNorm,
+                                                          each residual block's 2nd norm FiLM'd:
+                                                          h <- GN(h) (1 + gamma_b(c_v)) + beta_b(c_v)
+    f_v    = LN(U_v flatten(ReLU(GN(conv1x1(F_v)))))       per-camera projection, keeps the spatial layout
+    p      = MLP((pos, R(aa)[:, :2], grip) - mu) / sigma)   proprio; R(aa) = the rotation matrix of the
+                                                          axis-angle (continuous where aa flips at pi)
+    z_t    = LN(MLP([f_agentview ; f_wrist ; p ; l]))     the per-step features for the memory [d_model]
+    A_t    = mu_a + sigma_a (H z_t)                        the action chunk [K, 7], L1-trained
+
+The CNN is shared by both cameras (BAKU) and told which camera it is looking at through c_v; gamma, beta
+start at 0 (identity FiLM). Normalisation statistics (mu, sigma of the proprio features and of the actions)
+are buffers fitted on the training demos, so the ONNX graph carries them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from policies.libero_vla.runtime import D_STATE, NetInterface
+from policies.libero_vla.text import HashTokenizer
+
+D_PROPRIO_FEATURES = 11  # position 3, first two rotation-matrix columns 6, gripper fingers 2
+
+
+@dataclass
+class ModelConfig:
+    """Architecture (module docstring). Defaults: ~6.3 M parameters, d_model 256, K = 8."""
+
+    image_size: int = 128
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    strides: tuple[int, ...] = (1, 2, 2, 2)  # after the stem's /4: 32, 16, 8, 4 px maps at 128 px input
+    blocks: int = 2
+    groups: int = 8
+    d_spatial: int = 128
+    d_camera: int = 256
+    d_cam_id: int = 16
+    d_text: int = 128
+    d_proprio: int = 64
+    d_hidden: int = 512
+    d_model: int = 256
+    chunk: int = 8
+    d_action: int = 7
+    dropout: float = 0.1
+    buckets: int = 4096
+    max_tokens: int = 128
+    ngram: int = 3
+
+    def __post_init__(self) -> None:
+        self.widths, self.strides = tuple(int(w) for w in self.widths), tuple(int(s) for s in self.strides)
+        if len(self.widths) != len(self.strides) or not self.widths:
+            raise ValueError(f"widths {self.widths} and strides {self.strides} must have the same length")
+        if any(w % self.groups for w in (*self.widths, self.d_spatial)):
+            raise ValueError(f"every width must be divisible by groups={self.groups}")
+        if self.image_size % 4 or self.image_size < 32:
+            raise ValueError(f"image_size must be a multiple of 4 and >= 32, got {self.image_size}")
+
+    @property
+    def map_size(self) -> int:
+        s = self.image_size // 4
+        for st in self.strides:
+            s = (s + st - 1) // st
+        return s
+
+    def tokenizer(self) -> HashTokenizer:
+        return HashTokenizer(self.buckets, self.max_tokens, self.ngram)
+
+    def interface(self) -> NetInterface:
+        return NetInterface(self.d_model, self.chunk, self.d_action, self.image_size, self.tokenizer())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"], d["strides"] = list(self.widths), list(self.strides)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model field(s) {unknown}")
+        return cls(**data)
+
+
+def rotation_6d(aa: torch.Tensor) -> torch.Tensor:
+    """First two columns of R = I + a K + b K^2 (Rodrigues), K = [aa]_x, a = sin t / t, b = (1 - cos t) / t^2.
+
+    ``aa`` [..., 3] -> [..., 6]. Continuous in the rotation (aa = +-pi u is one rotation), unlike aa itself.
+    """
+    x, y, z = aa.unbind(-1)
+    t2 = x * x + y * y + z * z
+    t = torch.sqrt(t2 + 1e-12)
+    a = torch.sin(t) / t
+    b = (1.0 - torch.cos(t)) / (t2 + 1e-12)
+    # K^2 = aa aa^T - t^2 I; columns 0 and 1 of R:
+    r00, r10, r20 = 1 + b * (x * x - t2), a * z + b * x * y, -a * y + b * x * z
+    r01, r11, r21 = -a * z + b * x * y, 1 + b * (y * y - t2), a * x + b * y * z
+    return torch.stack([r00, r10, r20, r01, r11, r21], dim=-1)
+
+
+def proprio_features(state: torch.Tensor) -> torch.Tensor:
+    """[..., 8] (pos 3, axis-angle 3, gripper 2) -> [..., 11] (pos, rotation 6-d, gripper)."""
+    return torch.cat([state[..., :3], rotation_6d(state[..., 3:6]), state[..., 6:8]], dim=-1)
+
+
+class FiLMBlock(nn.Module):
+    """ResNet basic block; the second GroupNorm's output is FiLM'd by the condition (module docstring)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, groups: int, d_cond: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.gn1 = nn.GroupNorm(groups, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.gn2 = nn.GroupNorm(groups, c_out)
+        self.film = nn.Linear(d_cond, 2 * c_out)
+        nn.init.zeros_(self.film.weight)  # identity FiLM at init
+        nn.init.zeros_(self.film.bias)
+        self.down = None
+        if stride != 1 or c_in != c_out:
+            self.down = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.GroupNorm(groups, c_out)
+            )
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        # Under bf16 autocast GroupNorm runs (and returns) float32; casting back to the conv's dtype keeps the
+        # elementwise tail in bf16 (half the memory traffic). Without autocast both casts are no-ops.
+        c = self.conv1(x)
+        h = F.relu(self.gn1(c).to(c.dtype))
+        c = self.conv2(h)
+        h = self.gn2(c).to(c.dtype)
+        gamma, beta = self.film(cond).to(h.dtype)[:, :, None, None].chunk(2, dim=1)
+        h = h * (1 + gamma) + beta
+        return F.relu(h + (x if self.down is None else self.down(x)))
+
+
+class Encoder(nn.Module):
+    """uint8 [B, S, S, 3] images + condition [B, d_cond] -> feature map [B, C, m, m] (module docstring)."""
+
+    def __init__(self, cfg: ModelConfig, d_cond: int):
+        super().__init__()
+        w0 = cfg.widths[0]
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, w0, 5, 2, 2, bias=False),
+            nn.GroupNorm(cfg.groups, w0),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        blocks, c = [], w0
+        for w, s in zip(cfg.widths, cfg.strides):
+            for i in range(cfg.blocks):
+                blocks.append(FiLMBlock(c, w, s if i == 0 else 1, cfg.groups, d_cond))
+                c = w
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        # HWC uint8 -> NCHW float in [-1, 1]; the permute leaves a channels-last layout, which convs like.
+        x = images.permute(0, 3, 1, 2).to(self.stem[0].weight.dtype) * (1.0 / 127.5) - 1.0
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x, cond)
+        return x
+
+
+class LiberoVLANet(nn.Module):
+    """(image, wrist_image, state, tokens) -> (features [B, d_model], actions [B, K, d_action])."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Embedding(cfg.buckets, cfg.d_text, padding_idx=0)
+        self.text = nn.Sequential(
+            nn.Linear(cfg.d_text, cfg.d_text),
+            nn.GELU(),
+            nn.Linear(cfg.d_text, cfg.d_text),
+            nn.LayerNorm(cfg.d_text),
+        )
+        self.cam_id = nn.Parameter(torch.randn(2, cfg.d_cam_id) * 0.5)
+        self.encoder = Encoder(cfg, cfg.d_text + cfg.d_cam_id)
+        c, m = cfg.widths[-1], cfg.map_size
+        self.spatial = nn.Sequential(
+            nn.Conv2d(c, cfg.d_spatial, 1, bias=False), nn.GroupNorm(cfg.groups, cfg.d_spatial), nn.ReLU()
+        )
+        self.cam_proj = nn.ModuleList(
+            nn.Sequential(nn.Linear(cfg.d_spatial * m * m, cfg.d_camera), nn.LayerNorm(cfg.d_camera))
+            for _ in (0, 1)
+        )
+        self.proprio = nn.Sequential(
+            nn.Linear(D_PROPRIO_FEATURES, cfg.d_proprio), nn.GELU(), nn.Linear(cfg.d_proprio, cfg.d_proprio)
+        )
+        d_in = 2 * cfg.d_camera + cfg.d_proprio + cfg.d_text
+        self.trunk = nn.Sequential(
+            nn.Linear(d_in, cfg.d_hidden),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.d_hidden, cfg.d_hidden),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.d_hidden, cfg.d_model),
+            nn.LayerNorm(cfg.d_model),
+        )
+        self.head = nn.Sequential(
+            nn.Linear(cfg.d_model, cfg.d_hidden), nn.GELU(), nn.Linear(cfg.d_hidden, cfg.chunk * cfg.d_action)
+        )
+        nn.init.normal_(self.head[-1].weight, std=1e-3)
+        nn.init.zeros_(self.head[-1].bias)
+        for name, n in (("proprio", D_PROPRIO_FEATURES), ("action", cfg.d_action)):
+            self.register_buffer(f"{name}_mean", torch.zeros(n))
+            self.register_buffer(f"{name}_scale", torch.ones(n))
+
+    def set_stats(self, proprio_mean, proprio_scale, action_mean, action_scale) -> None:
+        """Normalisation statistics (fitted on the training demos by ``train.py``)."""
+        for name, v in zip(
+            ("proprio_mean", "proprio_scale", "action_mean", "action_scale"),
+            (proprio_mean, proprio_scale, action_mean, action_scale),
+        ):
+            getattr(self, name).copy_(torch.as_tensor(v, dtype=torch.float32))
+
+    def text_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
+        mask = (tokens > 0).to(self.embed.weight.dtype)
+        bag = (self.embed(tokens) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
+        return self.text(bag)
+
+    def encode(self, image, wrist_image, state, tokens, proprio_noise: float = 0.0):
+        """(features [B, d_model], normalised chunk [B, K, d_action]); noise only for training."""
+        b = image.shape[0]
+        text = self.text_embedding(tokens)
+        cams = self.cam_id[:, None, :].expand(2, b, -1).reshape(2 * b, -1)
+        cond = torch.cat([text.repeat(2, 1), cams], dim=1)
+        fmap = self.spatial(self.encoder(torch.cat([image, wrist_image], dim=0), cond))
+        flat = fmap.flatten(1)
+        f_a, f_w = self.cam_proj[0](flat[:b]), self.cam_proj[1](flat[b:])
+        p = (proprio_features(state.to(self.proprio_mean.dtype)) - self.proprio_mean) / self.proprio_scale
+        if proprio_noise > 0:
+            p = p + proprio_noise * torch.randn_like(p)
+        z = self.trunk(torch.cat([f_a, f_w, self.proprio(p), text], dim=1))
+        chunk = self.head(z).view(b, self.config.chunk, self.config.d_action)
+        return z, chunk
+
+    def forward(self, image, wrist_image, state, tokens):
+        z, chunk = self.encode(image, wrist_image, state, tokens)
+        return z, chunk * self.action_scale + self.action_mean
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def example_inputs(cfg: ModelConfig, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random inputs of the graph's shapes (uint8 images, state, token ids)."""
+    g = torch.Generator().manual_seed(seed)
+    s = cfg.image_size
+    img = torch.randint(0, 256, (batch, s, s, 3), generator=g, dtype=torch.uint8)
+    wrist = torch.randint(0, 256, (batch, s, s, 3), generator=g, dtype=torch.uint8)
+    state = torch.randn(batch, D_STATE, generator=g)
+    tokens = torch.randint(0, cfg.buckets, (batch, cfg.max_tokens), generator=g)
+    return img, wrist, state, tokens
