@@ -1,0 +1,337 @@
+"""Behaviour cloning of the LIBERO pixel policy on scripted-expert demos (``aura train backbone``).
+
+Objective: for a frame t of a demo, the L1 loss of the normalised action chunk over the steps still inside
+the episode (OpenVLA-OFT's L1 head, ACT's padding mask),
+
+    L = sum_{k<K, t+k<T} |Â_t[k] - (a_t+k - mu_a) / sigma_a|_1 / (7 |{k < K: t+k < T}|).
+
+Data: every frame of every demo (``data.load_demos``) lives on the device as uint8 (an H200 holds ~30 GB of
+128-px video easily), and so do the chunk targets; a step gathers a random batch with a random shift
+augmentation (DrQ: each image moved by up to ``shift`` px, borders replicated) in one indexing kernel, so no
+data-loader process exists. Proprio noise: N(0, ``proprio_noise``) on the normalised proprio features.
+
+Optimisation: AdamW (decoupled weight decay on matrices and conv kernels only), linear warm-up, cosine decay
+to 0.01 lr, grad-norm clip 1, an EMA of the weights (decay min(ema, (1+s)/(10+s))) which is what is saved and
+deployed; bf16 autocast + channels-last on CUDA.
+
+Time: ``time_limit`` (seconds from the start of the command, loading included) stops cleanly with a saved
+checkpoint before it; ``fit_to_time`` re-sizes the cosine horizon once, after ~60 measured steps, so that the
+schedule ends at the limit (longer or shorter than ``steps``, which is then only the first guess).
+Checkpoints (EMA weights, ``checkpoint.py``) and the resume state (``trainstate.py``) are written every
+``save_every`` s, so a killed command loses at most that; ``resume`` continues the step count, schedule and
+EMA. ``train.jsonl`` logs every ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from policies.libero_vla.checkpoint import save_checkpoint
+from policies.libero_vla.data import load_demos
+from policies.libero_vla.model import LiberoVLANet, ModelConfig, count_parameters, proprio_features
+from policies.libero_vla.trainstate import load_train_state, read_train_info, save_train_state
+
+DEFAULT_STEPS = 8000
+# The time limit keeps 2 saves + 3 steps + SAFETY_S in reserve (the guesses until a save and steps are timed).
+SAVE_GUESS_S, STEP_GUESS_S, SAFETY_S = 3.0, 1.0, 5.0
+
+
+@dataclass
+class TrainConfig:
+    """One ``aura train backbone`` run (module docstring); ``model`` overrides ModelConfig fields."""
+
+    demos: str
+    out: str
+    steps: int | None = None  # None: DEFAULT_STEPS, or the resumed run's total
+    batch: int = 512
+    lr: float = 6e-4
+    weight_decay: float = 0.01
+    warmup: int = 300
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    time_limit: float | None = None
+    fit_to_time: bool = False
+    ema: float = 0.999
+    shift: int = 8
+    proprio_noise: float = 0.1
+    max_demos_per_task: int | None = None
+    threads: int | None = None
+    log_every: int = 50
+    save_every: float = 120.0
+    channels_last: bool = True
+    compile: bool = False
+    progress: bool = True
+    model: dict = field(default_factory=dict)
+    command: str = ""
+
+
+def shifted(images: torch.Tensor, idx: torch.Tensor, pad: int, gen) -> torch.Tensor:
+    """``images[idx]`` [B, S, S, 3], each moved by an integer (dy, dx) in [-pad, pad]^2, edges replicated."""
+    if pad <= 0:
+        return images[idx]
+    b, s = idx.shape[0], images.shape[1]
+    d = torch.randint(-pad, pad + 1, (2, b, 1), device=idx.device, generator=gen)
+    ar = torch.arange(s, device=idx.device)[None]
+    rows, cols = (ar + d[0]).clamp_(0, s - 1), (ar + d[1]).clamp_(0, s - 1)
+    return images[idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+class DeviceData:
+    """The demos as device tensors, and random augmented batches of them (module docstring)."""
+
+    def __init__(self, demos, chunk: int, tokenizer, device):
+        t0 = time.perf_counter()
+        self.image = torch.from_numpy(demos.image).to(device)
+        self.wrist = torch.from_numpy(demos.wrist_image).to(device)
+        self.state = torch.from_numpy(demos.state).to(device)
+        targets, valid = demos.chunk_targets(chunk)
+        self.target = torch.from_numpy(np.ascontiguousarray(targets)).to(device)
+        self.valid = torch.from_numpy(valid).to(device)
+        self.tokens = torch.from_numpy(np.stack([tokenizer(t) for t in demos.languages])).to(device)
+        self.task = torch.from_numpy(demos.frame_task).to(device)
+        self.n = demos.frames
+        self.upload_s = time.perf_counter() - t0
+
+    def batch(self, b: int, shift: int, gen) -> tuple[torch.Tensor, ...]:
+        idx = torch.randint(0, self.n, (b,), device=self.image.device, generator=gen)
+        return (
+            shifted(self.image, idx, shift, gen),
+            shifted(self.wrist, idx, shift, gen),
+            self.state[idx],
+            self.tokens[self.task[idx]],
+            self.target[idx],
+            self.valid[idx],
+        )
+
+
+def fit_stats(net: LiberoVLANet, demos) -> None:
+    """Normalisation statistics from the demos (floors keep near-constant dims from exploding)."""
+    feats = proprio_features(torch.from_numpy(demos.state).double())
+    act = torch.from_numpy(demos.action).double()
+    net.set_stats(feats.mean(0), feats.std(0).clamp(min=1e-3), act.mean(0), act.std(0).clamp(min=1e-2))
+
+
+def lr_at(step: int, cfg: TrainConfig, total: int) -> float:
+    warm = min(cfg.warmup, max(total // 10, 1))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    p = min((step - warm) / max(total - warm, 1), 1.0)
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def _param_groups(net: LiberoVLANet, wd: float) -> list[dict]:
+    decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and not n.startswith(("embed", "cam_id"))]
+    ids = {id(p) for p in decay}
+    return [
+        dict(params=decay, weight_decay=wd),
+        dict(params=[p for p in net.parameters() if id(p) not in ids], weight_decay=0.0),
+    ]
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def _log(out: Path, record: dict) -> None:
+    with open(out / "train.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def train(cfg: TrainConfig, t_start: float | None = None) -> dict:
+    """Run (or resume) training; returns the summary written into config.json (module docstring)."""
+    t_start = time.monotonic() if t_start is None else t_start
+    for name, low in (("steps", 1), ("batch", 1), ("log_every", 1)):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(cfg, name)}")
+    if cfg.lr <= 0 or cfg.shift < 0 or not 0 <= cfg.ema < 1:
+        raise ValueError("need --lr > 0, --shift >= 0 and 0 <= ema < 1")
+    device = _device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    info = read_train_info(out) if cfg.resume else None
+    if cfg.resume and info is None:
+        print(f"[train] --resume: nothing to resume in {out}, starting from step 0", flush=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(cfg.seed)
+
+    demos = load_demos(cfg.demos, cfg.max_demos_per_task, cfg.threads, progress=cfg.progress)
+    load_s = time.monotonic() - t_start
+    model_fields = dict(info["model"]) if info else {**cfg.model, "image_size": demos.recipe["image_size"]}
+    mcfg = ModelConfig.from_dict(model_fields)
+    if mcfg.image_size != demos.recipe["image_size"]:
+        raise ValueError(
+            f"{cfg.demos}: demos are {demos.recipe['image_size']} px, the resumed model {mcfg.image_size} px"
+        )
+    net = LiberoVLANet(mcfg)
+    fit_stats(net, demos)
+    data = DeviceData(demos, mcfg.chunk, mcfg.tokenizer(), device)
+    recipe = demos.recipe
+    del demos  # the host copy of the video (tens of GB on the GPU machine)
+    net = net.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(
+        _param_groups(net, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999), fused=device.type == "cuda"
+    )
+    step, total = 0, cfg.steps or DEFAULT_STEPS
+    if info:
+        load_train_state(out, net, ema, opt)
+        step, total = int(info["step"]), cfg.steps or int(info["total_steps"])
+    fwd = torch.compile(net.encode) if cfg.compile else net.encode
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step)
+    params, ema_params = list(net.parameters()), list(ema.parameters())
+    mu_a, sd_a = net.action_mean, net.action_scale
+
+    n_params = count_parameters(net)
+    print(
+        f"[train] {recipe['frames']} frames / {recipe['demos']} demos / {recipe['tasks']} tasks loaded in "
+        f"{load_s:.1f} s ({data.upload_s:.1f} s to {device}); {n_params / 1e6:.2f} M params; "
+        f"step {step} of {total}",
+        flush=True,
+    )
+    summary = dict(info.get("summary", {})) if info else {}
+    summary.update(params=n_params, load_s=load_s, device=str(device), torch=torch.__version__)
+    summary.setdefault("commands", []).append(dict(command=cfg.command, started_at_step=step))
+    summary.pop("samples_per_s", None)  # a resumed run's own speed replaces the previous command's
+    if device.type == "cuda":
+        summary["gpu"] = torch.cuda.get_device_name(device)
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        # A captured log (no TTY) gets a line per update: update it rarely there.
+        every = 5.0 if sys.stderr.isatty() else 30.0
+        bar = tqdm(total=total, initial=step, desc="train backbone", unit="step", mininterval=every)
+    save_s, last_save = SAVE_GUESS_S, time.monotonic()
+    t_run, step0, t_calib, calib_step = time.monotonic(), step, None, None
+    step_s, stopped, losses, fitted, paused = None, "steps", [], False, 0.0
+
+    def save(final: bool) -> None:
+        nonlocal save_s, last_save, paused
+        t0 = time.monotonic()
+        summary.update(
+            step=step,
+            total_steps=total,
+            samples_seen=step * cfg.batch,
+            epochs=step * cfg.batch / max(data.n, 1),
+            wall_s=time.monotonic() - t_start,
+            stopped=stopped,
+            final_loss=float(np.mean(losses[-5:])) if losses else None,
+            step_s=step_s,
+        )
+        if step_s:
+            summary["samples_per_s"] = cfg.batch / step_s
+        training = dict(
+            command=cfg.command, seed=cfg.seed, config=asdict(cfg), recipe=recipe, summary=summary
+        )
+        save_checkpoint(ema, out, training)
+        save_train_state(
+            out,
+            net,
+            ema,
+            opt,
+            dict(
+                step=step,
+                total_steps=total,
+                model=mcfg.to_dict(),
+                recipe_frames=recipe["frames"],
+                summary=summary,
+            ),
+        )
+        save_s, last_save = max(time.monotonic() - t0, 1.0), time.monotonic()
+        paused += last_save - t0  # not training time: kept out of the step timing
+        if final:
+            print(f"[train] saved {out} at step {step}/{total} ({stopped}); {save_s:.1f} s", flush=True)
+
+    net.train()
+    while step < total:
+        elapsed = time.monotonic() - t_start
+        if (
+            cfg.time_limit is not None
+            and elapsed + 2 * save_s + 3 * (step_s or STEP_GUESS_S) + SAFETY_S > cfg.time_limit
+        ):
+            stopped = "time_limit"
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg, total)
+        img, wrist, state, tokens, target, valid = data.batch(cfg.batch, cfg.shift, gen)
+        with amp:
+            _, pred = fwd(img, wrist, state, tokens, cfg.proprio_noise)
+        err = (pred.float() - (target - mu_a) / sd_a).abs() * valid[..., None]
+        loss = err.sum() / (valid.sum() * pred.shape[-1]).clamp(min=1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, params, 1.0 - min(cfg.ema, (1 + step) / (10 + step)))
+        step += 1
+        if bar is not None:
+            bar.update()
+        if step - step0 == 10:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t_calib, calib_step = time.monotonic() - paused, step
+        if step % cfg.log_every == 0 or step == total:
+            loss_v = float(loss.detach())  # syncs
+            losses.append(loss_v)
+            if t_calib is not None and step > calib_step:
+                step_s = (time.monotonic() - paused - t_calib) / (step - calib_step)
+            if cfg.fit_to_time and cfg.time_limit and step_s and step - step0 >= 60 and not fitted:
+                save(final=False)  # a first checkpoint, and the measured cost of the periodic ones
+                room = cfg.time_limit - (time.monotonic() - t_start) - 2 * save_s - 3 * step_s - SAFETY_S
+                room -= save_s * room / max(cfg.save_every, 1.0)  # the periodic saves still to come
+                fit, fitted = step + max(int(0.98 * room / step_s), 0), True
+                summary.setdefault("fitted", []).append(
+                    dict(at_step=step, from_total=total, to_total=max(fit, step + 1), step_s=step_s)
+                )
+                if fit != total:
+                    total = max(fit, step + 1)
+                    print(
+                        f"[train] --fit-to-time: the schedule is now {total} steps "
+                        f"({step_s * 1e3:.1f} ms/step)",
+                        flush=True,
+                    )
+                    if bar is not None:
+                        bar.total = total
+            rec = dict(
+                step=step,
+                loss=loss_v,
+                lr=opt.param_groups[0]["lr"],
+                grad_norm=float(grad_norm.detach()),
+                elapsed_s=time.monotonic() - t_start,
+                epoch=step * cfg.batch / data.n,
+            )
+            if step_s:
+                rec["samples_per_s"] = cfg.batch / step_s
+            _log(out, rec)
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss_v:.4f}", refresh=False)
+        if time.monotonic() - last_save > cfg.save_every and step < total:
+            save(final=False)
+    if bar is not None:
+        bar.close()
+    summary["train_s"] = time.monotonic() - t_run
+    save(final=True)
+    return summary
