@@ -380,7 +380,8 @@ print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
 
 
 def test_training_refuses_demos_from_the_evaluation_set(tmp_path, tiny_demos):
-    """A demo recorded on one of LIBERO's 50 fixed init states (attrs init_state >= 0) is never training data."""
+    """A demo recorded on one of LIBERO's 50 fixed init states (attrs init_state >= 0) is never training
+    data."""
     import shutil
 
     import h5py
