@@ -200,10 +200,27 @@ def timeline_frame(
 
 
 def write_video(path: Path, frames: list[np.ndarray], write_steps: list[int], fps: int = 20) -> None:
-    """MP4 of the episode with write events marked on a timeline (imageio-ffmpeg)."""
-    import imageio.v2 as imageio
+    """MP4 of the episode with write events marked on a timeline: H.264 through imageio-ffmpeg, or MPEG-4
+    part 2 through OpenCV where imageio-ffmpeg is not installed (the GPU machines have OpenCV only)."""
+    import importlib.util
 
     horizon = len(frames)
-    with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1, quality=7) as w:
-        for t, f in enumerate(frames):
-            w.append_data(timeline_frame(f, t, horizon, write_steps))
+    marked = (timeline_frame(f, t, horizon, write_steps) for t, f in enumerate(frames))
+    if importlib.util.find_spec("imageio_ffmpeg") is not None or importlib.util.find_spec("cv2") is None:
+        import imageio.v2 as imageio
+
+        with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1, quality=7) as w:
+            for f in marked:
+                w.append_data(f)
+        return
+    import cv2
+
+    first = next(marked)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (first.shape[1], first.shape[0]))
+    if not w.isOpened():
+        raise OSError(f"{path}: OpenCV cannot open an MPEG-4 writer")
+    try:
+        for f in (first, *marked):
+            w.write(np.ascontiguousarray(f[:, :, ::-1]))  # OpenCV takes BGR
+    finally:
+        w.release()

@@ -75,3 +75,19 @@ def test_video_has_every_frame_and_the_timeline_strip(tmp_path):
     report.write_video(path, frames, write_steps=[2, 4])
     back = imageio.mimread(path)
     assert len(back) == 6 and back[0].shape == (32 + 12, 48, 3)
+
+
+def test_video_without_imageio_ffmpeg_uses_opencv(tmp_path, monkeypatch):
+    """The GPU machines have OpenCV but not imageio-ffmpeg: the same MP4 (frames + timeline) via OpenCV."""
+    import importlib.util
+
+    pytest.importorskip("cv2", reason="needs opencv-python-headless (the GPU machines' video encoder)")
+    iio = pytest.importorskip("imageio.v3")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "imageio_ffmpeg" else real(n, *a)
+    )
+    frames = [np.full((32, 32, 3), 8 * i, np.uint8) for i in range(12)]
+    report.write_video(tmp_path / "v.mp4", frames, write_steps=[3, 7])
+    video = iio.imread(tmp_path / "v.mp4")
+    assert video.shape[0] == 12 and video.shape[2] == 32 and video.shape[1] > 32  # timeline strip below
