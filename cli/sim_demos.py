@@ -3,9 +3,10 @@
 The arm is driven by a backbone's base action (--backbone, default the scripted expert libero_expert).
 --placements fresh (default) lays every episode's scene out afresh from the task's BDDL regions and never
 uses LIBERO's 50 fixed init states (the evaluation set; each demo records its distance to the nearest one);
---placements fixed tries init states --start, --start+1, ... (analysis only, never training data). Each
-task is split into --shards jobs that keep ceil(--per-task / --shards) demos each and write their own file
-(OUT/task{t}[_s{k}]_demo.hdf5), so --workers processes share the work and a rerun skips finished jobs.
+--placements fixed tries init states --start, --start+1, ... (analysis only, never training data). The work is
+split into jobs of --tries-per-job episodes of one task, each writing its own file
+(OUT/task{t}_b{batch}_demo.hdf5); the next job goes to the task furthest from --per-task, so --workers
+processes share the work, a task whose expert fails more gets more jobs, and a rerun skips finished jobs.
 OUT/demos.json records every try.
 """
 
@@ -15,8 +16,8 @@ import argparse
 from pathlib import Path
 
 from cli.common import add_backbone_arguments, at_least, int_list
-from sim.libero.demos import record_demos
 from sim.libero.env import N_INIT_STATES, N_TASKS
+from sim.libero.recording import record_demos
 from sim.libero.render import add_render_argument
 
 
@@ -29,9 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="fresh",
         help="fresh scene layouts (training data) or LIBERO's fixed init states",
     )
-    parser.add_argument("--shards", type=int, default=1, help="jobs per task (each writes its own file)")
+    parser.add_argument("--tries-per-job", type=int, default=8, help="episodes per job (one file per job)")
     parser.add_argument(
-        "--max-tries", type=int, default=None, help="fresh: tries per job (default 6 x quota)"
+        "--max-tries",
+        type=int,
+        default=None,
+        help="fresh: episodes per task at most (default 10 x --per-task)",
     )
     parser.add_argument("--start", type=int, default=0, help="fixed: first init state to try")
     parser.add_argument(
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 <= args.start < N_INIT_STATES:
         raise ValueError(f"--start must be in 0..{N_INIT_STATES - 1}, got {args.start}")
-    at_least(args, 1, "workers", "image_size", "shards", "max_tries")
+    at_least(args, 1, "workers", "image_size", "tries_per_job", "max_tries")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         tasks,
         out,
         per_task=args.per_task,
-        shards=args.shards,
+        tries_per_job=args.tries_per_job,
         placements=args.placements,
         start=args.start,
         max_tries=args.max_tries,

@@ -8,7 +8,8 @@ import pytest
 h5py = pytest.importorskip("h5py")
 pytest.importorskip("libero", reason="needs the LIBERO stack (scripts/setup.sh installs it)")
 
-from sim.libero.demos import SPLIT_MIN_MM, _finished, job_file, placement_seed, verify_split, write_task_file  # noqa: E402
+from sim.libero.demos import SPLIT_MIN_MM, finished_job, job_file, verify_split, write_task_file  # noqa: E402
+from sim.libero.recording import placement_seed  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def env():
 
 def test_fresh_layouts_are_not_fixed_init_states(env):
     for k in range(4):
-        env.reset(options={"placement_seed": placement_seed(0, 0, 0, k, 3)})
+        env.reset(options={"placement_seed": placement_seed(0, 0, k)})
         assert env.init_state == -1
         _, dist = env.nearest_init_state(env.layout)
         assert 1000 * dist > SPLIT_MIN_MM
@@ -31,8 +32,8 @@ def test_fresh_layouts_are_not_fixed_init_states(env):
 
 
 def test_placement_seeds_are_distinct():
-    seeds = {placement_seed(0, t, k, i, 4) for t in range(10) for k in range(4) for i in range(300)}
-    assert len(seeds) == 10 * 4 * 300
+    seeds = {placement_seed(0, t, k) for t in range(10) for k in range(1000)}
+    assert len(seeds) == 10 * 1000
 
 
 def _demo(rng, **attrs):
@@ -71,15 +72,35 @@ def test_verify_split_refuses_evaluation_states_and_near_layouts(tmp_path):
         verify_split(near)
 
 
-def test_a_complete_job_file_is_resumed_not_rerecorded(tmp_path):
+def test_a_finished_job_is_counted_not_rerecorded(tmp_path):
     rng = np.random.default_rng(0)
-    path = job_file(tmp_path, 2, 1, 3)
-    assert path.name == "task2_s1_demo.hdf5" and job_file(tmp_path, 2, 0, 1).name == "task2_demo.hdf5"
-    assert _finished(path) is None
+    path = job_file(tmp_path, 2, 1)
+    assert (
+        path.name == "task2_b001_demo.hdf5"
+        and job_file(tmp_path, 2, 1, kept=0).name == "task2_b001_empty.json"
+    )
+    assert finished_job(tmp_path, 2, 1) is None
     write_task_file(
         path,
         [_demo(rng, init_state=-1, placement_seed=1, nearest_init_mm=9.0)],
-        dict(task_id=2, shard=1, complete=1, tries=2),
+        dict(task_id=2, batch=1, complete=1, tries=2),
     )
-    done = _finished(path)
-    assert done["demos"] == 1 and done["resumed"] and done["task"] == 2 and done["shard"] == 1
+    done = finished_job(tmp_path, 2, 1)
+    assert done["demos"] == 1 and done["tries"] == 2 and done["resumed"] and done["task"] == 2
+    job_file(tmp_path, 3, 0, kept=0).write_text('{"task": 3, "batch": 0, "demos": 0, "tries": 8}')
+    assert finished_job(tmp_path, 3, 0)["tries"] == 8
+
+
+def test_the_scheduler_gives_more_batches_to_the_task_that_fails_more(tmp_path):
+    from sim.libero.recording import _DemoScheduler
+
+    s = _DemoScheduler([0, 1], per_task=7, max_batches=20, base=dict(tries=4, out=str(tmp_path)))
+    jobs = [s.next_job() for _ in range(4)]  # 2 per task: 2 x 4 tries x the 0.9 prior covers 7 each
+    assert sorted(j.key[0] for j in jobs) == [0, 0, 1, 1] and s.next_job() is None
+    for j in jobs:  # task 0 succeeds every time, task 1 once in four
+        s.finished(j, dict(task=j.key[0], batch=j.key[1], demos=4 if j.key[0] == 0 else 1, tries=4))
+    more = []
+    while (j := s.next_job()) is not None:
+        more.append(j)
+        s.finished(j, dict(task=1, batch=j.key[1], demos=1, tries=4))
+    assert {j.key[0] for j in more} == {1} and s.kept == {0: 8, 1: 7} and not s.open()
