@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The LIBERO-Long backbone pipeline on the GPU machine, after scripts/libero_gpu.sh has set LIBERO up:
+#   demos (fresh placements) -> split check -> train backbone -> evaluate the base arm on all 500 fixed
+#   init states -> three videos -> ONNX export with parity -> results packed under $WORK/results.
+# Every step is resumable: a finished step leaves $WORK/<step>.done and is skipped on a rerun; the demos,
+# training and evaluation resume inside the step too (finished demo jobs, the last saved training state,
+# finished episodes). Run it in the background (it outlives a device call) and poll its log:
+#   setsid nohup bash scripts/libero_gpu_pipeline.sh >/tmp/aura-work/pipeline.log 2>&1 &
+# Sizes come from the environment (defaults: the issue's full run; the 2-core smoke test sets tiny ones).
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+WORK=${WORK:-/tmp/aura-work}
+TASKS=${TASKS:-0-9}
+PER_TASK=${PER_TASK:-55}        # demos kept per task (>= 50)
+TRIES_PER_JOB=${TRIES_PER_JOB:-6}  # episodes per demo job (one file each)
+WORKERS=${WORKERS:-16}          # env worker processes
+TRAIN_S=${TRAIN_S:-420}         # training time limit, seconds (loading included)
+TRAIN_ARGS=${TRAIN_ARGS:-}      # extra `aura train backbone` options
+EPISODES=${EPISODES:-50}        # fixed init states per task in the evaluation
+VIDEO_TASKS=${VIDEO_TASKS:-0,4,8}
+DEVICE=${DEVICE:-cuda}
+AURA=${AURA:-aura}
+mkdir -p "$WORK/results"
+log() { echo "[pipeline $(date +%H:%M:%S)] $*"; }
+step() {  # step NAME COMMAND...: run once; a failure is logged and stops the pipeline
+    local name=$1
+    shift
+    if [ -e "$WORK/$name.done" ]; then
+        log "$name: done before, skipped"
+        return 0
+    fi
+    log "$name: start"
+    local t0=$SECONDS
+    if "$@"; then
+        echo "$((SECONDS - t0))" >"$WORK/$name.done"
+        log "$name: done in $((SECONDS - t0)) s"
+    else
+        log "$name: FAILED (exit $?) after $((SECONDS - t0)) s"
+        echo "failed $name" >"$WORK/pipeline.status"
+        exit 1
+    fi
+}
+echo running >"$WORK/pipeline.status"
+
+demos() {
+    # rc 1 means a task kept fewer demos than asked: train on what there is, the summary says so
+    $AURA sim demos --tasks "$TASKS" --per-task "$PER_TASK" --tries-per-job "$TRIES_PER_JOB" --workers "$WORKERS" \
+        --placements fresh --first-pass cameras --image-size 128 --out "$WORK/demos"
+    local rc=$?
+    cp "$WORK/demos/demos.json" "$WORK/results/demos.json"
+    [ "$rc" -le 1 ]
+}
+split_check() {
+    python3 - "$WORK/demos" "$WORK/results/split.json" <<'EOF'
+import json, sys
+from pathlib import Path
+from sim.libero.demos import verify_split
+files = sorted(Path(sys.argv[1]).glob("task*_demo.hdf5"))
+rows = {f.name: verify_split(f) for f in files}  # raises, naming the file, on a demo from the evaluation set
+near = [r["min_nearest_mm"] for r in rows.values() if r["min_nearest_mm"] is not None]
+doc = dict(files=len(rows), demos=sum(r["demos"] for r in rows.values()), min_nearest_mm=min(near), per_file=rows)
+Path(sys.argv[2]).write_text(json.dumps(doc, indent=1))
+print(f"split: {doc['demos']} demos in {doc['files']} files, none on a fixed init state; nearest layout "
+      f"{doc['min_nearest_mm']:.1f} mm from one")
+EOF
+}
+train() {
+    local resume=()
+    [ -e "$WORK/ckpt/config.json" ] && resume=(--resume)
+    # shellcheck disable=SC2086
+    $AURA train backbone --demos "$WORK/demos" --out "$WORK/ckpt" --device "$DEVICE" --time-limit "$TRAIN_S" \
+        --fit-to-time --no-progress "${resume[@]}" $TRAIN_ARGS
+}
+evaluate() {
+    $AURA eval libero --tasks "$TASKS" --episodes "$EPISODES" --arms base --backbone libero_vla \
+        --backbone-arg "checkpoint=$WORK/ckpt" --backbone-arg "device=$DEVICE" --backbone-arg threads=1 \
+        --workers "$WORKERS" --out "$WORK/eval"
+}
+videos() {
+    $AURA eval libero --tasks "$VIDEO_TASKS" --init-states 0 --arms base --backbone libero_vla \
+        --backbone-arg "checkpoint=$WORK/ckpt" --backbone-arg "device=$DEVICE" --backbone-arg threads=1 \
+        --workers 3 --video 1 --out "$WORK/eval_videos"
+}
+export_onnx() {
+    local frames
+    for frames in "$WORK"/demos/task*_demo.hdf5; do break; done
+    $AURA export backbone "$WORK/ckpt" --out "$WORK/libero_vla.onnx" --frames "$frames" \
+        --json "$WORK/results/export.json"
+}
+pack() {
+    # what comes back from the machine: at most 8 files of 16 MiB
+    cp "$WORK/ckpt/model.safetensors" "$WORK/results/model.safetensors"
+    local f files=()
+    for f in "$WORK"/ckpt/config.json "$WORK"/ckpt/train.jsonl "$WORK"/eval/summary.json "$WORK"/eval/summary.md \
+        "$WORK"/eval/config.json "$WORK"/eval/*.png "$WORK"/eval/episodes*.jsonl "$WORK"/results/demos.json \
+        "$WORK"/results/split.json "$WORK"/results/export.json; do
+        [ -e "$f" ] && files+=("${f#"$WORK"/}") # train.jsonl is missing when training ran < --log-every steps
+    done
+    tar -C "$WORK" -cf "$WORK/results/results.tar" "${files[@]}" || return 1
+    tar -C "$WORK/eval_videos" -cf "$WORK/results/videos.tar" videos || return 1
+    ls -la "$WORK/results"
+}
+
+step demos demos
+step split split_check
+step train train
+step eval evaluate
+step videos videos
+step export export_onnx
+step pack pack
+echo "done" >"$WORK/pipeline.status"
+log "all steps done"
