@@ -112,22 +112,40 @@ def proprio_features(state: torch.Tensor) -> torch.Tensor:
     return torch.cat([state[..., :3], rotation_6d(state[..., 3:6]), state[..., 6:8]], dim=-1)
 
 
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` with two-pass float32 statistics: mean, then the mean square about it.
+
+    Same parameters and function; torch's fused CPU kernel accumulates the variance in one pass, which on
+    some LIBERO frames put the eager network ~1.6e-4 from a float64 copy (ONNX Runtime's decomposition:
+    ~1.5e-5), more than the export's 1e-4 parity budget. Returns float32, as GroupNorm does under autocast.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dt = torch.promote_types(x.dtype, torch.float32)  # bf16 / fp16 / fp32 -> fp32; a float64 copy stays
+        xf = x.to(dt).reshape(x.shape[0], self.num_groups, -1)
+        mean = xf.mean(-1, keepdim=True)
+        var = (xf - mean).square().mean(-1, keepdim=True)
+        y = ((xf - mean) / torch.sqrt(var + self.eps)).reshape(x.shape)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return y * self.weight.to(dt).reshape(shape) + self.bias.to(dt).reshape(shape)
+
+
 class FiLMBlock(nn.Module):
     """ResNet basic block; the second GroupNorm's output is FiLM'd by the condition (module docstring)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int, groups: int, d_cond: int):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.gn1 = nn.GroupNorm(groups, c_out)
+        self.gn1 = GroupNorm(groups, c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.gn2 = nn.GroupNorm(groups, c_out)
+        self.gn2 = GroupNorm(groups, c_out)
         self.film = nn.Linear(d_cond, 2 * c_out)
         nn.init.zeros_(self.film.weight)  # identity FiLM at init
         nn.init.zeros_(self.film.bias)
         self.down = None
         if stride != 1 or c_in != c_out:
             self.down = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.GroupNorm(groups, c_out)
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), GroupNorm(groups, c_out)
             )
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -150,7 +168,7 @@ class Encoder(nn.Module):
         w0 = cfg.widths[0]
         self.stem = nn.Sequential(
             nn.Conv2d(3, w0, 5, 2, 2, bias=False),
-            nn.GroupNorm(cfg.groups, w0),
+            GroupNorm(cfg.groups, w0),
             nn.ReLU(),
             nn.MaxPool2d(3, 2, 1),
         )
@@ -187,7 +205,7 @@ class LiberoVLANet(nn.Module):
         self.encoder = Encoder(cfg, cfg.d_text + cfg.d_cam_id)
         c, m = cfg.widths[-1], cfg.map_size
         self.spatial = nn.Sequential(
-            nn.Conv2d(c, cfg.d_spatial, 1, bias=False), nn.GroupNorm(cfg.groups, cfg.d_spatial), nn.ReLU()
+            nn.Conv2d(c, cfg.d_spatial, 1, bias=False), GroupNorm(cfg.groups, cfg.d_spatial), nn.ReLU()
         )
         self.cam_proj = nn.ModuleList(
             nn.Sequential(nn.Linear(cfg.d_spatial * m * m, cfg.d_camera), nn.LayerNorm(cfg.d_camera))
