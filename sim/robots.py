@@ -3,6 +3,7 @@
 =======================  ================================================================================
 ``noise``                the numpy noise robot (``deploy.runtime.robots.NoiseRobot``) sized to the model
 ``synthetic[:CONFIG]``   the controlled synthetic benchmark (``sim.synthetic.robot``), ``hard`` by default
+``libero:TASK[:INIT]``   a libero_10 task from a fixed init state (default: seed mod 50; ``sim.libero.robot``)
 ``module:Class``         ``Class(**fields)``, fields from ``--env-arg KEY=VALUE`` (a real robot, say)
 =======================  ================================================================================
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from policies.factory import import_target
 
-NAMES = ("noise", "synthetic[:CONFIG]", "module:Class")
+NAMES = ("noise", "synthetic[:CONFIG]", "libero:TASK[:INIT]", "module:Class")
 
 
 def _user_robot(spec: str, fields: dict[str, Any]):
@@ -51,6 +52,11 @@ def make_robot(
         from sim.synthetic.robot import make_synthetic_robot
 
         return make_synthetic_robot(rest or "hard", episode_steps, **fields)
+    if name == "libero":
+        from sim.libero.robot import LiberoRobot, parse_spec
+
+        task, init = parse_spec(rest)
+        return LiberoRobot(task, init, max_steps=episode_steps, **fields)
     if rest and name:
         return _user_robot(spec, fields)
     raise ValueError(f"--env: unknown robot {spec!r} (choose from {', '.join(NAMES)})")

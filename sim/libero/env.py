@@ -41,10 +41,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sim.libero.install import ensure_libero
+from sim.libero.tasks import N_TASKS, SUITE, task_spec  # noqa: F401  (N_TASKS, SUITE: the env's constants too)
 
-SUITE = "libero_10"
-N_TASKS = 10
 N_INIT_STATES = 50
 WAIT_STEPS = 10
 MAX_STEPS = 520
@@ -72,19 +70,6 @@ def proprio(raw_obs: dict) -> np.ndarray:
             raw_obs["robot0_gripper_qpos"],
         ]
     ).astype(np.float32)
-
-
-def task_spec(task_id: int) -> tuple[str, str, np.ndarray]:
-    """``(language instruction, bddl path, init states [50, D])`` of libero_10 task ``task_id``."""
-    if isinstance(task_id, bool) or not isinstance(task_id, (int, np.integer)) or not 0 <= task_id < N_TASKS:
-        raise ValueError(f"task_id must be an int in [0, {N_TASKS}), got {task_id!r}")
-    ensure_libero()
-    from libero.libero import benchmark, get_libero_path
-
-    suite = benchmark.get_benchmark_dict()[SUITE]()
-    task = suite.get_task(int(task_id))
-    bddl = os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
-    return task.language, bddl, suite.get_task_init_states(int(task_id))
 
 
 class LiberoEnv(gym.Env):

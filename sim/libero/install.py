@@ -237,6 +237,10 @@ def install(force: bool = False, link: bool = True, log=print) -> Path:
     if link:
         log(f"[sim install] {link_assets(assets, root / 'assets')}")
     log(f"[sim install] config: {write_config(cfg, root, assets)}")
+    from sim.libero.tasks import table_current, write_table
+
+    if force or not table_current(cfg):
+        write_table(cfg, log)  # torch-free task specs and init states for LiberoEnv (sim.libero.tasks)
     gl_file = cfg / GL_FILE
     if force or not gl_file.is_file():
         gl = probe_gl()
