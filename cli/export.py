@@ -3,8 +3,10 @@
 The graph is AuraMem.step traced by torch.onnx (dynamo) and checked with onnx.checker(full_check=True).
 Parity: torch and ONNX Runtime each run --parity-steps recurrent steps on the same random inputs, each on
 its own state; it prints the max abs error and write-flag disagreements (targets <= 1e-5 and 0) and the
-deployed path (the runtime's exact numpy commit) against torch. --trt also builds a TensorRT engine
-(needs TensorRT, i.e. a Jetson).
+deployed path (the runtime's exact numpy commit) against torch. --check-trt checks the graph against
+TensorRT 10.3's ONNX parser rules (op types, dtypes, constant axes, opset, IR; deploy/export/trt_check.py)
+without TensorRT: its problems are printed one per line and the command exits 1. --trt also builds a
+TensorRT engine (needs TensorRT, i.e. a Jetson); --fp16 lets it pick fp16 kernels.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parity-steps", type=int, default=10_000, help="0 skips the parity run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the export/parity report here")
+    parser.add_argument(
+        "--check-trt", action="store_true", help="check the graph against TensorRT 10.3's ONNX parser rules"
+    )
     parser.add_argument("--trt", default=None, metavar="ENGINE", help="also build a TensorRT engine (Jetson)")
     parser.add_argument("--fp16", action="store_true", help="TensorRT: allow fp16 kernels")
     parser.add_argument("--workspace-mb", type=int, default=256, help="TensorRT builder workspace limit")
@@ -41,6 +46,16 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"{option} {value}: is a directory (give a file path)")
 
 
+def check_trt_cli(path, report: dict) -> bool:
+    """``--check-trt``: print the TensorRT parser check (problems one per line), record it in ``report``."""
+    from deploy.export.trt_check import SOURCE, check_report
+
+    passed, lines = check_report(path)
+    print("\n".join(lines), flush=True)
+    report["trt_check"] = {"passed": passed, "rules": SOURCE, "lines": lines}
+    return passed
+
+
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
     module, path = export_checkpoint(args.checkpoint, args.out, args.opset)
@@ -48,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path} ({size / 1024:.1f} KiB, opset {args.opset}, onnx.checker full_check passed)")
     report = {"onnx": os.fspath(path), "bytes": size, "opset": args.opset, "checker": "full_check passed"}
     ok = True
+    if args.check_trt:
+        ok = check_trt_cli(path, report)
     if args.parity_steps > 0:
         from rich.console import Console
         from rich.table import Table
@@ -55,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"parity: torch vs ONNX Runtime over {args.parity_steps} recurrent steps ...", flush=True)
         par = parity(module, path, steps=args.parity_steps, seed=args.seed)
         report["parity"] = par
-        ok = par["passed"]
+        ok = ok and par["passed"]
         table = Table(title=f"parity over {par['steps']} steps ({par['writes_torch']} writes in torch)")
         for col in ("path", "max abs error", "write disagreements", "target"):
             table.add_column(col)

@@ -4,7 +4,8 @@ The graph: image, wrist_image (uint8 [1,S,S,3]), state [1,8], tokens (int64 [1,L
 actions [1,K,7]; the backbone interface (sizes, tokenizer) is stored in its metadata, so the file alone is
 what `--backbone libero_vla_onnx --backbone-arg model=FILE` needs. Checks: onnx.checker full_check, then
 torch vs ONNX Runtime on --n-frames frames (of --frames DEMO.hdf5, else random): max abs error on features
-and actions <= 1e-4, else exit 1.
+and actions <= 1e-4, else exit 1. --check-trt also checks the graph against TensorRT 10.3's ONNX parser
+rules (deploy/export/trt_check.py): problems one per line, exit 1.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from cli.export import check_trt_cli
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random frames (without --frames)")
     parser.add_argument("--json", default=None, help="write the report here")
+    parser.add_argument(
+        "--check-trt", action="store_true", help="check the graph against TensorRT 10.3's ONNX parser rules"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.n_frames < 1:
         raise ValueError(f"--n-frames must be >= 1, got {args.n_frames}")
     r = export_checkpoint(args.checkpoint, args.out, args.frames, args.n_frames, args.opset, args.seed)
+    trt_ok = check_trt_cli(r["onnx"], r) if args.check_trt else True
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(r, indent=1))
@@ -47,4 +54,4 @@ def run(args: argparse.Namespace) -> int:
         f"ONNX Runtime {ref['onnxruntime']:.2e} (float32 rounding when the two are alike)"
     )
     print(f"[export] {r['onnx']}" + (f"; report {args.json}" if args.json else ""))
-    return 0 if r["passed"] else 1
+    return 0 if r["passed"] and trt_ok else 1

@@ -36,6 +36,7 @@ def export_graph(net, path, opset: int = 18, metadata: dict | None = None) -> Pa
     import onnx
     import torch
 
+    from deploy.export.trt_check import cast_uint8_inputs
     from policies.libero_vla.model import example_inputs
 
     path = Path(path)
@@ -55,6 +56,7 @@ def export_graph(net, path, opset: int = 18, metadata: dict | None = None) -> Pa
     model = program.model_proto
     if not any(o.domain in ("", "ai.onnx") and o.version == opset for o in model.opset_import):
         raise RuntimeError(f"exporter produced opsets {[(o.domain, o.version) for o in model.opset_import]}")
+    cast_uint8_inputs(model)  # TensorRT takes uint8 images only straight into a Cast (trt_check.py)
     meta = {META_KEY: json.dumps(net.config.interface().to_dict())}
     meta.update({f"aura.{k}": str(v) for k, v in (metadata or {}).items()})
     for key, value in meta.items():
