@@ -144,9 +144,7 @@ class FiLMBlock(nn.Module):
         nn.init.zeros_(self.film.bias)
         self.down = None
         if stride != 1 or c_in != c_out:
-            self.down = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=False), GroupNorm(groups, c_out)
-            )
+            self.down = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), GroupNorm(groups, c_out))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         # Under bf16 autocast GroupNorm runs (and returns) float32; casting back to the conv's dtype keeps the
