@@ -24,3 +24,14 @@ class JournalError(DeployFileError):
 
 class InputError(ValueError):
     """A tensor handed to the runtime has the wrong type, shape or dtype; the message names it."""
+
+
+class JournalCorruptError(JournalError):
+    """A journal holds damaged data that is not a torn tail: recovery refuses and changes nothing.
+
+    ``offset`` is the byte in ``path`` where the damage was found (0 for a file header).
+    """
+
+    def __init__(self, path: str | os.PathLike, offset: int, problem: str):
+        self.offset = offset
+        super().__init__(path, f"corrupt at byte {offset}: {problem}")

@@ -1,18 +1,23 @@
 """Crash-safe state journal: periodic snapshots plus append-only, CRC-checked write records.
 
-A journal directory holds
+A journal directory holds generations g = 0, 1, 2, ... (format and recovery: :mod:`deploy.runtime.recovery`):
 
-* ``snapshot-<seq>.bin``: the full state after record ``seq`` (header, state, CRC-32), written to a
-  temporary file, fsynced and renamed into place, so a snapshot is either complete or absent;
-* ``segment-<seq>.log``: a header and the write records that follow snapshot ``seq``. One record is
-  ``magic 'AW', kind, flags, seq u64, t u64, decay[H,K], key[H,K], delta[H,V], aux[H,V] (float32), CRC-32``:
-  536 B at H=1, K=V=32 (a dense state rewrite would be 4,224 B).
+* ``snapshot-<g>.bin``: the full state after record ``seq`` (header with the state shape and the model's
+  sha256, state, CRC-32), written to a temporary file, fsynced and renamed into place, so a snapshot is
+  either complete or absent;
+* ``segment-<g>.log``: a header (shape, model, the seq it continues from, CRC) and the write records that
+  follow snapshot g. One record is ``'AW', kind, flags, seq u64, t u64, decay[H,K], key[H,K], delta[H,V],
+  aux[H,V] (float32), CRC-32``: 536 B at H=1, K=V=32 (a dense state rewrite would be 4,224 B).
 
-Recovery = newest valid snapshot + every valid record after it, in sequence order, applied with
-:func:`deploy.runtime.state.apply_write` (the runtime's own write, so the result is bit-exact). A record that
-is short (torn by a crash mid-write), fails its CRC, or breaks the sequence ends the replay: it and everything
-after it is dropped, never applied, and counted in ``Recovery.dropped_bytes``. A corrupt newest snapshot
-falls back to the previous one (two are kept, with their segments).
+A new generation starts at :meth:`StateJournal.open` (after recovering), every ``snapshot_every`` records
+and at every :meth:`StateJournal.snapshot`; generation numbers only grow, so no file is ever rewritten or
+overwritten (a name that exists is an error). The two newest snapshots are kept with every segment from
+the older one on, so a corrupt newest snapshot can be replayed around; older files are deleted.
+
+Recovery is exact or refuses: a torn tail (an incomplete last record) is dropped and reported; any other
+damage (a CRC failure with data after it, a damaged header, a missing segment) raises
+:class:`~deploy.runtime.errors.JournalCorruptError` naming the file and offset, and changes nothing. A
+journal records the model that wrote it and is refused by another.
 
 fsync policy (``fsync=``):
 
@@ -24,45 +29,43 @@ fsync policy (``fsync=``):
   record that reached the disk. Fewer page programs, so less flash wear.
 * ``"none"``: leave it to the OS. Survives a killed process (the page cache outlives it), not a power loss.
 
-Opening a journal recovers it, then writes a fresh snapshot of the recovered state and starts a new segment,
-so a torn tail is never appended to.
+Every byte written is reported to ``meter`` (:class:`deploy.runtime.budget.PageMeter`): records as
+appends, syncs as syncs, snapshots and segment headers as whole files.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import struct
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from deploy.runtime.errors import JournalError
-from deploy.runtime.state import F32, StateSpec, WriteRecord, apply_write
+from deploy.runtime.recovery import (
+    ANY_GEN_RE,
+    CRC,
+    REC_HEAD,
+    REC_KIND_WRITE,
+    REC_MAGIC,
+    SEG_HEAD,
+    SEG_MAGIC,
+    SEG_RE,
+    SNAP_HEAD,
+    SNAP_MAGIC,
+    SNAP_RE,
+    VERSION,
+    Recovery,
+    list_files,
+    model_bytes,
+    record_bytes,
+    recover,
+    snapshot_bytes,
+)
+from deploy.runtime.state import F32, StateSpec, WriteRecord
 
-VERSION = 1
-SNAP_MAGIC = b"AURASNP1"
-SEG_MAGIC = b"AURAJNL1"
-REC_MAGIC = b"AW"
-REC_KIND_WRITE = 1
-_SNAP_HEAD = struct.Struct("<8sIIIIQQ")  # magic, version, H, K, V, seq, t
-_SEG_HEAD = struct.Struct("<8sIIIIQI")  # magic, version, H, K, V, base seq, crc
-_REC_HEAD = struct.Struct("<2sBBQQ")  # magic, kind, flags, seq, t
-_CRC = struct.Struct("<I")
-_SNAP_RE = re.compile(r"snapshot-(\d{16})\.bin")
-_SEG_RE = re.compile(r"segment-(\d{16})\.log")
 FSYNC_POLICIES = ("record", "group", "none")
-
-
-def record_bytes(spec: StateSpec) -> int:
-    """On-disk size of one write record (536 B at H=1, K=V=32)."""
-    return _REC_HEAD.size + spec.record_floats * 4 + _CRC.size
-
-
-def snapshot_bytes(spec: StateSpec) -> int:
-    return _SNAP_HEAD.size + spec.state_bytes + _CRC.size
+__all__ = ["FSYNC_POLICIES", "Recovery", "StateJournal", "record_bytes", "recover", "snapshot_bytes"]
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -83,7 +86,10 @@ def _write_all(fd: int, data) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
+def _create_atomic(path: Path, payload: bytes) -> None:
+    """Write a new file whole (temp file, fsync, rename, directory fsync); never replaces one."""
+    if path.exists():
+        raise JournalError(path, "already exists: the journal never overwrites a file (concurrent writer?)")
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -95,124 +101,18 @@ def _atomic_write(path: Path, payload: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def _check_shape(path: Path, spec: StateSpec, heads: int, d_key: int, d_val: int) -> None:
-    if (heads, d_key, d_val) != (spec.heads, spec.d_key, spec.d_val):
-        raise JournalError(
-            path,
-            f"journal is for a state of heads={heads}, d_key={d_key}, d_val={d_val} but the model has "
-            f"heads={spec.heads}, d_key={spec.d_key}, d_val={spec.d_val}",
-        )
-
-
-def _read_snapshot(path: Path, spec: StateSpec) -> tuple[int, int, np.ndarray]:
-    """(seq, t, state) or JournalError; a shape mismatch is reported as such, not as corruption."""
-    data = path.read_bytes()
-    if len(data) < _SNAP_HEAD.size or data[:8] != SNAP_MAGIC:
-        raise JournalError(path, "not an AURA snapshot (bad magic or truncated header)")
-    magic, version, h, k, v, seq, t = _SNAP_HEAD.unpack_from(data)
-    if version != VERSION:
-        raise JournalError(path, f"snapshot format version {version}, this runtime reads {VERSION}")
-    _check_shape(path, spec, h, k, v)
-    if len(data) != snapshot_bytes(spec):
-        raise JournalError(path, f"snapshot is {len(data)} B, expected {snapshot_bytes(spec)} (truncated)")
-    (crc,) = _CRC.unpack_from(data, len(data) - 4)
-    if zlib.crc32(memoryview(data)[:-4]) != crc:
-        raise JournalError(path, "snapshot CRC mismatch (corrupt)")
-    state = np.frombuffer(data, dtype=F32, count=spec.state_bytes // 4, offset=_SNAP_HEAD.size)
-    return seq, t, state.reshape(spec.shape).copy()
-
-
-@dataclass
-class Recovery:
-    """What :func:`recover` found: the state after record ``seq`` (taken at control step ``t``)."""
-
-    state: np.ndarray
-    seq: int
-    t: int
-    snapshot: Path
-    snapshot_seq: int
-    records_replayed: int
-    dropped_bytes: int
-    notes: list[str]
-    corrupt_snapshots: list[Path]
-
-
-def _list(directory: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
-    found = []
-    for p in directory.iterdir():
-        m = pattern.fullmatch(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
-def recover(directory: str | os.PathLike, spec: StateSpec) -> Recovery:
-    """Rebuild the state from a journal directory without modifying it."""
+def exists(directory: str | os.PathLike) -> bool:
+    """Does ``directory`` hold a journal (any snapshot or segment)?"""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise JournalError(directory, "journal directory does not exist")
-    snaps = _list(directory, _SNAP_RE)
-    if not snaps:
-        raise JournalError(directory, "no snapshot-*.bin in this directory: not a state journal")
-    notes: list[str] = []
-    corrupt: list[Path] = []
-    for _, path in reversed(snaps):
-        try:
-            seq, t, state = _read_snapshot(path, spec)
-            break
-        except JournalError as err:
-            if "journal is for a state" in err.problem or "format version" in err.problem:
-                raise
-            notes.append(f"skipped {err}")
-            corrupt.append(path)
-    else:
-        raise JournalError(snaps[-1][1], "every snapshot is corrupt: " + "; ".join(notes))
-    snap_path, snap_seq = path, seq
-    rec = WriteRecord(spec)
-    scratch = np.empty((spec.heads, spec.d_key, spec.d_val), dtype=F32)
-    size = record_bytes(spec)
-    replayed = dropped = 0
-    for _, seg in _list(directory, _SEG_RE):
-        data = seg.read_bytes()
-        if len(data) < _SEG_HEAD.size or data[:8] != SEG_MAGIC:
-            notes.append(f"{seg}: segment header torn or missing ({len(data)} B dropped)")
-            dropped += len(data)
-            continue
-        magic, version, h, k, v, base, crc = _SEG_HEAD.unpack_from(data)
-        if zlib.crc32(memoryview(data)[: _SEG_HEAD.size - 4]) != crc:
-            notes.append(f"{seg}: segment header CRC mismatch ({len(data)} B dropped)")
-            dropped += len(data)
-            continue
-        if version != VERSION:
-            raise JournalError(seg, f"segment format version {version}, this runtime reads {VERSION}")
-        _check_shape(seg, spec, h, k, v)
-        off = _SEG_HEAD.size
-        while off < len(data):
-            ok = len(data) - off >= size and data[off : off + 2] == REC_MAGIC
-            if ok:
-                (crc,) = _CRC.unpack_from(data, off + size - 4)
-                ok = zlib.crc32(memoryview(data)[off : off + size - 4]) == crc
-            if ok:
-                _, kind, _, rseq, rt = _REC_HEAD.unpack_from(data, off)
-                ok = kind == REC_KIND_WRITE and rseq <= seq + 1
-            if not ok:
-                notes.append(f"{seg}: invalid or torn record at byte {off}; {len(data) - off} B dropped")
-                dropped += len(data) - off
-                break
-            if rseq == seq + 1:
-                rec.flat[:] = np.frombuffer(data, dtype=F32, count=rec.flat.size, offset=off + _REC_HEAD.size)
-                apply_write(state, rec, scratch=scratch)
-                seq, t = rseq, rt
-                replayed += 1
-            off += size
-    return Recovery(state, seq, t, snap_path, snap_seq, replayed, dropped, notes, corrupt)
+    return directory.is_dir() and any(ANY_GEN_RE.fullmatch(p.name) for p in directory.iterdir())
 
 
 class StateJournal:
     """Append-only journal of committed writes. Use :meth:`open`; see the module docstring for the policy.
 
     ``meter`` (a :class:`deploy.runtime.budget.PageMeter`) is told every byte appended and every sync, so the
-    flash budget counts bytes and pages, not write events.
+    flash budget counts bytes and pages, not write events. ``model`` (sha256 hex of the step graph) is
+    written into every file and checked on recovery.
     """
 
     def __init__(
@@ -223,6 +123,7 @@ class StateJournal:
         group_records: int,
         snapshot_every: int,
         meter=None,
+        model: str | None = None,
     ):
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, got {fsync!r}")
@@ -230,10 +131,12 @@ class StateJournal:
             raise ValueError("group_records and snapshot_every must be >= 1")
         self.directory, self.spec, self.fsync = directory, spec, fsync
         self.group_records, self.snapshot_every, self.meter = group_records, snapshot_every, meter
+        self.model = model_bytes(model)
         self.record_size = record_bytes(spec)
         self._buf = bytearray(self.record_size)
-        self._payload = np.frombuffer(self._buf, dtype=F32, count=spec.record_floats, offset=_REC_HEAD.size)
+        self._payload = np.frombuffer(self._buf, dtype=F32, count=spec.record_floats, offset=REC_HEAD.size)
         self._fd = -1
+        self.generation = -1
         self.seq = self.snapshot_seq = 0
         self.unsynced = 0
         self.bytes_written = 0
@@ -250,69 +153,89 @@ class StateJournal:
         snapshot_every: int = 4096,
         initial_state: np.ndarray | None = None,
         meter=None,
+        model: str | None = None,
     ) -> StateJournal:
-        """Open (recovering) or create the journal in ``directory``; state: ``journal.recovery.state``."""
+        """Open (recovering) or create the journal in ``directory``; state: ``journal.recovery.state``.
+
+        Recovery errors (corruption, another model or shape) propagate before anything is written.
+        """
         directory = Path(directory)
-        self = cls(directory, spec, fsync, group_records, snapshot_every, meter)
+        self = cls(directory, spec, fsync, group_records, snapshot_every, meter, model)
         directory.mkdir(parents=True, exist_ok=True)
-        for tmp in directory.glob("*.tmp"):
+        for tmp in directory.glob("*.tmp"):  # an atomic write that never got renamed: never part of it
             tmp.unlink()
-        if not _list(directory, _SNAP_RE):
+        if not list_files(directory, SNAP_RE):
+            if list_files(directory, SEG_RE):
+                raise JournalError(directory, "segments without any snapshot: refusing to start over them")
             state = spec.zeros() if initial_state is None else np.array(initial_state, dtype=F32)
             if state.shape != spec.shape:
                 raise ValueError(f"initial_state has shape {state.shape}, expected {spec.shape}")
-            self._write_snapshot(state, 0, 0)
-        self.recovery = recover(directory, spec)
-        for bad in self.recovery.corrupt_snapshots:  # keep for inspection, out of the rotation
+            self.recovery = Recovery(state, 0, 0, None, 0, 0, 0, [], [], model=self.model, new=True)
+            self._start_generation(state, 0, 0)
+            return self
+        self.recovery = recover(directory, spec, model)
+        if self.model == bytes(32):  # resume under the identity the journal recorded
+            self.model = self.recovery.model
+        for bad in self.recovery.corrupt_snapshots:  # kept for inspection, out of the rotation
             bad.rename(bad.with_name(bad.name + ".corrupt"))
-        self.snapshot(self.recovery.state, self.recovery.t, seq=self.recovery.seq)
+            self.recovery.notes.append(f"{bad.name} quarantined as {bad.name}.corrupt")
+        self._start_generation(self.recovery.state, self.recovery.seq, self.recovery.t)
         return self
 
-    def _write_snapshot(self, state: np.ndarray, seq: int, t: int) -> None:
-        head = _SNAP_HEAD.pack(SNAP_MAGIC, VERSION, self.spec.heads, self.spec.d_key, self.spec.d_val, seq, t)
-        body = head + np.ascontiguousarray(state, dtype=F32).tobytes()
-        payload = body + _CRC.pack(zlib.crc32(body))
-        _atomic_write(self.directory / f"snapshot-{seq:016d}.bin", payload)
+    def _next_generation(self) -> int:
+        gens = [int(m.group(1)) for p in self.directory.iterdir() if (m := ANY_GEN_RE.fullmatch(p.name))]
+        return max(gens, default=-1) + 1
+
+    def _write_file(self, path: Path, payload: bytes) -> None:
+        _create_atomic(path, payload)
         if self.meter is not None:
             self.meter.write_file(len(payload))
         self.bytes_written += len(payload)
 
-    def snapshot(self, state: np.ndarray, t: int, seq: int | None = None) -> None:
-        """Snapshot ``state`` (the state after record ``seq``), start a new segment, drop old files."""
-        seq = self.seq if seq is None else seq
-        self.sync()
-        self._write_snapshot(state, seq, t)
+    def _start_generation(self, state: np.ndarray, seq: int, t: int) -> None:
+        """Snapshot ``state`` (the state after record ``seq``) and open the segment that follows it."""
+        gen = self._next_generation()
+        spec = self.spec
+        head = SNAP_HEAD.pack(
+            SNAP_MAGIC, VERSION, spec.heads, spec.d_key, spec.d_val, gen, seq, t, self.model
+        )
+        body = head + np.ascontiguousarray(state, dtype=F32).tobytes()
+        self._write_file(self.directory / f"snapshot-{gen:016d}.bin", body + CRC.pack(zlib.crc32(body)))
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        seg = self.directory / f"segment-{seq:016d}.log"
-        head = _SEG_HEAD.pack(SEG_MAGIC, VERSION, self.spec.heads, self.spec.d_key, self.spec.d_val, seq, 0)
-        head = head[:-4] + _CRC.pack(zlib.crc32(head[:-4]))
-        _atomic_write(seg, head)
-        if self.meter is not None:
-            self.meter.write_file(len(head))
-        self.bytes_written += len(head)
+        head = SEG_HEAD.pack(SEG_MAGIC, VERSION, spec.heads, spec.d_key, spec.d_val, gen, seq, self.model, 0)
+        head = head[:-4] + CRC.pack(zlib.crc32(head[:-4]))
+        seg = self.directory / f"segment-{gen:016d}.log"
+        self._write_file(seg, head)
         self._fd = os.open(seg, os.O_WRONLY | os.O_APPEND)
-        self.seq = self.snapshot_seq = seq
+        self.generation, self.seq, self.snapshot_seq = gen, seq, seq
+        self._rotate()
+
+    def _rotate(self) -> None:
         # Keep the two newest snapshots and every segment from the older one on, so a corrupt newest
-        # snapshot can still be recovered from its predecessor.
-        snaps = _list(self.directory, _SNAP_RE)
+        # snapshot can still be replayed around. Snapshots go first: a leftover older segment is ignored.
+        snaps = list_files(self.directory, SNAP_RE)
         keep_from = snaps[-2][0] if len(snaps) >= 2 else snaps[-1][0]
-        for s, p in snaps:
-            if s < keep_from:
+        for g, p in snaps + list_files(self.directory, SEG_RE):
+            if g < keep_from:
                 p.unlink()
-        for s, p in _list(self.directory, _SEG_RE):
-            if s < keep_from:
-                p.unlink()
+
+    def snapshot(self, state: np.ndarray, t: int) -> None:
+        """Snapshot ``state`` (the state after the last appended record) and start a new segment."""
+        if self._fd < 0:
+            raise JournalError(self.directory, "journal is closed")
+        self.sync()
+        self._start_generation(state, self.seq, t)
 
     def append(self, t: int, record: WriteRecord) -> int:
         """Append one committed write (taken at control step ``t``); returns its sequence number."""
         if self._fd < 0:
             raise JournalError(self.directory, "journal is closed")
         seq = self.seq + 1
-        _REC_HEAD.pack_into(self._buf, 0, REC_MAGIC, REC_KIND_WRITE, 0, seq, t)
+        REC_HEAD.pack_into(self._buf, 0, REC_MAGIC, REC_KIND_WRITE, 0, seq, t)
         self._payload[:] = record.flat
-        _CRC.pack_into(self._buf, self.record_size - 4, zlib.crc32(memoryview(self._buf)[:-4]))
+        CRC.pack_into(self._buf, self.record_size - 4, zlib.crc32(memoryview(self._buf)[:-4]))
         _write_all(self._fd, self._buf)
         if self.meter is not None:
             self.meter.append(self.record_size)
@@ -337,6 +260,10 @@ class StateJournal:
             if self.meter is not None:
                 self.meter.sync()
             self.unsynced = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -1,4 +1,4 @@
-"""State journal: exact replay, torn/corrupt tails dropped, kill -9 at random points, clear file errors."""
+"""State journal: exact replay, torn tails dropped, corruption refused, kill -9 at random points, errors."""
 
 import os
 import signal
@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from deploy.runtime.errors import JournalError
+from deploy.runtime.errors import JournalCorruptError, JournalError
 from deploy.runtime.journal import StateJournal, record_bytes, recover
 from deploy.runtime.state import StateSpec, WriteRecord, apply_write
 
@@ -70,7 +70,7 @@ def test_other_fsync_policies_recover_the_same_state(tmp_path, policy):
     assert recover(tmp_path, SPEC).state.tobytes() == Reference()[10].tobytes()
 
 
-def test_torn_and_corrupt_tails_are_dropped_never_applied(tmp_path):
+def test_torn_tails_are_dropped_and_reported_never_applied(tmp_path):
     ref = Reference()
     j = StateJournal.open(tmp_path, SPEC, snapshot_every=1000)
     write_records(j, j.recovery.state, 1, 12)
@@ -86,13 +86,89 @@ def test_torn_and_corrupt_tails_are_dropped_never_applied(tmp_path):
         assert r.seq == (cut - head) // size
         assert r.state.tobytes() == ref[r.seq].tobytes()
         assert r.dropped_bytes == (cut - head) % size
-    for pos in rng.integers(head, len(data), 20):
+        assert (r.dropped_bytes > 0) == any("torn tail" in n for n in r.notes), r.notes
+    # space the file system allocated but never wrote (zeros from a record boundary on) is a torn tail too
+    seg.write_bytes(data[: head + 5 * size] + bytes(2 * size + 7))
+    r = recover(tmp_path, SPEC)
+    assert r.seq == 5 and r.dropped_bytes == 2 * size + 7
+
+
+def test_a_crc_failure_with_data_after_it_is_refused_naming_the_segment_and_offset(tmp_path):
+    """The defect of issue 15: a flipped byte in record 50 of 142 was reported as a "torn tail" and every
+    record after it silently dropped. Now any damaged complete record is a refusal that changes nothing."""
+    j = StateJournal.open(tmp_path, SPEC, snapshot_every=1000)
+    write_records(j, j.recovery.state, 1, 142)
+    j.close()
+    seg = sorted(tmp_path.glob("segment-*.log"))[-1]
+    data = seg.read_bytes()
+    size = record_bytes(SPEC)
+    head = len(data) - 142 * size
+    rng = np.random.default_rng(0)
+    for pos in [head + 49 * size + 100, head, len(data) - 1, *rng.integers(head, len(data), 20)]:
         bad = bytearray(data)
         bad[pos] ^= 0x40
         seg.write_bytes(bytes(bad))
-        r = recover(tmp_path, SPEC)
-        assert r.seq == (pos - head) // size and r.dropped_bytes > 0
-        assert r.state.tobytes() == ref[r.seq].tobytes()
+        rec = (pos - head) // size
+        with pytest.raises(JournalCorruptError) as err:
+            recover(tmp_path, SPEC)
+        assert err.value.offset == head + rec * size and err.value.path == str(seg)
+        assert f"record seq {rec + 1}" in str(err.value) and "not a torn tail" in str(err.value)
+        before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+        with pytest.raises(JournalCorruptError):  # what `aura run --resume` does: refused, nothing touched
+            StateJournal.open(tmp_path, SPEC)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    # a damaged segment header (the first record's predecessor) is refused too, not a silent reset
+    bad = bytearray(data)
+    bad[10] ^= 1
+    seg.write_bytes(bytes(bad))
+    with pytest.raises(JournalCorruptError, match=r"segment-0+\.log: corrupt at byte 0: segment header"):
+        recover(tmp_path, SPEC)
+
+
+def test_a_journal_of_another_model_is_refused(tmp_path):
+    a, b = "a" * 64, "b" * 64
+    j = StateJournal.open(tmp_path, SPEC, model=a)
+    write_records(j, j.recovery.state, 1, 3)
+    j.close()
+    with pytest.raises(
+        JournalError, match=r"written by model sha256 aaaaaaaaaaaaaaaa\.\.\., not by this model"
+    ):
+        StateJournal.open(tmp_path, SPEC, model=b)
+    j = StateJournal.open(tmp_path, SPEC, model=a)
+    assert j.recovery.seq == 3 and j.recovery.model == bytes.fromhex(a)
+    j.close()
+    assert recover(tmp_path, SPEC).seq == 3  # without a model to check against, any journal recovers
+
+
+def test_no_file_is_ever_overwritten(tmp_path):
+    """Every open and snapshot starts a new generation: a name is never reused, even after a torn tail at
+    the very first record (which used to recreate segment-<seq>.log over the damaged one)."""
+    j = StateJournal.open(tmp_path, SPEC, snapshot_every=4)
+    write_records(j, j.recovery.state, 1, 1)
+    j.close()
+    seg = sorted(tmp_path.glob("segment-*.log"))[-1]
+    seg.write_bytes(seg.read_bytes()[:-10])  # record 1 torn
+    torn = seg.read_bytes()
+    j = StateJournal.open(tmp_path, SPEC, snapshot_every=4)
+    assert j.recovery.seq == 0 and j.recovery.dropped_bytes == record_bytes(SPEC) - 10
+    assert seg.read_bytes() == torn and j.generation == 1
+    write_records(j, j.recovery.state, 1, 3)
+    j.close()
+    assert recover(tmp_path, SPEC).state.tobytes() == Reference()[3].tobytes()
+
+
+def test_recovery_report_always_says_what_happened(tmp_path):
+    j = StateJournal.open(tmp_path, SPEC)
+    assert j.recovery.new and "new" in j.recovery.report()
+    j.close()
+    j = StateJournal.open(tmp_path, SPEC)  # reopened with no records: still reported
+    assert "recovered seq 0" in j.recovery.report() and "0 records; 0 B dropped" in j.recovery.report()
+    write_records(j, j.recovery.state, 1, 2)
+    j.close()
+    seg = sorted(tmp_path.glob("segment-*.log"))[-1]
+    seg.write_bytes(seg.read_bytes()[:-1])
+    line = StateJournal.open(tmp_path, SPEC).recovery.report()
+    assert "+ 1 records" in line and f"{record_bytes(SPEC) - 1} B dropped: torn tail" in line, line
 
 
 def test_reopen_after_a_torn_tail_continues_exactly(tmp_path):
