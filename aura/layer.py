@@ -43,7 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aura.checkpoint import CONFIG, CheckpointError, load_weights, read_config, save_checkpoint
+from aura.checkpoint import (
+    CONFIG,
+    CheckpointError,
+    load_weights,
+    read_config,
+    recorded_weights_sha256,
+    save_checkpoint,
+)
 from aura.contract import RULES, StateLayout
 from aura.gate import SurpriseGate, logistic_noise, straight_through
 from aura.memory import gdn2_chunk, gdn2_write
@@ -351,19 +358,26 @@ class AuraMem(nn.Module):
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self, path, meta: dict | None = None) -> None:
-        """Write ``path/model.safetensors`` and ``path/config.json`` (``aura.checkpoint``)."""
+        """Write ``path/model.safetensors`` and ``path/config.json`` with the weights' sha256."""
         save_checkpoint(self, self.config.to_dict(), path, CHECKPOINT_FORMAT, meta)
 
     @classmethod
     def load(cls, path, map_location: str = "cpu") -> AuraMem:
-        """Load a checkpoint directory; raises CheckpointError naming the file on any mismatch."""
+        """Load a checkpoint directory; raises CheckpointError naming the file on any mismatch.
+
+        The weights are verified against config.json's ``weights_sha256`` when it has one (older
+        checkpoints do not); ``model.weights_sha256`` is the file's digest either way.
+        """
         data, meta = read_config(path, CHECKPOINT_FORMAT)
         try:
             config = AuraMemConfig.from_dict(data)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{Path(path) / CONFIG}: bad config: {exc}") from None
         model = cls(config)
-        model.load_state_dict(load_weights(path, model.state_dict()))
+        recorded = recorded_weights_sha256(path)
+        tensors, digest = load_weights(path, model.state_dict(), sha256=recorded)
+        model.load_state_dict(tensors)
         model.meta = meta
+        model.weights_sha256, model.weights_verified = digest, recorded is not None
         model.eval()
         return model.to(map_location)

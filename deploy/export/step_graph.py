@@ -6,7 +6,10 @@ The graph (opset 18, static shapes, batch 1) is ``AuraMem.step`` traced by ``tor
       -> action, new_state, write (bool [1]), gate_prob [1], decay [1,H,K], key [1,H,K], delta [1,H,V],
          aux [1,H,V], action_skip [1, d_action] (the action without this step's write, for a refused write)
 
-and is checked with ``onnx.checker.check_model(full_check=True)``. Parity: torch and ONNX Runtime each run
+and is checked with ``onnx.checker.check_model(full_check=True)``. The file seals its own digest
+(``aura.graph_sha256``: sha256 of the file's bytes with that value read as zeros;
+:mod:`deploy.runtime.digest`), which every runner verifies before loading; a checkpoint's export also records
+the checkpoint's ``weights_sha256`` (``aura.weights_sha256``). Parity: torch and ONNX Runtime each run
 ``--parity-steps`` recurrent steps on the same random inputs, each feeding back its own ``new_state``; the
 command prints the max abs error over actions, gate probabilities and states, and the number of write-flag
 disagreements (targets: <= 1e-5 in fp32 and 0). It also reports the deployed path (the runtime's exact numpy
@@ -24,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from aura.contract import STEP_INPUTS, STEP_OUTPUTS
+from deploy.runtime.digest import DIGEST_KEY, PLACEHOLDER, seal, verify_graph
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the graph seals its sha256 (aura.graph_sha256)
 
 
 def export_step(module, path, *, d_model, d_action, heads, d_key, d_val, opset=18, metadata=None) -> Path:
@@ -76,12 +80,22 @@ def export_step(module, path, *, d_model, d_action, heads, d_key, d_val, opset=1
         "aura.d_val": str(d_val),
     }
     meta.update({f"aura.{k}": str(v) for k, v in (metadata or {}).items()})
+    meta[DIGEST_KEY] = PLACEHOLDER.decode()  # last, and written over by seal() below
     for key, value in meta.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
-    onnx.save(model, os.fspath(path))
+    data, _ = seal(model.SerializeToString())
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
     onnx.checker.check_model(os.fspath(path), full_check=True)
     return path
+
+
+def graph_digest(path) -> str:
+    """The sealed sha256 of an exported step graph (verified; ModelFileError if it does not match)."""
+    data = Path(path).read_bytes()
+    return verify_graph(path, data).sha256
 
 
 def parity(module, onnx_path, steps: int = 10_000, seed: int = 0, feature_scale: float = 1.0) -> dict:
@@ -181,6 +195,10 @@ def export_checkpoint(checkpoint, out, opset: int = 18):
     """Load an AuraMem checkpoint directory and export its step; returns (step module, path)."""
     from aura.layer import AuraMem
 
-    layer = AuraMem.load(checkpoint)
+    layer = AuraMem.load(checkpoint)  # verifies the weights against config.json's weights_sha256
     meta = {"checkpoint": Path(checkpoint).name, "rule": layer.config.rule}
+    if getattr(layer, "weights_sha256", None):
+        meta["weights_sha256"] = layer.weights_sha256
+        # false for a checkpoint saved before config.json recorded the digest: computed, not checked
+        meta["weights_verified"] = str(bool(layer.weights_verified)).lower()
     return export_layer(layer, out, opset=opset, metadata=meta)

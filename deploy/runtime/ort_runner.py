@@ -4,6 +4,14 @@ Binding ``i`` reads the state from ``states[i]`` and writes ``new_state`` into `
 other input and output is bound once to the same preallocated buffer, so a step allocates nothing and the
 resident memory stays flat (``aura bench runtime`` measures it). ``run_with_iobinding(binding, None)``:
 passing a ``RunOptions`` object costs measurably more per call (docs/deploy.md, "Measured costs").
+
+Before ONNX Runtime sees the graph, its sealed digest is checked over the very bytes handed to the session
+(:mod:`deploy.runtime.digest`): a model file with a flipped byte is a ModelFileError naming the file.
+
+ONNX Runtime 1.32's telemetry keeps a SQLite database (``~/.cache/Microsoft/DeveloperTools/.onnxruntime/
+onnxruntime.db``, with WAL) that it writes while sessions run: flash wear outside the budget, 45 KB in a
+30,000-step run. Importing this module sets ``ORT_DISABLE_TELEMETRY=1`` unless the environment sets it; ORT
+reads it once, when it is first imported, so import this module first (``aura run`` does).
 """
 
 from __future__ import annotations
@@ -14,10 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from aura.contract import STEP_INPUTS, STEP_OUTPUTS
+from deploy.runtime.digest import ModelDigest, confirm_metadata, verify_graph
 from deploy.runtime.errors import ModelFileError
 from deploy.runtime.runner import ModelSpec, StepRunner
 from deploy.runtime.state import StateSpec
 
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime is imported; see the docstring
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(bool)": np.bool_}
 
 
@@ -29,13 +39,15 @@ def _static_shape(path: Path, arg) -> tuple[int, ...]:
     return tuple(arg.shape)
 
 
-def load_session(path: str | os.PathLike, threads: int = 1):
-    """An ``InferenceSession`` for ``path`` on the CPU; every failure is a ModelFileError naming the file."""
+def load_verified_session(path: str | os.PathLike, threads: int = 1) -> tuple[object, ModelDigest]:
+    """(``InferenceSession`` on the CPU, digest) for ``path``; every failure is a ModelFileError naming it."""
     import onnxruntime as ort
 
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(path, "ONNX model file not found")
+    data = path.read_bytes()
+    digest = verify_graph(path, data)  # before ONNX Runtime parses a byte of it
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -43,9 +55,16 @@ def load_session(path: str | os.PathLike, threads: int = 1):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     try:
-        return ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT raises its own pybind classes (InvalidProtobuf, Fail, ...)
         raise ModelFileError(path, f"not a loadable ONNX model ({type(err).__name__}: {err})") from err
+    confirm_metadata(path, digest, dict(sess.get_modelmeta().custom_metadata_map))
+    return sess, digest
+
+
+def load_session(path: str | os.PathLike, threads: int = 1):
+    """An ``InferenceSession`` for ``path`` (digest verified); see :func:`load_verified_session`."""
+    return load_verified_session(path, threads)[0]
 
 
 def model_spec_from_session(path: Path, sess) -> ModelSpec:
@@ -89,11 +108,16 @@ class OrtRunner(StepRunner):
 
     def __init__(self, path: str | os.PathLike, threads: int = 1, expect: ModelSpec | None = None):
         self.path = Path(path)
-        self.session = load_session(self.path, threads)
+        self.session, self.digest = load_verified_session(self.path, threads)
         spec = model_spec_from_session(self.path, self.session)
         if expect is not None and spec != expect:
             raise ModelFileError(self.path, f"model dimensions {spec} do not match the expected {expect}")
         super().__init__(spec)
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.model_info = {"path": os.fspath(self.path), "backend": "ort", **self.digest.as_dict()}
+        for key in ("checkpoint", "weights_sha256", "weights_verified", "format"):
+            if f"aura.{key}" in meta:
+                self.model_info[key] = meta[f"aura.{key}"]
         shapes = {a.name: tuple(a.shape) for a in self.session.get_inputs() + self.session.get_outputs()}
         self.bindings = []
         for i in (0, 1):

@@ -58,7 +58,15 @@ def check_tensor(name: str, value, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class StepRunner:
-    """Buffers, checks, fallback and commit; subclasses implement :meth:`_execute` for one backend."""
+    """Buffers, checks, fallback and commit; subclasses implement :meth:`_execute` for one backend.
+
+    ``digest`` (a :class:`deploy.runtime.digest.ModelDigest`, set by the backend after verifying the model
+    file) identifies the model: the journal records it and refuses a journal written by another model.
+    ``model_info`` is what the run record (OUT/run.json) says about the model.
+    """
+
+    digest = None
+    model_info: dict = {}
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
@@ -83,6 +91,11 @@ class StepRunner:
         raise NotImplementedError
 
     # -- public API ------------------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str | None:
+        """sha256 hex identifying the model (None when the backend could not tell)."""
+        return None if self.digest is None else self.digest.sha256
+
     @property
     def state(self) -> np.ndarray:
         """The authoritative state ``[1, H, K+1, V]`` (read-only by convention; use load_state)."""

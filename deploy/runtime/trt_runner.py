@@ -15,6 +15,11 @@ write is applied exactly in numpy and the 4 KiB state uploaded to the engine's `
 own
 ``new_state`` goes to a scratch buffer. A non-write costs no transfer.
 
+Integrity: :func:`build_engine` verifies the ONNX graph's sealed digest before parsing those same bytes and
+writes ``ENGINE.sha256`` (the engine's sha256 and the digest of the graph it came from); the runner checks
+the engine against it before deserialising. An engine without a sidecar (built with trtexec) loads
+unverified, and the run record says so.
+
 Nothing here imports tensorrt until a runner or build is requested; tests skip, naming TensorRT, where the
 package is missing.
 """
@@ -29,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from aura.contract import STEP_INPUTS, STEP_OUTPUTS
+from deploy.runtime.digest import verify_graph, verify_sidecar, write_sidecar
 from deploy.runtime.errors import ModelFileError
 from deploy.runtime.runner import ModelSpec, StepRunner
 from deploy.runtime.state import StateSpec
@@ -58,11 +64,13 @@ def build_engine(onnx_path, engine_path, *, fp16: bool = False, workspace_mb: in
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
         raise ModelFileError(onnx_path, "ONNX model file not found")
+    data = onnx_path.read_bytes()
+    source = verify_graph(onnx_path, data)  # the engine is built from exactly the verified bytes
     logger = _logger()
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse(data):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModelFileError(onnx_path, f"TensorRT's ONNX parser rejected the model: {errors}")
     config = builder.create_builder_config()
@@ -73,7 +81,9 @@ def build_engine(onnx_path, engine_path, *, fp16: bool = False, workspace_mb: in
     if serialized is None:
         raise ModelFileError(onnx_path, "TensorRT failed to build an engine (see the log above)")
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    engine_path.write_bytes(bytes(serialized))
+    blob = bytes(serialized)
+    engine_path.write_bytes(blob)
+    write_sidecar(engine_path, blob, source=source.sha256)
     return engine_path
 
 
@@ -125,7 +135,11 @@ class TrtRunner(StepRunner):
             raise ModelFileError(self.path, "TensorRT engine file not found")
         self._trt_logger = _logger()
         self._runtime = trt.Runtime(self._trt_logger)
-        engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        data = self.path.read_bytes()
+        self.digest = verify_sidecar(self.path, data)
+        self.model_info = {"path": os.fspath(self.path), "backend": "trt", **self.digest.as_dict()}
+        engine = self._runtime.deserialize_cuda_engine(data)
+        del data
         if engine is None:
             raise ModelFileError(
                 self.path,

@@ -119,3 +119,45 @@ def test_non_finite_or_wrong_dtype_weights(tmp_path):
     save_file(bad, str(w))
     with pytest.raises(CheckpointError, match="dtype"):
         AuraMem.load(path)
+
+
+def test_save_records_the_weights_sha256_and_load_verifies_it(tmp_path):
+    import hashlib
+
+    path = _saved(tmp_path)
+    w = path / "model.safetensors"
+    doc = json.loads((path / "config.json").read_text())
+    assert doc["weights_sha256"] == hashlib.sha256(w.read_bytes()).hexdigest()
+    m = AuraMem.load(path)
+    assert m.weights_sha256 == doc["weights_sha256"] and m.weights_verified
+    data = bytearray(w.read_bytes())
+    data[-2] ^= 0x01  # one mantissa bit of the last weight: parses, finite, right shapes
+    w.write_bytes(bytes(data))
+    with pytest.raises(
+        CheckpointError, match=r"model\.safetensors: sha256 .* does not match the weights_sha256"
+    ):
+        AuraMem.load(path)
+
+
+def test_a_checkpoint_saved_before_the_digest_still_loads(tmp_path):
+    path = _saved(tmp_path)
+    cfg = path / "config.json"
+    doc = json.loads(cfg.read_text())
+    del doc["weights_sha256"]
+    cfg.write_text(json.dumps(doc))
+    m = AuraMem.load(path)
+    assert not m.weights_verified and len(m.weights_sha256) == 64
+    doc["weights_sha256"] = "xyz"
+    cfg.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="weights_sha256 must be 64 hex digits"):
+        AuraMem.load(path)
+
+
+def test_the_shipped_checkpoint_without_a_digest_loads():
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "synthetic-hard"
+    if not (shipped / "config.json").exists():
+        pytest.skip("checkpoints/synthetic-hard is not in this checkout")
+    m = AuraMem.load(shipped)
+    assert len(m.weights_sha256) == 64
