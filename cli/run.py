@@ -2,7 +2,14 @@
 
 Each step the backbone turns the robot's observation into (z_t, a_t^base), the exported step graph (ONNX
 Runtime, or TensorRT on a Jetson) gives the action and the write request, the flash budget decides, and a
-committed write goes to the crash-safe journal. Logs: OUT/steps.jsonl, OUT/episodes.jsonl, OUT/journal/.
+committed write goes to the crash-safe journal. Outputs in OUT: steps.jsonl (--step-log), episodes.jsonl,
+summary.json (every --summary-every steps and at the end), run.json (options, flash config, model digest,
+versions, how the run ended), journal/. Every byte of them is charged to the flash budget.
+
+--resume continues from OUT/journal (refused if it is corrupt or another model's; say so and start empty if
+there is none); without it, an earlier run's files in OUT move to OUT/prev/ first. SIGINT / SIGTERM stop at
+the next step: the episode's partial summary, summary.json and run.json are written, the journal closed,
+and the exit code is 128 + the signal number.
 
 --env: 'noise', 'synthetic[:CONFIG]' or a robot of your own as module:Class (fields via --env-arg).
 --backbone: a registered name or module:Class (fields via --backbone-arg); default: what the robot names.
@@ -11,14 +18,21 @@ committed write goes to the crash-safe journal. Logs: OUT/steps.jsonl, OUT/episo
 from __future__ import annotations
 
 import argparse
-import json
+import gc
+import platform
+import signal
+import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 from cli.common import add_backbone_arguments, add_fields_argument
+from deploy.runtime import journal as journal_files
 from deploy.runtime.budget import FlashConfig
 from deploy.runtime.errors import InputError
 from deploy.runtime.journal import FSYNC_POLICIES
-from deploy.runtime.loop import ControlLoop, make_runner
+from deploy.runtime.loop import ControlLoop, make_runner, stop_on_signals
+from deploy.runtime.outputs import STEP_LOG_HELP, RunOutputs, move_previous, parse_step_log
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,12 +68,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="first episode continues from the journal's state"
     )
+    parser.add_argument("--step-log", default="full", help=f"steps.jsonl: {STEP_LOG_HELP}")
+    parser.add_argument(
+        "--summary-every", type=int, default=1200, help="steps between summary.json rewrites (0: at the end)"
+    )
 
 
 def _check_args(args: argparse.Namespace) -> None:
     for name in ("episodes", "max_steps", "snapshot_every", "threads"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.summary_every < 0:
+        raise ValueError(f"--summary-every must be >= 0, got {args.summary_every}")
+    parse_step_log(args.step_log)
     if not args.control_hz > 0:
         raise ValueError(f"--control-hz must be > 0, got {args.control_hz}")
     out = Path(args.out)
@@ -89,6 +110,48 @@ def build_backbone(args: argparse.Namespace, robot, d_model: int, d_action: int)
     return backbone
 
 
+def _versions() -> dict:
+    import numpy
+    import onnxruntime
+
+    from aura import __version__
+
+    return {
+        "aura": __version__,
+        "numpy": numpy.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "python": sys.version.split()[0],
+        # os.uname() only: platform.platform() runs `uname -p` in a subprocess
+        "platform": f"{platform.system()}-{platform.release()}-{platform.machine()}",
+    }
+
+
+def _prepare_out(args: argparse.Namespace, out: Path) -> str | None:
+    """Without --resume, move an earlier run's files to OUT/prev; returns a line saying what happened."""
+    journal_dir = out / "journal"
+    if args.resume:
+        if args.no_journal:
+            raise ValueError("--resume needs the journal: drop --no-journal")
+        if not journal_files.exists(journal_dir):
+            return f"--resume: no journal in {journal_dir}; starting from an empty memory (new journal)"
+        return None
+    prev = move_previous(out, RunOutputs.FILES + ("journal",))
+    if prev is not None:
+        return f"--out {out}: an earlier run's files (not resumed: no --resume) moved to {prev}"
+    return None
+
+
+def _previous_run(out: Path) -> dict | None:
+    """What the run.json of the run being resumed said about how it ended (None if unreadable)."""
+    import json
+
+    try:
+        old = json.loads((out / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: old.get(k) for k in ("started", "ended", "status", "steps", "writes")}
+
+
 def run(args: argparse.Namespace) -> int:
     from policies.factory import parse_fields
     from sim.robots import make_robot
@@ -108,8 +171,27 @@ def run(args: argparse.Namespace) -> int:
     )
     backbone = build_backbone(args, robot, spec.d_model, spec.d_action)
     out.mkdir(parents=True, exist_ok=True)
-    summaries = []
-    with open(out / "steps.jsonl", "w", buffering=1 << 16) as step_log:
+    previous = _previous_run(out) if args.resume else None
+    note = _prepare_out(args, out)
+    if note:
+        print(note)
+    outputs = RunOutputs(out, flash.page_bytes, parse_step_log(args.step_log))
+    summaries: list[dict] = []
+    record = {
+        "command": "aura run",
+        "argv": sys.argv[1:],
+        "options": vars(args),
+        "flash_config": asdict(flash),
+        "model": runner.model_info,
+        "model_digest_verified": runner.digest is not None and runner.digest.verified,
+        "versions": _versions(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "status": "running",
+    }
+    if previous:
+        record["previous_run"] = previous
+    loop = None
+    try:
         loop = ControlLoop(
             runner,
             robot,
@@ -121,28 +203,63 @@ def run(args: argparse.Namespace) -> int:
             journal_dir=None if args.no_journal else out / "journal",
             fsync=args.fsync,
             snapshot_every=args.snapshot_every,
-            step_log=step_log,
+            step_log=outputs.steps,
+            step_log_every=max(outputs.step_every, 1),
+            meters=outputs.meters,
+            summary_every=args.summary_every,
+            on_summary=outputs.write_summary,
         )
-        line = loop.recovery_line()
-        if line:
-            print(line)
-        try:
-            with open(out / "episodes.jsonl", "w") as ep_log:
-                for ep in range(args.episodes):
-                    try:
-                        s = loop.episode(ep, seed=args.seed + ep, resume=args.resume and ep == 0)
-                    except InputError as err:
-                        raise ValueError(f"bad input from the backbone: {err}") from err
-                    summaries.append(s)
-                    ep_log.write(json.dumps(s) + "\n")
-                    print(
-                        f"episode {ep}: {s['steps']} steps, {s['writes']} writes ({s['write_rate']:.1%}), "
-                        f"{s['bytes_written']} B written, median {s['latency_us_median']:.1f} us"
-                    )
-        finally:
+        print(loop.recovery_line() or "journal: off (--no-journal); writes are counted, not persisted")
+        if not loop.runner.digest or not loop.runner.digest.verified:
+            how = loop.runner.digest.how if loop.runner.digest else "no digest"
+            print(f"warning: --model {args.model}: integrity not verified ({how}); re-export to seal it")
+        if loop.journal is not None:
+            record["journal"] = loop.journal.recovery.as_dict()
+        outputs.write_run(record)
+        # Start-up objects (modules, the ORT session, buffers) leave the collector's view, so its full
+        # collections, which reclaim cyclic garbage, stay frequent and cheap however long the run lasts.
+        gc.freeze()
+        with stop_on_signals(loop):
+            for ep in range(args.episodes):
+                if loop.stop_signal is not None:
+                    break
+                try:
+                    s = loop.episode(ep, seed=args.seed + ep, resume=args.resume and ep == 0)
+                except InputError as err:
+                    raise ValueError(f"bad input from the backbone: {err}") from err
+                summaries.append(s)
+                outputs.write_episode(s)
+                print(
+                    f"episode {ep}: {s['steps']} steps, {s['writes']} writes ({s['write_rate']:.1%}), "
+                    f"{s['bytes_written']} B written, median {s['latency_us_median']:.1f} us"
+                    + (f" (stopped by {s['stopped']})" if "stopped" in s else "")
+                )
+        stopped = loop.stop_signal
+        record["status"] = "completed" if stopped is None else f"stopped by {signal.Signals(stopped).name}"
+    except BaseException as err:
+        record["status"] = f"failed: {type(err).__name__}: {err}"
+        raise
+    finally:
+        gc.unfreeze()  # a caller in the same process (tests) gets its collector back as it was
+        if loop is not None:
             loop.close()
-    print_table(summaries)
-    print(f"logs: {out / 'steps.jsonl'}, {out / 'episodes.jsonl'}")
+            outputs.close()
+            loop.flush_summary(record["status"])
+            record.update(
+                ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                steps=loop.total_steps,
+                writes=loop.total_writes,
+                bytes_written_before_this_file=loop.budget.bytes,
+            )
+            outputs.write_run(record)
+        else:
+            outputs.close()
+    if summaries:
+        print_table(summaries)
+    print(f"outputs: {out} (steps.jsonl, episodes.jsonl, summary.json, run.json, journal/)")
+    if stopped is not None:
+        print(f"stopped by signal {stopped} after {loop.total_steps} steps; summary and journal closed")
+        return 128 + stopped
     return 0
 
 

@@ -14,6 +14,12 @@ bucket holds its expected cost; otherwise the gate is suppressed (logged and cou
 are charged too but never refused, so the bucket may go into debt and suppress the next writes.
 
 Time is control-loop time, ``t / control_hz``: a simulated episode is budgeted as if it ran in real time.
+
+Every file ``aura run`` writes to the flash is metered, not only the journal: the step log, the episode
+log and the periodic summaries each have their own :class:`PageMeter` (``BudgetController.add_meter``), and
+their pages are charged to the same bucket, so logging competes with memory writes for the same wear
+budget. A log written in blocks without fsync is counted as if each block were synced (an upper bound:
+the OS may merge blocks in one writeback). File-system metadata (inodes, directory entries) is not counted.
 """
 
 from __future__ import annotations
@@ -106,6 +112,10 @@ class PageMeter:
         self.pages += -(-nbytes // self.page_bytes)
         self.offset = self.synced = nbytes
 
+    def open_file(self, size: int) -> None:
+        """Appends continue an existing file of ``size`` bytes (written earlier, not counted now)."""
+        self.offset = self.synced = size
+
 
 class BudgetController:
     """Token bucket over flash bytes; see the module docstring."""
@@ -114,6 +124,8 @@ class BudgetController:
         if not control_hz > 0:
             raise ValueError(f"control_hz must be > 0, got {control_hz}")
         self.config, self.meter, self.control_hz, self.enabled = config, meter, control_hz, enabled
+        self.meters = {"journal": meter}
+        self._config_dict = asdict(config)  # once: asdict per report leaves garbage for the cyclic GC
         self.rate = config.allowed_flash_bytes_per_hour / 3600.0  # flash bytes per second
         self.capacity = self.rate * config.burst_seconds
         self.tokens = self.capacity
@@ -126,10 +138,26 @@ class BudgetController:
         self.tokens = min(self.capacity, self.tokens + self.rate * max(0.0, now - self._last_s))
         self._last_s = now
 
+    def add_meter(self, name: str, meter: PageMeter) -> None:
+        """Charge the pages of another file (a log) to the same bucket and report them under ``name``."""
+        if name in self.meters:
+            raise ValueError(f"a meter named {name!r} is already charged")
+        self.meters[name] = meter
+        self._charged_pages += meter.pages  # what it counted before joining is not this bucket's
+
+    @property
+    def pages(self) -> int:
+        return sum(m.pages for m in self.meters.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(m.bytes for m in self.meters.values())
+
     def settle(self) -> None:
-        """Charge every page programmed since the last call (records, syncs, snapshots)."""
-        new = self.meter.pages - self._charged_pages
-        self._charged_pages = self.meter.pages
+        """Charge every page programmed since the last call (records, syncs, snapshots, logs)."""
+        pages = self.pages
+        new = pages - self._charged_pages
+        self._charged_pages = pages
         self.tokens -= self.config.flash_bytes(new)
 
     def allow(self, t: int, record_bytes: int, per_record_sync: bool) -> bool:
@@ -150,23 +178,24 @@ class BudgetController:
     def report(self, steps: int, writes: int) -> dict:
         """Bytes/pages per hour, projected lifetime and the allowed write rate for ``steps`` of operation."""
         self.settle()
-        cfg, m = self.config, self.meter
+        cfg, nbytes, pages = self.config, self.bytes, self.pages
         hours = steps / self.control_hz / 3600.0
-        flash = cfg.flash_bytes(m.pages)
+        flash = cfg.flash_bytes(pages)
         per_hour = flash / hours if hours > 0 else 0.0
         per_write = flash / writes if writes else cfg.flash_bytes(1)
         years = cfg.endurance_bytes / per_hour / (365.25 * cfg.hours_per_day) if per_hour > 0 else math.inf
         return {
-            "bytes_written": m.bytes,
-            "pages_written": m.pages,
+            "bytes_written": nbytes,
+            "pages_written": pages,
+            "by_file": {name: {"bytes": m.bytes, "pages": m.pages} for name, m in self.meters.items()},
             "flash_bytes": flash,
-            "bytes_per_hour": m.bytes / hours if hours > 0 else 0.0,
-            "pages_per_hour": m.pages / hours if hours > 0 else 0.0,
+            "bytes_per_hour": nbytes / hours if hours > 0 else 0.0,
+            "pages_per_hour": pages / hours if hours > 0 else 0.0,
             "flash_bytes_per_hour": per_hour,
             "allowed_flash_bytes_per_hour": cfg.allowed_flash_bytes_per_hour,
             "projected_lifetime_years": years,
             "target_lifetime_years": cfg.lifetime_years,
             "allowed_writes_per_hour": cfg.allowed_flash_bytes_per_hour / per_write,
             "suppressed_writes": self.suppressed,
-            "config": asdict(cfg),
+            "config": dict(self._config_dict),
         }

@@ -1,5 +1,6 @@
 """The control loop: logs and summaries, journal consistency, budget suppression, fallbacks, flat memory."""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -7,10 +8,11 @@ import tracemalloc
 
 import numpy as np
 
-from deploy.runtime.budget import FlashConfig
+from deploy.runtime.budget import FlashConfig, PageMeter
 from deploy.runtime.journal import recover
 from deploy.runtime.loop import ControlLoop
 from deploy.runtime.ort_runner import OrtRunner
+from deploy.runtime.outputs import AppendLog
 from deploy.runtime.robots import NoiseRobot
 from policies.noise import NoiseBackbone
 
@@ -92,7 +94,9 @@ def test_nonfinite_features_are_logged_and_counted(tiny_onnx, tmp_path):
 
 def test_memory_does_not_grow_with_the_episode(tiny_onnx, tmp_path):
     path, _ = tiny_onnx
-    with open(tmp_path / "steps.jsonl", "w") as log:
+    # aura run's step log: one preallocated block buffer (a text file object keeps up to 8 KiB of pending
+    # line objects, which made this bound flaky)
+    with contextlib.closing(AppendLog(tmp_path / "steps.jsonl", PageMeter(4096))) as log:
         loop = _loop(path, tmp_path, steps=3000, log=log)
         loop.robot.episode_steps = 10**9
         # Warm-up: ONNX Runtime 1.32's Python binding fills a small bounded cache over its first ~10k
