@@ -71,10 +71,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _memory_d_model(args: argparse.Namespace) -> int | None:
+    """The checkpoint's d_model, after loading it here, in the main process, before any worker starts.
+
+    A missing, corrupt (weights_sha256 mismatch) or mis-sized checkpoint is one error line, not a crash
+    in every worker of every episode.
+    """
     if args.checkpoint:
         from aura.layer import AuraMem
 
-        return AuraMem.load(args.checkpoint).config.d_model  # CheckpointError names the file
+        config = AuraMem.load(args.checkpoint).config  # CheckpointError names the file
+        if config.d_action != 7:
+            raise ValueError(
+                f"--checkpoint {args.checkpoint}: an AuraMem with d_action={config.d_action}; LIBERO needs 7"
+            )
+        return config.d_model
     return args.d_model
 
 

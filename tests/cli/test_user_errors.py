@@ -26,6 +26,14 @@ def files(tmp_path_factory):
     (d / "afile").write_text("x")
     (d / "flash.json").write_text(json.dumps({"page_bytes": 4096, "nonsense": 1}))
     AuraMem(AuraMemConfig(d_model=8, d_action=7)).save(d / "ckpt8")
+    AuraMem(AuraMemConfig(d_model=8, d_action=8)).save(d / "ckpt_act8")
+    AuraMem(AuraMemConfig(d_model=8, d_action=7)).save(d / "ckpt_noweights")
+    (d / "ckpt_noweights" / "model.safetensors").unlink()
+    AuraMem(AuraMemConfig(d_model=8, d_action=7)).save(d / "ckpt_flipped")
+    w = d / "ckpt_flipped" / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-2] ^= 0x01  # one mantissa bit of the last weight: still a finite float, still parses
+    w.write_bytes(bytes(data))
     return d
 
 
@@ -67,6 +75,12 @@ CASES = [
     ("eval libero --tasks 10", "--tasks"),
     ("eval libero --arms base,bogus", "--arms"),
     ("eval libero --checkpoint {d}/missing_ckpt", "missing_ckpt"),
+    ("eval libero --checkpoint {d}/ckpt_noweights --out {d}/e2", "model.safetensors: missing"),
+    ("eval libero --checkpoint {d}/ckpt_flipped --out {d}/e3", "model.safetensors: sha256"),
+    ("eval libero --checkpoint {d}/ckpt_act8 --out {d}/e4", "d_action=8"),
+    ("export {d}/ckpt_flipped --out {d}/m2.onnx", "model.safetensors: sha256"),
+    ("run --model {d}/m.onnx --env noise --step-log sometimes", "--step-log"),
+    ("run --model {d}/m.onnx --env noise --summary-every -1", "--summary-every"),
     ("eval libero --backbone nope", "nope"),
     (
         "eval libero --backbone libero_noop --backbone-arg d_model=16 --checkpoint {d}/ckpt8 --out {d}/e1",
