@@ -5,6 +5,7 @@ before triton loads); on a CUDA machine they run natively, and the CUDA-graph ru
 """
 
 import json
+import os
 
 import pytest
 
@@ -107,12 +108,16 @@ VARIANTS = [
     {"single": True, "tail_warps": 4},
     {"echo": "atomic"},
 ]
+VARIANT_IDS = ["two-kernel", "one-kernel-w1", "one-kernel-w4", "echo-atomic"]
+# AURA_GPU_QUICK=1 (scripts/test_gpu.sh's quick set): the two launch shapes only, zero-copy I/O only; each
+# other variant is one more pair of Triton compilations
+QUICK = os.environ.get("AURA_GPU_QUICK", "") not in ("", "0")
+RUN_VARIANTS = (VARIANTS[:2], VARIANT_IDS[:2]) if QUICK else (VARIANTS, VARIANT_IDS)
+ZERO_COPY = ([True], ["zero-copy"]) if QUICK else ([True, False], ["zero-copy", "memcpy"])
 
 
 @pytest.mark.cuda_triton
-@pytest.mark.parametrize(
-    "options", VARIANTS, ids=["two-kernel", "one-kernel-w1", "one-kernel-w4", "echo-atomic"]
-)
+@pytest.mark.parametrize("options", RUN_VARIANTS[0], ids=RUN_VARIANTS[1])
 def test_fused_step_matches_float64_on_cuda(options):
     scope: dict = {}
     exec(CHECK, scope)
@@ -120,10 +125,8 @@ def test_fused_step_matches_float64_on_cuda(options):
 
 
 @pytest.mark.cuda_triton
-@pytest.mark.parametrize(
-    "options", VARIANTS, ids=["two-kernel", "one-kernel-w1", "one-kernel-w4", "echo-atomic"]
-)
-@pytest.mark.parametrize("zero_copy", [True, False], ids=["zero-copy", "memcpy"])
+@pytest.mark.parametrize("options", RUN_VARIANTS[0], ids=RUN_VARIANTS[1])
+@pytest.mark.parametrize("zero_copy", ZERO_COPY[0], ids=ZERO_COPY[1])
 def test_cuda_graph_runner_fused_follows_the_eager_graph(options, zero_copy):
     import numpy as np
     import torch
