@@ -72,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--summary-every", type=int, default=1200, help="steps between summary.json rewrites (0: at the end)"
     )
+    parser.add_argument(
+        "--media",
+        action="store_true",
+        help="write OUT/timeline.png (needs --step-log full) and, for robots that keep camera frames "
+        "(libero), OUT/videos/episode<i>.mp4 with the writes marked",
+    )
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -170,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     backbone = build_backbone(args, robot, spec.d_model, spec.d_action)
+    if args.media and hasattr(robot, "keep_frames"):
+        robot.keep_frames = True
     out.mkdir(parents=True, exist_ok=True)
     previous = _previous_run(out) if args.resume else None
     note = _prepare_out(args, out)
@@ -208,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
             meters=outputs.meters,
             summary_every=args.summary_every,
             on_summary=outputs.write_summary,
+            keep_write_steps=args.media,
         )
         print(loop.recovery_line() or "journal: off (--no-journal); writes are counted, not persisted")
         if not loop.runner.digest or not loop.runner.digest.verified:
@@ -229,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
                     raise ValueError(f"bad input from the backbone: {err}") from err
                 summaries.append(s)
                 outputs.write_episode(s)
+                if args.media:
+                    _episode_video(robot, out, ep, s)
                 print(
                     f"episode {ep}: {s['steps']} steps, {s['writes']} writes ({s['write_rate']:.1%}), "
                     f"{s['bytes_written']} B written, median {s['latency_us_median']:.1f} us"
@@ -254,13 +265,36 @@ def run(args: argparse.Namespace) -> int:
             outputs.write_run(record)
         else:
             outputs.close()
+    if getattr(robot, "close", None) is not None:
+        robot.close()
     if summaries:
         print_table(summaries)
+    if args.media:
+        _timeline(args, out)
     print(f"outputs: {out} (steps.jsonl, episodes.jsonl, summary.json, run.json, journal/)")
     if stopped is not None:
         print(f"stopped by signal {stopped} after {loop.total_steps} steps; summary and journal closed")
         return 128 + stopped
     return 0
+
+
+def _episode_video(robot, out: Path, ep: int, summary: dict) -> None:
+    """OUT/videos/episode<i>.mp4 for robots that keep their camera frames (a robot may write none)."""
+    if getattr(robot, "write_video", None) is None:
+        return
+    path = robot.write_video(out / "videos" / f"episode{ep}.mp4", summary.get("write_steps", []))
+    if path is not None:
+        print(f"video: {path}")
+
+
+def _timeline(args: argparse.Namespace, out: Path) -> None:
+    from sim.run_report import timeline_png
+
+    if args.step_log != "full":
+        print(f"timeline: skipped (needs --step-log full, not {args.step_log})")
+        return
+    title = f"aura run --env {args.env}: gate probability, writes and suppressed writes per episode"
+    print(f"timeline: {timeline_png(out / 'steps.jsonl', out / 'timeline.png', title)}")
 
 
 def print_table(summaries: list[dict]) -> None:
@@ -282,7 +316,8 @@ def print_table(summaries: list[dict]) -> None:
         "p99 us",
     ]
     acc = "accuracy" in summaries[0]
-    for c in cols + (["acc."] if acc else []):
+    success = "success" in summaries[0]
+    for c in cols + (["acc."] if acc else []) + (["success"] if success else []):
         table.add_column(c, justify="right")
     for s in summaries:
         row = [
@@ -300,8 +335,19 @@ def print_table(summaries: list[dict]) -> None:
         ]
         if acc:
             row.append(f"{s.get('accuracy', float('nan')):.3f}")
+        if success:
+            row.append("yes" if s.get("success") else "no")
         table.add_row(*map(str, row))
     Console(width=150).print(table)
+    if success:
+        wins = sum(bool(s.get("success")) for s in summaries)
+        print(f"success: {wins}/{len(summaries)} episodes")
+    last = summaries[-1]
+    ms = {k: last.get(f"{k}_us_median", 0.0) / 1000 for k in ("sim", "backbone", "latency", "journal")}
+    print(
+        f"step time, median (last episode): robot (observe + act) {ms['sim']:.2f} ms, backbone "
+        f"{ms['backbone']:.2f} ms, memory step {ms['latency']:.3f} ms, journal {ms['journal']:.3f} ms"
+    )
     f = summaries[-1]["flash"]
     print(
         f"state {summaries[-1]['state_bytes']} B, record {summaries[-1]['record_bytes']} B/write; flash: "

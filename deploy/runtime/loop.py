@@ -9,7 +9,9 @@ Each control step t:
     robot.act(a_t)
 
 ``latency_us`` is the runtime's share of the step (graph + commit decision + state update); the journal's
-append and fsync are timed separately (``journal_us``) because they depend on the storage, not the model.
+append and fsync are timed separately (``journal_us``) because they depend on the storage, not the model,
+as are the robot (``sim_us``: observe + act, i.e. simulator and cameras, or a real robot's driver) and the
+backbone (``backbone_us``), so an episode summary splits the whole control step into those four parts.
 Both go to fixed-size log-binned histograms (:mod:`deploy.runtime.stats`: median / p99 within 1 % of
 numpy's percentile, exact min / max / mean), so memory stays flat however long the robot runs: every
 buffer (runner, journal record, histograms) is preallocated and nothing is appended per step.
@@ -108,6 +110,7 @@ class ControlLoop:
         meters: dict[str, PageMeter] | None = None,
         summary_every: int = 0,
         on_summary=None,
+        keep_write_steps: bool = False,
     ):
         self.runner, self.robot, self.backbone = runner, robot, backbone
         self.max_steps = max_steps
@@ -132,7 +135,9 @@ class ControlLoop:
         self.step_log = step_log
         self.step_log_every = step_log_every
         self.summary_every, self.on_summary = summary_every, on_summary
+        self.keep_write_steps = keep_write_steps  # the summary lists them (for videos; bounded episodes)
         self.latency, self.journal_us = LogHistogram(), LogHistogram()  # the current episode's
+        self.sim_us, self.backbone_us = LogHistogram(), LogHistogram()  # robot.observe + act, backbone
         self.run_latency, self.run_journal_us = LogHistogram(), LogHistogram()  # finished episodes'
         self.total_steps = self.total_writes = self.total_requested = 0
         self.total_suppressed = self.total_fallbacks = self.episodes_done = 0
@@ -184,13 +189,18 @@ class ControlLoop:
                 self.journal.snapshot(runner.state, self.total_steps)
         robot.reset(seed)
         self.backbone.reset()
-        self.latency.reset()
-        self.journal_us.reset()
+        for h in (self.latency, self.journal_us, self.sim_us, self.backbone_us):
+            h.reset()
         ep = self._ep = {"writes": 0, "requested": 0, "suppressed": 0, "fallbacks": 0, "t": 0}
+        write_steps: list[int] = []
         clock = time.perf_counter_ns
         t = 0
         while t < self.max_steps and self.stop_signal is None:
-            features, base = self.backbone(robot.observe())
+            s0 = clock()
+            observation = robot.observe()
+            s1 = clock()
+            features, base = self.backbone(observation)
+            self.backbone_us.add((clock() - s1) / 1000.0)
             # -- the runtime's share of the step: graph, budget decision, exact commit --------------
             t0 = clock()
             res = runner.step(features, base)  # InputError (wrong shape/dtype) ends the run cleanly
@@ -210,6 +220,8 @@ class ControlLoop:
             if commit:
                 ep["writes"] += 1
                 self._persist(self.total_steps)
+                if self.keep_write_steps:
+                    write_steps.append(t)
             extra = ""
             if suppress:
                 ep["suppressed"] += 1
@@ -224,7 +236,10 @@ class ControlLoop:
             self.total_steps += 1
             if self.summary_every and self.total_steps % self.summary_every == 0:
                 self.flush_summary("running")
-            if robot.act(res.action):
+            a0 = clock()
+            done = robot.act(res.action)
+            self.sim_us.add((clock() - a0 + s1 - s0) / 1000.0)
+            if done:
                 break
         if self.journal is not None:
             self.journal.sync()
@@ -238,6 +253,8 @@ class ControlLoop:
         self.episodes_done += 1
         self._ep = None
         summary = self._episode_summary(index, ep, budget.bytes - bytes0, budget.pages - pages0)
+        if self.keep_write_steps:
+            summary["write_steps"] = write_steps
         self.run_latency.merge(self.latency)
         self.run_journal_us.merge(self.journal_us)
         return summary
@@ -264,6 +281,10 @@ class ControlLoop:
             **self.latency.summary("latency_us_"),
             "journal_us_median": self.journal_us.quantile(0.5) if self.journal_us.n else 0.0,
             "journal_us_p99": self.journal_us.quantile(0.99) if self.journal_us.n else 0.0,
+            # the rest of the step: the robot (observe + act: simulator / camera / driver) and the backbone
+            "sim_us_median": self.sim_us.quantile(0.5) if self.sim_us.n else 0.0,
+            "backbone_us_median": self.backbone_us.quantile(0.5) if self.backbone_us.n else 0.0,
+            "backbone_us_p99": self.backbone_us.quantile(0.99) if self.backbone_us.n else 0.0,
             "flash": {k: v for k, v in flash.items() if k != "config"},
             **task,
         }

@@ -4,8 +4,9 @@ Episode ``i`` (reset with seed ``s = --seed + i``) starts from LIBERO's fixed in
 else from init state ``s mod 50``; the observation is the backbone's dict (``policies.backbone``: both
 cameras, proprio, the instruction); an episode ends on LIBERO's success predicate or after ``max_steps``.
 ``stats()`` adds ``success`` and the steps to the episode summary, and the time spent in the simulator
-(physics + rendering) as ``sim_ms_mean``. With ``video_dir`` every episode's agentview frames are kept and
-written by :meth:`write_video` as an MP4 with the write events marked (``sim.libero.report``).
+(physics + rendering) as ``sim_ms_mean``. With ``keep_frames`` (``aura run --media`` sets it) the episode's
+agentview frames are kept and :meth:`write_video` writes them as an MP4 with the write events marked
+(``sim.libero.report``).
 
 Nothing here imports torch: LiberoEnv reads LIBERO's task table through ``sim.libero.tasks``.
 """
@@ -49,13 +50,13 @@ class LiberoRobot:
         cameras: tuple[str, ...] = tuple(CAMERAS),
         max_steps: int = MAX_STEPS,
         render: str = "faithful",
-        video_dir: str | None = None,
+        keep_frames: bool = False,
     ):
         self.env = LiberoEnv(
             task, image_size=image_size, cameras=tuple(cameras), max_steps=max_steps, render_quality=render
         )
         self.task, self.fixed_init = task, init_state
-        self.video_dir = Path(video_dir) if video_dir else None
+        self.keep_frames = keep_frames
         self.frames: list[np.ndarray] = []
         self.obs: dict | None = None
         self.success = False
@@ -66,7 +67,7 @@ class LiberoRobot:
         init = self.fixed_init if self.fixed_init is not None else seed % N_INIT_STATES
         self.obs, _ = self.env.reset(seed=seed, options={"init_state": init})
         self.success, self.sim_s = False, 0.0
-        self.frames = [self.obs["image"]] if self.video_dir is not None and "image" in self.obs else []
+        self.frames = [self.obs["image"]] if self.keep_frames and "image" in self.obs else []
 
     def observe(self) -> dict:
         return self.env.observation(self.obs)
@@ -94,6 +95,7 @@ class LiberoRobot:
             return None
         from sim.libero.report import write_video
 
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_video(Path(path), self.frames, write_steps)
         return Path(path)
 
