@@ -1,0 +1,142 @@
+"""A soak of ``aura run`` itself (``aura bench runtime --run-soak-steps N``): the command run in a subprocess
+for N steps on the noise robot with journal and budget, its RSS sampled from /proc, and the bytes the kernel
+saw it write compared with the flash meter's count."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def _read_proc(pid: int, name: str) -> dict[str, int]:
+    out = {}
+    with open(f"/proc/{pid}/{name}") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            parts = value.split()
+            if parts and parts[0].isdigit():
+                out[key.strip()] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return out
+
+
+def soak_aura_run(
+    model,
+    steps: int,
+    out,
+    *,
+    step_log: str = "sample:100",
+    summary_every: int = 1200,
+    warmup_s: float = 30.0,
+    sample_s: float = 5.0,
+    extra_args: tuple[str, ...] = (),
+    env: str = "noise",
+    episodes: int = 1,
+    max_steps: int | None = None,
+) -> dict:
+    """Run ``aura run --env ENV`` (journal + budget) for about ``steps`` steps in a child process; measure it.
+
+    ``env="noise"`` runs one episode of ``steps`` steps; a robot whose episodes end by themselves (LIBERO)
+    runs ``episodes`` episodes of at most ``max_steps`` (``steps`` is then the expected total, for warm-up).
+
+    * RSS: the child's ``VmRSS`` every ``sample_s`` seconds; growth = max over the samples after warm-up
+      (>= ``warmup_s`` seconds and >= 5 % of the steps) minus the first of them (target <= 64 KiB).
+    * Bytes: the kernel's count of bytes the child handed to ``write(2)`` (``wchar`` of ``/proc/<pid>/io``,
+      read after it exits and before it is reaped) minus what it wrote to its stdout / stderr pipes
+      (counted here) = the bytes it wrote to files, against the flash budget meter's count (run.json's
+      ``bytes_written_before_this_file`` plus run.json itself, the last file written). They must be equal:
+      every byte on the flash is charged.
+    """
+    import json
+    import subprocess
+    import sys
+    import threading
+
+    out = Path(out)
+    argv = [sys.executable, "-m", "cli", "run", "--model", os.fspath(model), "--env", env]
+    argv += ["--episodes", str(episodes), "--max-steps", str(max_steps or steps), "--out", os.fspath(out)]
+    argv += ["--step-log", step_log]
+    argv += ["--summary-every", str(summary_every), *extra_args]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")  # no .pyc writes: every write is the run's
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    piped = {"stdout": 0, "stderr": 0}
+    tails: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def drain(name, stream):
+        for chunk in iter(lambda: stream.read1(1 << 16), b""):
+            piped[name] += len(chunk)
+            tails[name] = (tails[name] + chunk)[-4000:]
+
+    threads = [threading.Thread(target=drain, args=(n, getattr(proc, n)), daemon=True) for n in piped]
+    for t in threads:
+        t.start()
+    t0 = time.perf_counter()
+    trace, base = [], None
+    while True:
+        try:
+            done = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            done = True
+        if done:
+            break
+        time.sleep(sample_s)
+        try:
+            rss = _read_proc(proc.pid, "status").get("VmRSS", 0)
+            progress = json.loads((out / "summary.json").read_text()).get("steps", 0)
+        except (OSError, ValueError):
+            continue
+        if rss == 0:  # exiting: its memory is gone
+            continue
+        elapsed = time.perf_counter() - t0
+        trace.append({"seconds": round(elapsed, 1), "steps": progress, "rss_bytes": rss})
+        if base is None and elapsed >= warmup_s and progress >= steps // 20:
+            base = trace[-1]
+        if base is not None and len(trace) % 12 == 0:
+            growth = max(x["rss_bytes"] for x in trace if x["seconds"] >= base["seconds"]) - base["rss_bytes"]
+            print(f"  soak {progress}/{steps} steps, {elapsed:.0f} s, RSS growth {growth} B", flush=True)
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+    io = _read_proc(proc.pid, "io")  # a zombie still has its I/O accounting
+    rc = proc.wait()
+    for t in threads:
+        t.join(timeout=10)
+    wall = time.perf_counter() - t0
+    if rc != 0:
+        raise RuntimeError(f"aura run exited {rc}: {tails['stderr'].decode(errors='replace')[-2000:]}")
+    run = json.loads((out / "run.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    metered = run["bytes_written_before_this_file"] + (out / "run.json").stat().st_size
+    file_bytes = io["wchar"] - piped["stdout"] - piped["stderr"]
+    after = [x for x in trace if base is not None and x["seconds"] >= base["seconds"]]
+    on_disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return {
+        "command": " ".join(argv[1:]),
+        "steps": summary["steps"],
+        "robot_hours_at_20hz": summary["steps"] / 20 / 3600,
+        "wall_seconds": wall,
+        "us_per_step_wall": wall / max(summary["steps"], 1) * 1e6,
+        "writes": summary["writes"],
+        "writes_requested": summary["writes_requested"],
+        "writes_suppressed": summary["writes_suppressed"],
+        "latency_us_median": summary["latency_us_median"],
+        "latency_us_p99": summary["latency_us_p99"],
+        "journal_us_median": summary["journal_us_median"],
+        "rss_baseline_bytes": base["rss_bytes"] if base else None,
+        "rss_baseline_at": base,
+        "rss_growth_bytes": (max(x["rss_bytes"] for x in after) - base["rss_bytes"]) if after else None,
+        "rss_final_minus_baseline_bytes": (after[-1]["rss_bytes"] - base["rss_bytes"]) if after else None,
+        "target_rss_growth_bytes": 65536,
+        "rss_trace": trace,
+        "kernel_file_bytes_written": file_bytes,
+        "meter_bytes_written": metered,
+        "bytes_match": file_bytes == metered,
+        "meter_by_file": summary["flash"]["by_file"],
+        "kernel_wchar": io["wchar"],
+        "kernel_storage_write_bytes": io.get("write_bytes"),
+        "pipe_bytes": piped,
+        "bytes_on_disk_now": on_disk,
+        "flash": {
+            k: summary["flash"][k]
+            for k in ("pages_written", "flash_bytes_per_hour", "projected_lifetime_years")
+        },
+    }
