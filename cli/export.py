@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from deploy.export.step_graph import export_checkpoint, parity
+from deploy.export.step_graph import export_checkpoint, graph_digest, parity
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,8 +60,16 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     module, path = export_checkpoint(args.checkpoint, args.out, args.opset)
     size = path.stat().st_size
+    digest = graph_digest(path)
     print(f"wrote {path} ({size / 1024:.1f} KiB, opset {args.opset}, onnx.checker full_check passed)")
-    report = {"onnx": os.fspath(path), "bytes": size, "opset": args.opset, "checker": "full_check passed"}
+    print(f"graph sha256 {digest} (sealed in the file; aura run verifies it at load)")
+    report = {
+        "onnx": os.fspath(path),
+        "bytes": size,
+        "opset": args.opset,
+        "checker": "full_check passed",
+        "sha256": digest,
+    }
     ok = True
     if args.check_trt:
         ok = check_trt_cli(path, report)
