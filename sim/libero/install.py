@@ -167,6 +167,24 @@ _GL_PROBE = (
 )
 
 
+ROBOSUITE_MACROS = """# Written by `aura sim install` (sim/libero/install.py). robosuite imports this before it creates its
+# logger: its file log (/tmp/robosuite.log, "No private macro file found!") is off, so everything a metered
+# `aura run` writes is its own output, charged to the flash budget.
+import robosuite.macros as _macros
+
+_macros.FILE_LOGGING_LEVEL = None
+"""
+
+
+def write_robosuite_macros() -> str:
+    """robosuite's private macro file (above) in its package folder; returns what was done."""
+    path = _package_dir("robosuite") / "macros_private.py"
+    if path.is_file() and path.read_text() == ROBOSUITE_MACROS:
+        return f"robosuite macros: {path} (unchanged)"
+    path.write_text(ROBOSUITE_MACROS)
+    return f"robosuite macros: wrote {path} (its file log off)"
+
+
 def probe_gl(backends=GL_BACKENDS, timeout: float = 60.0) -> str | None:
     """First backend that renders an 8x8 frame in a fresh process, or None."""
     for gl in backends:
@@ -237,6 +255,7 @@ def install(force: bool = False, link: bool = True, log=print) -> Path:
     if link:
         log(f"[sim install] {link_assets(assets, root / 'assets')}")
     log(f"[sim install] config: {write_config(cfg, root, assets)}")
+    log(f"[sim install] {write_robosuite_macros()}")
     from sim.libero.tasks import table_current, write_table
 
     if force or not table_current(cfg):
