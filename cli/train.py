@@ -6,6 +6,12 @@ correction head); (2) --gate-steps with the learned action-surprise gate in the 
 HDF5 with features / base_actions / target_actions, e.g. from `aura sim features`) or --synthetic easy|hard
 (fresh benchmark episodes). Defaults not given come from the synthetic benchmark's training budget.
 Writes OUT/model.safetensors, OUT/config.json (the training record in meta) and OUT/train.jsonl.
+
+--arm kv trains the always-write KV-cache attention baseline (aura.baselines.kv.KVAttentionArm: appends
+(k_t, v_t) every step, softmax read with a recency slope) on the same data with the same closed-loop action
+loss (aura.training.train.fit / action_loss), for --kv-steps steps at --lr; it has no gate, so the gate
+options are refused. Its checkpoint (format aura-kv) loads with KVAttentionArm.load or
+`aura eval libero --kv-checkpoint OUT`.
 """
 
 from __future__ import annotations
@@ -18,8 +24,18 @@ from pathlib import Path
 
 from aura.contract import RULES
 
+ARMS = ("aura", "kv")
+# Options that only mean something for AuraMem's memory rule and gate (their defaults when not given).
+_AURA_ONLY = dict(
+    dense_steps=None, gate_steps=None, gate_lr=None, sparsity=None, budget=None, heads=1, rule="gdn2",
+    estimator="st",
+)  # fmt: skip
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--arm", default="aura", choices=ARMS, help="aura: AuraMem + gate; kv: the always-write KV-cache arm"
+    )
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="safetensors / HDF5 with features, base_actions, target_actions")
     src.add_argument("--synthetic", choices=("easy", "hard"), help="train on the synthetic benchmark")
@@ -33,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", default=None, choices=("ce", "mse"), help="default: ce synthetic, mse data")
     parser.add_argument("--dense-steps", type=int, default=None, help="phase 1 steps (default: bench budget)")
     parser.add_argument("--gate-steps", type=int, default=None, help="phase 2 steps (default: bench budget)")
+    parser.add_argument("--kv-steps", type=int, default=None, help="--arm kv: steps (default: bench budget)")
     parser.add_argument("--batch", type=int, default=None, help="sequences per step (default: bench budget)")
     parser.add_argument(
         "--lr", type=float, default=None, help="phase 1 learning rate (default: bench budget)"
@@ -56,7 +73,14 @@ def _check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    for name in ("dense_steps", "gate_steps"):
+    if args.arm == "kv":
+        given = [k for k, default in _AURA_ONLY.items() if getattr(args, k) != default]
+        if given:
+            opts = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise ValueError(f"--arm kv writes every step and has no gate: {opts} do(es) not apply")
+    elif args.kv_steps is not None:
+        raise ValueError("--kv-steps applies only to --arm kv")
+    for name in ("dense_steps", "gate_steps", "kv_steps"):
         value = getattr(args, name)
         if value is not None and value < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -104,11 +128,32 @@ def _file_data(path, batch: int, seed: int, val_frac: float):
     return batches, val, None, d_model, d_action, {"data": str(path)}
 
 
+def _check_init(path, config, d_model: int, d_action: int) -> None:
+    if (config.d_model, config.d_action) != (d_model, d_action):
+        raise ValueError(
+            f"--init {path}: d_model/d_action {config.d_model}/{config.d_action}"
+            f" do not match the data's {d_model}/{d_action}"
+        )
+
+
+def _kv_model(args: argparse.Namespace, d_model: int, d_action: int):
+    import torch
+
+    from aura.baselines.kv import KVAttentionArm
+
+    if args.init:
+        model = KVAttentionArm.load(args.init)  # CheckpointError names the file (and an AuraMem format)
+        _check_init(args.init, model.config, d_model, d_action)
+        return model
+    torch.manual_seed(args.seed)
+    return KVAttentionArm(d_model, d_action, d_key=args.d_key, d_val=args.d_val)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from aura.layer import AuraMem, AuraMemConfig
-    from aura.training.train import evaluate, train_memory
+    from aura.training.train import evaluate, train_kv, train_memory
     from sim.synthetic.arms import Budget
 
     _check_args(args)
@@ -123,13 +168,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         batches, val, test, d_model, d_action, extra = _file_data(args.data, batch, args.seed, args.val_frac)
         loss = args.loss or "mse"
-    if args.init:
+    if args.arm == "kv":
+        model = _kv_model(args, d_model, d_action)
+    elif args.init:
         model = AuraMem.load(args.init)
-        if (model.config.d_model, model.config.d_action) != (d_model, d_action):
-            raise ValueError(
-                f"--init {args.init}: d_model/d_action {model.config.d_model}/{model.config.d_action}"
-                f" do not match the data's {d_model}/{d_action}"
-            )
+        _check_init(args.init, model.config, d_model, d_action)
     else:
         torch.manual_seed(args.seed)
         model = AuraMem(
@@ -147,36 +190,46 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "train.jsonl"
     log_path.write_text("")
-    dense_steps = b.dense_steps if args.dense_steps is None else args.dense_steps
-    gate_steps = b.gate_steps if args.gate_steps is None else args.gate_steps
-    lr, gate_lr = args.lr or b.lr, args.gate_lr or b.gate_lr
-    sparsity = b.sparsity if args.sparsity is None else args.sparsity
+    lr = args.lr or b.lr
     t0 = time.perf_counter()
-    train_memory(
-        model,
-        batches,
-        dense_steps=dense_steps,
-        gate_steps=gate_steps,
-        lr=lr,
-        gate_lr=gate_lr,
-        loss=loss,
-        sparsity=sparsity,
-        budget=args.budget,
-        budget_weight=args.budget_weight,
-        seed=args.seed,
-        progress=not args.quiet,
-        log_path=log_path,
-    )
+    if args.arm == "kv":
+        kv_steps = b.kv_steps if args.kv_steps is None else args.kv_steps
+        train_kv(model, batches, steps=kv_steps, lr=lr, loss=loss, seed=args.seed, progress=not args.quiet,
+                 log_path=log_path)  # fmt: skip
+        steps = {"arm": "kv", "kv_steps": kv_steps, "bytes_per_step": model.config.bytes_per_step}
+    else:
+        dense_steps = b.dense_steps if args.dense_steps is None else args.dense_steps
+        gate_steps = b.gate_steps if args.gate_steps is None else args.gate_steps
+        gate_lr = args.gate_lr or b.gate_lr
+        sparsity = b.sparsity if args.sparsity is None else args.sparsity
+        train_memory(
+            model,
+            batches,
+            dense_steps=dense_steps,
+            gate_steps=gate_steps,
+            lr=lr,
+            gate_lr=gate_lr,
+            loss=loss,
+            sparsity=sparsity,
+            budget=args.budget,
+            budget_weight=args.budget_weight,
+            seed=args.seed,
+            progress=not args.quiet,
+            log_path=log_path,
+        )
+        steps = {
+            "dense_steps": dense_steps,
+            "gate_steps": gate_steps,
+            "gate_lr": gate_lr,
+            "sparsity": sparsity,
+            "budget": args.budget,
+        }
     seconds = time.perf_counter() - t0
     record = {
         "seconds": seconds,
-        "dense_steps": dense_steps,
-        "gate_steps": gate_steps,
+        **steps,
         "batch": batch,
         "lr": lr,
-        "gate_lr": gate_lr,
-        "sparsity": sparsity,
-        "budget": args.budget,
         "loss": loss,
         "seed": args.seed,
         **extra,

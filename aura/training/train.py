@@ -179,6 +179,33 @@ def train_memory(
         )
 
 
+def train_kv(
+    model,
+    batches,
+    *,
+    steps: int,
+    lr: float,
+    loss: str,
+    seed: int = 0,
+    progress: bool = True,
+    log_path: Path | None = None,
+) -> None:
+    """``aura train --arm kv``: the KV-cache arm (``aura.baselines.kv``) on the same objective, in place.
+
+    It appends (k_t, v_t) at every step and has no gate, so the loss is the closed-loop action error alone:
+    ``fit`` with the same ``action_loss`` as AuraMem's phases (one definition of the loss)."""
+    if steps > 0:
+        torch.manual_seed(seed)
+        fit(
+            model,
+            batches,
+            TrainConfig(steps=steps, lr=lr, loss=loss, seed=seed),
+            desc="kv (always-write)",
+            progress=progress,
+            log_path=log_path,
+        )
+
+
 def evaluate(model, z: torch.Tensor, base: torch.Tensor, target: torch.Tensor, loss: str):
     """``(metrics, SeqOutput)`` of ``model`` in eval mode: action loss, write rate, writes per sequence."""
     model.eval()
