@@ -8,6 +8,10 @@ budget-matched arms need the AURA arm's write count of the same pair); crashed e
 every JSONL in OUT.
 --backbone: libero_expert (scripted expert, privileged features), libero_noop, any registered name or
 module:Class (fields via --backbone-arg); the cameras rendered are the ones it declares unless --cameras.
+--arms kv is the always-write KV-cache baseline; --kv-checkpoint loads it (from `aura train --arm kv`).
+Each record and the summary count bytes per episode (journal, dense rewrite, KV), flash pages and the
+projected lifetime at 20 Hz (sim.libero.arms.episode_bytes); write_positions.png shows where the arms
+write against the sub-task boundaries (first step each BDDL goal predicate holds).
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma list of {', '.join(ARMS)}")
     add_backbone_arguments(parser, "libero_expert", "registered backbone name or module:Class")
     parser.add_argument("--checkpoint", default=None, help="trained AuraMem checkpoint dir (default: fresh)")
+    parser.add_argument(
+        "--kv-checkpoint", default=None, help="trained KV arm dir (aura train --arm kv; default: fresh)"
+    )
     parser.add_argument(
         "--d-model",
         type=int,
@@ -76,6 +83,7 @@ def _memory_d_model(args: argparse.Namespace) -> int | None:
     A missing, corrupt (weights_sha256 mismatch) or mis-sized checkpoint is one error line, not a crash
     in every worker of every episode.
     """
+    d_model = args.d_model
     if args.checkpoint:
         from aura.layer import AuraMem
 
@@ -84,8 +92,22 @@ def _memory_d_model(args: argparse.Namespace) -> int | None:
             raise ValueError(
                 f"--checkpoint {args.checkpoint}: an AuraMem with d_action={config.d_action}; LIBERO needs 7"
             )
-        return config.d_model
-    return args.d_model
+        d_model = config.d_model
+    if args.kv_checkpoint:
+        from aura.baselines.kv import KVAttentionArm
+
+        kv = KVAttentionArm.load(args.kv_checkpoint).config  # CheckpointError names the file
+        if kv.d_action != 7:
+            raise ValueError(
+                f"--kv-checkpoint {args.kv_checkpoint}: a KV arm with d_action={kv.d_action}; LIBERO needs 7"
+            )
+        if d_model is not None and kv.d_model != d_model:
+            source = f"--checkpoint {args.checkpoint}" if args.checkpoint else "--d-model"
+            raise ValueError(
+                f"--kv-checkpoint {args.kv_checkpoint}: d_model={kv.d_model}, but {source} gives {d_model}"
+            )
+        d_model = kv.d_model
+    return d_model
 
 
 def _plan(args: argparse.Namespace) -> EvalPlan:
@@ -112,7 +134,11 @@ def _plan(args: argparse.Namespace) -> EvalPlan:
     defaults = {"seed": args.seed} | ({"d_model": d_model} if d_model else {})
     spec = make_backbone(args.backbone, fields, defaults=defaults).spec
     if d_model is not None and arms != ["base"] and spec.d_model != d_model:
-        source = f"--checkpoint {args.checkpoint}" if args.checkpoint else "--d-model"
+        source = (
+            f"--checkpoint {args.checkpoint}"
+            if args.checkpoint
+            else (f"--kv-checkpoint {args.kv_checkpoint}" if args.kv_checkpoint else "--d-model")
+        )
         raise ValueError(
             f"--backbone {args.backbone} gives d_model={spec.d_model} features but {source} expects {d_model}"
         )
@@ -139,6 +165,7 @@ def _plan(args: argparse.Namespace) -> EvalPlan:
         backbone=args.backbone,
         backbone_args=fields,
         checkpoint=args.checkpoint,
+        kv_checkpoint=args.kv_checkpoint,
         d_model=d_model or spec.d_model,
         seed=args.seed,
         workers=args.workers,
@@ -172,6 +199,12 @@ def run(args: argparse.Namespace) -> int:
         print(
             "aura eval libero: warning: no --checkpoint, so the AURA gate is untrained (a fresh AuraMem "
             "writes on most steps and adds no correction); its write counts say nothing about gating",
+            file=sys.stderr,
+        )
+    if args.kv_checkpoint is None and "kv" in plan.arms:
+        print(
+            "aura eval libero: warning: no --kv-checkpoint, so the kv arm is a fresh KV cache with a zero "
+            "head: its actions equal the base arm's; only its bytes (256 B appended per step) are real",
             file=sys.stderr,
         )
     return run_evaluation(plan)

@@ -10,21 +10,42 @@ The backbone (``policies.backbone``: any registered one, e.g. the scripted exper
 ``aura``     the AURA gate: write iff ``p_t > tau``
 ``random``   exactly ``n`` writes at uniformly drawn steps of ``[0, T)``   (budget-matched)
 ``periodic`` ``n`` writes evenly spaced over ``[0, T)``, centred            (budget-matched)
+``kv``       the always-write KV-cache baseline (``aura.baselines.kv``): appends (k_t, v_t) every step,
+             softmax read over the cache with a recency slope; ``a_t = a_t^base + W_o o_t``
 ===========  ====================================================================================
 
 ``n`` and ``T`` are the AURA arm's write count and episode length on the same (task, init state), so
 the random and periodic arms spend the same write budget (``aura.schedules``). Every arm but ``base`` applies
 ``a_t = a_t^base + c_t`` (``c_t = 0`` for a fresh AuraMem, so success then equals ``base``; writes and
-bytes are still the gate's real decisions). Bytes count a dense rewrite of the state per write
-(``AuraMemConfig.state_bytes``).
+bytes are still the gate's real decisions). A fresh ``kv`` arm has W_o = 0 (``zero_head_``), so its actions
+equal ``base`` too. The cache is bounded by the episode (``max_steps`` = 520 appends, 133 kB).
+
+Bytes per episode (:func:`episode_bytes`), for ``n`` writes in ``T`` steps, one definition each:
+
+* journal: ``n * record_bytes`` (``deploy.runtime.journal``: the 536 B record ``aura run`` appends per
+  write at H = 1, K = V = 32: header, alpha_t, k_t, u_t, aux, CRC);
+* dense rewrite: ``n * state_bytes`` (``AuraMemConfig.state_bytes``, 4,224 B: the whole state per write);
+* KV: ``T * (d_key + d_val) * 4`` for the ``kv`` arm (256 B per step); ``kv_equiv_bytes`` is the same for
+  the memory arms' episode length (what a KV cache of their widths would have appended).
+
+Flash pages (``deploy.runtime.budget.PageMeter``) assume each arm's bytes made crash-safe as ``aura run``
+does: journal records appended and synced one by one (fsync policy ``record``) after the snapshot and
+segment header every episode starts with; a dense rewrite programs the state's pages whole per write; KV
+appends are synced per step. Projected lifetime is ``BudgetController.report`` of those pages at
+``CONTROL_HZ`` = 20 Hz on the default ``FlashConfig`` (1 GiB region, 3,000 P/E cycles, 4 KiB pages, write
+amplification 2): ``E / r``, ``E`` = region bytes x P/E cycles, ``r`` = flash bytes per hour of operation.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-ARMS = ("base", "always", "aura", "random", "periodic")
+ARMS = ("base", "always", "aura", "random", "periodic", "kv")
 BUDGET_ARMS = ("random", "periodic")
+MEMORY_ARMS = ("always", "aura", "random", "periodic")  # AuraMem arms (the journal applies)
+CONTROL_HZ = 20.0  # LIBERO's control rate: time = steps / 20 Hz for the flash budget
 
 
 class MemoryArm:
@@ -34,9 +55,8 @@ class MemoryArm:
         if arm not in ARMS:
             raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
         if arm != "base" and model is None:
-            raise ValueError(f"arm {arm!r} needs an AuraMem model")
+            raise ValueError(f"arm {arm!r} needs a model ({'KVAttentionArm' if arm == 'kv' else 'AuraMem'})")
         self.arm, self.model = arm, model
-        self.bytes_per_write = 0 if model is None else int(model.config.state_bytes)
         self.schedule: set[int] = set()
         self.state = None
         self.t = 0
@@ -46,7 +66,12 @@ class MemoryArm:
             if schedule is None:
                 raise ValueError(f"arm {self.arm!r} needs a write schedule (the AURA arm's budget)")
             self.schedule = {int(s) for s in schedule}
-        self.state = None if self.model is None else self.model.init_state(1)
+        if self.model is None:
+            self.state = None
+        elif self.arm == "kv":
+            self.state = self.model.init_cache(1)
+        else:
+            self.state = self.model.init_state(1)
         self.t = 0
 
     def step(self, z: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, bool, float]:
@@ -58,6 +83,9 @@ class MemoryArm:
         zt = torch.as_tensor(z, dtype=torch.float32)[None]
         bt = torch.as_tensor(base, dtype=torch.float32)[None]
         with torch.no_grad():
+            if self.arm == "kv":  # appends every step: "wrote", with p = 1 (there is no gate)
+                action, self.state = self.model.step(zt, bt, self.state)
+                return self._finite(action[0], base), True, 1.0
             if self.arm == "aura":
                 out = self.model.step(zt, bt, self.state)
                 action, wrote, prob = out.action[0], bool(out.write[0]), float(out.gate_prob[0])
@@ -66,10 +94,14 @@ class MemoryArm:
                 out = self.model(zt[:, None], bt[:, None], self.state, schedule=force)
                 action, wrote, prob = out.action[0, 0], bool(out.write[0, 0]), float(out.gate_prob[0, 0])
         self.state = out.state
+        return self._finite(action, base), wrote, prob
+
+    @staticmethod
+    def _finite(action, base: np.ndarray) -> np.ndarray:
         a = action.numpy().astype(np.float64)
         if not np.all(np.isfinite(a)):  # documented fallback: never send a non-finite action
-            return base.astype(np.float64), wrote, prob
-        return a, wrote, prob
+            return base.astype(np.float64)
+        return a
 
 
 def build_model(checkpoint: str | None, d_model: int, seed: int):
@@ -84,3 +116,92 @@ def build_model(checkpoint: str | None, d_model: int, seed: int):
         torch.manual_seed(seed)
         model = AuraMem(AuraMemConfig(d_model=d_model, d_action=7))
     return model.eval()
+
+
+def build_kv_model(checkpoint: str | None, d_model: int, seed: int):
+    """The KV arm of ``checkpoint`` (``aura train --arm kv``), else a fresh one: W_o = 0, a_t = base."""
+    import torch
+
+    from aura.baselines.kv import KVAttentionArm
+
+    if checkpoint:
+        model = KVAttentionArm.load(checkpoint)
+    else:
+        torch.manual_seed(seed)
+        model = KVAttentionArm(d_model, 7).zero_head_()
+    return model.eval()
+
+
+def _lifetime_years(meter, steps: int, writes: int, flash, control_hz: float) -> float | None:
+    """Projected lifetime (``BudgetController.report``) of ``meter``'s pages over ``steps``; None: no wear."""
+    from deploy.runtime.budget import BudgetController
+
+    years = BudgetController(flash, meter, control_hz, enabled=False).report(steps, writes)[
+        "projected_lifetime_years"
+    ]
+    return None if math.isinf(years) else float(years)
+
+
+def lifetime_years(pages: int, steps: int, flash=None, control_hz: float = CONTROL_HZ) -> float | None:
+    """Projected lifetime of ``pages`` programmed per ``steps`` of operation (aggregates of episodes)."""
+    from deploy.runtime.budget import FlashConfig, PageMeter
+
+    flash = flash or FlashConfig()
+    meter = PageMeter(flash.page_bytes)
+    meter.pages = int(pages)  # the report only reads the meter's counts: an aggregate is the same formula
+    return _lifetime_years(meter, steps, 0, flash, control_hz)
+
+
+def episode_bytes(
+    arm: str, model, steps: int, writes: int, flash=None, control_hz: float = CONTROL_HZ
+) -> dict:
+    """Bytes, flash pages and projected lifetime of one episode of ``arm`` (module docstring).
+
+    Fields that do not apply to an arm are None (``kv`` has no journal; ``base`` writes nothing). ``pages``
+    and ``lifetime_years`` are the arm's own persistence: the journal for memory arms, the appends for ``kv``.
+    ``bytes`` is the older single number: dense rewrite for memory arms, KV bytes for ``kv``."""
+    from deploy.runtime.budget import FlashConfig, PageMeter
+    from deploy.runtime.journal import record_bytes, snapshot_bytes
+    from deploy.runtime.recovery import SEG_HEAD
+    from deploy.runtime.state import StateSpec
+
+    flash = flash or FlashConfig()
+    out = dict.fromkeys(
+        ("journal_bytes", "dense_bytes", "kv_bytes", "kv_equiv_bytes", "journal_pages", "dense_pages",
+         "kv_pages", "lifetime_years_dense"),
+    )  # fmt: skip
+    out.update(bytes=0, pages=0, lifetime_years=None)
+    if arm == "base":
+        return out
+    if arm == "kv":
+        per_step = model.config.bytes_per_step
+        kv = PageMeter(flash.page_bytes)
+        for _ in range(steps):
+            kv.append(per_step)
+            kv.sync()
+        out.update(kv_bytes=steps * per_step, kv_pages=kv.pages, bytes=steps * per_step, pages=kv.pages)
+        out["lifetime_years"] = _lifetime_years(kv, steps, steps, flash, control_hz)
+        return out
+    cfg = model.config
+    spec = StateSpec(cfg.heads, cfg.d_key, cfg.d_val)
+    rec = record_bytes(spec)
+    journal = PageMeter(flash.page_bytes)
+    journal.write_file(snapshot_bytes(spec))  # every episode starts with a snapshot of the empty state ...
+    journal.write_file(SEG_HEAD.size)  # ... and a new segment (StateJournal._start_generation)
+    dense = PageMeter(flash.page_bytes)
+    for _ in range(writes):
+        journal.append(rec)
+        journal.sync()
+        dense.write_file(cfg.state_bytes)
+    out.update(
+        journal_bytes=writes * rec,
+        dense_bytes=writes * cfg.state_bytes,
+        kv_equiv_bytes=steps * cfg.layout.kv_bytes_per_step,
+        journal_pages=journal.pages,
+        dense_pages=dense.pages,
+        bytes=writes * cfg.state_bytes,
+        pages=journal.pages,
+        lifetime_years=_lifetime_years(journal, steps, writes, flash, control_hz),
+        lifetime_years_dense=_lifetime_years(dense, steps, writes, flash, control_hz),
+    )
+    return out

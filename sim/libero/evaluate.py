@@ -1,9 +1,10 @@
 """`aura eval libero`: closed-loop LIBERO-Long evaluation of memory arms.
 
 An episode is (task, init state, arm, seed). Per episode one JSON line is appended to
-``OUT/episodes[.shard-i-of-n].jsonl`` (task, init_state, arm, status, success, steps, writes, bytes,
-wall_s, write_steps, attempt, ...), failed attempts included (status ``error``). A rerun with the same
-``OUT`` resumes: episodes with an ``ok`` record are skipped. ``--shard i/n`` takes every n-th
+``OUT/episodes[.shard-i-of-n].jsonl`` (task, init_state, arm, status, success, steps, writes, write_steps,
+the bytes / pages / lifetime of ``sim.libero.arms.episode_bytes``, subgoals and subgoal_steps of
+``sim.libero.subgoals``, wall_s, attempt, ...), failed attempts included (status ``error``). A rerun with
+the same ``OUT`` resumes: episodes with an ``ok`` record are skipped. ``--shard i/n`` takes every n-th
 (task, init state) pair, with all its arms (the budget-matched arms need the AURA arm's write count
 of the same pair). Crashed or failing episodes are retried ``--retries`` times and recorded, never
 fatal. At the end ``summary.json``/``summary.md`` (Wilson 95 % intervals) and plots are written from
@@ -46,8 +47,9 @@ def _crash_hook(p: dict) -> None:
 def run_episode(p: dict) -> dict:
     """Run one episode in this process (envs and models are cached across calls)."""
     from policies.factory import make_backbone
-    from sim.libero.arms import MemoryArm, build_model
+    from sim.libero.arms import MemoryArm, build_kv_model, build_model, episode_bytes
     from sim.libero.env import LiberoEnv
+    from sim.libero.subgoals import SubgoalTracker
 
     t0 = time.perf_counter()
     _crash_hook(p)
@@ -68,13 +70,14 @@ def run_episode(p: dict) -> dict:
     env = _CACHE["env"]
     model = None
     if p["arm"] != "base":
-        model_key = (p["checkpoint"], p["d_model"], p["seed"])
-        if _CACHE.get("model_key") != model_key:
-            _CACHE["model"], _CACHE["model_key"] = (
-                build_model(p["checkpoint"], p["d_model"], p["seed"]),
-                model_key,
-            )
-        model = _CACHE["model"]
+        # one AuraMem and one KV model per worker, kept across the arms of a (task, init state) pair
+        kind, ckpt = ("kv", p.get("kv_checkpoint")) if p["arm"] == "kv" else ("mem", p["checkpoint"])
+        models = _CACHE.setdefault("models", {})
+        model_key = (ckpt, p["d_model"], p["seed"])
+        if models.get(kind, (None,))[0] != model_key:
+            build = build_kv_model if kind == "kv" else build_model
+            models[kind] = (model_key, build(ckpt, p["d_model"], p["seed"]))
+        model = models[kind][1]
     d_model = model.config.d_model if model is not None else p["d_model"]
     backbone_key = (p["backbone"], json.dumps(p["backbone_args"], sort_keys=True), d_model, p["seed"])
     if _CACHE.get("backbone_key") != backbone_key:
@@ -88,6 +91,8 @@ def run_episode(p: dict) -> dict:
     obs, _ = env.reset(seed=p["seed"], options={"init_state": p["init_state"]})
     backbone.reset()
     arm.reset(p.get("schedule"))
+    subgoals = SubgoalTracker(env.raw_env)
+    subgoals.observe(0)  # tau_j indexes observations: s_0 is the one after reset
     write_steps, probs, frames = [], [], []
     success, t_env = False, 0.0
     for t in range(p["max_steps"]):
@@ -101,6 +106,7 @@ def run_episode(p: dict) -> dict:
         ts = time.perf_counter()
         obs, _, success, truncated, _ = env.step(action)
         t_env += time.perf_counter() - ts
+        subgoals.observe(env.steps)
         if success or truncated:
             break
     rec = dict(
@@ -108,8 +114,10 @@ def run_episode(p: dict) -> dict:
         success=bool(success),
         steps=env.steps,
         writes=len(write_steps),
-        bytes=len(write_steps) * arm.bytes_per_write,
+        **episode_bytes(p["arm"], model, env.steps, len(write_steps)),
         write_steps=write_steps,
+        subgoals=subgoals.names,
+        subgoal_steps=subgoals.steps,
         gate_prob_mean=float(np.mean(probs)) if probs else 0.0,
         env_step_s=t_env,
         wall_s=time.perf_counter() - t0,
@@ -243,6 +251,7 @@ class EvalPlan:
     backbone: str = "libero_expert"
     backbone_args: dict = field(default_factory=dict)
     checkpoint: str | None = None
+    kv_checkpoint: str | None = None
     d_model: int = 64
     seed: int = 0
     workers: int = 2
@@ -276,6 +285,8 @@ def _pin_configuration(plan: EvalPlan, out_dir: Path) -> None:
     pinned = dict(
         backbone=plan.backbone, max_steps=plan.max_steps, checkpoint=plan.checkpoint, d_model=plan.d_model
     )
+    if plan.kv_checkpoint:  # only pinned when set, so results dirs from before the kv arm still resume
+        pinned["kv_checkpoint"] = plan.kv_checkpoint
     if plan.backbone_args:
         pinned["backbone_args"] = plan.backbone_args
     if plan.render != "faithful":  # only pinned when set, so results dirs from before the option still resume
@@ -322,6 +333,7 @@ def run_evaluation(plan: EvalPlan) -> int:
         render=plan.render,
         max_steps=plan.max_steps,
         checkpoint=plan.checkpoint,
+        kv_checkpoint=plan.kv_checkpoint,
         d_model=plan.d_model,
         video_states=plan.video,
         video_dir=str(video_dir),

@@ -1,5 +1,11 @@
 """Results of ``aura eval libero``: JSONL records, Wilson intervals, summary table, plots, videos.
 
+Bytes, pages and lifetime per episode are ``sim.libero.arms.episode_bytes``'s; a row's lifetime is the same
+projection for the row's total pages over its total steps (not a mean of per-episode lifetimes). Ratios
+(``summary["ratios"]``) are taken over the (task, init state) pairs both arms finished:
+``always_over_aura_writes`` = sum always writes / sum aura writes, ``kv_over_aura_journal_bytes`` = sum
+KV bytes / sum aura journal bytes (the paper's byte caveat compares these), ``aura_dense_over_kv_bytes``.
+
 Wilson score interval for k successes in n episodes (z = 1.96 for 95 %), with p = k / n::
 
     centre = (p + z^2 / 2n) / (1 + z^2 / n)
@@ -61,8 +67,60 @@ def final_records(records: list[dict]) -> list[dict]:
     return list(best.values())
 
 
+BYTE_FIELDS = ("journal_bytes", "dense_bytes", "kv_bytes", "kv_equiv_bytes")
+
+
+def _mean(rs: list[dict], field: str) -> float | None:
+    """Mean of ``field`` over the records that have it (None: no record has it, e.g. journal bytes of kv)."""
+    xs = [r[field] for r in rs if r.get(field) is not None]
+    return float(np.mean(xs)) if xs else None
+
+
+def _lifetime(rs: list[dict]) -> float | None:
+    from sim.libero.arms import lifetime_years
+
+    rs = [r for r in rs if r.get("pages") is not None]
+    if not rs:
+        return None
+    return lifetime_years(sum(r["pages"] for r in rs), sum(r["steps"] for r in rs))
+
+
+def ratios(final: list[dict]) -> dict:
+    """Write and byte ratios between arms over the pairs both finished (module docstring); None if none."""
+    by = defaultdict(dict)
+    for r in final:
+        if r.get("status") == "ok":
+            by[r["arm"]][(r["task"], r["init_state"], r.get("seed"))] = r
+
+    def ratio(num_arm, num, den_arm, den):
+        keys = sorted(set(by[num_arm]) & set(by[den_arm]), key=str)
+        a = [by[num_arm][k].get(num) for k in keys]
+        b = [by[den_arm][k].get(den) for k in keys]
+        if not keys or None in a or None in b or sum(b) == 0:
+            return None, len(keys)
+        return sum(a) / sum(b), len(keys)
+
+    out = {}
+    for name, args in (
+        ("always_over_aura_writes", ("always", "writes", "aura", "writes")),
+        ("kv_over_aura_journal_bytes", ("kv", "kv_bytes", "aura", "journal_bytes")),
+        ("aura_dense_over_kv_bytes", ("aura", "dense_bytes", "kv", "kv_bytes")),
+        ("kv_equiv_over_aura_journal_bytes", ("aura", "kv_equiv_bytes", "aura", "journal_bytes")),
+    ):
+        value, pairs = ratio(*args)
+        out[name] = value
+        out[name + "_pairs"] = pairs
+    return out
+
+
 def summarize(records: list[dict]) -> dict:
-    """Per arm and per (arm, task): episodes, successes, rate, Wilson 95 %, mean steps/writes/bytes."""
+    """Per arm and per (arm, task): episodes, successes, rate, Wilson 95 %, mean steps/writes/bytes, pages,
+    lifetime; the ratios between arms; the flash model the pages and lifetimes assume."""
+    from dataclasses import asdict
+
+    from deploy.runtime.budget import FlashConfig
+    from sim.libero.arms import CONTROL_HZ
+
     final = final_records(records)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in final:
@@ -89,27 +147,94 @@ def summarize(records: list[dict]) -> dict:
                 steps=mean("steps"),
                 writes=mean("writes"),
                 bytes=mean("bytes"),
+                **{f: _mean(ok, f) for f in BYTE_FIELDS},
+                pages=_mean(ok, "pages"),
+                lifetime_years=_lifetime(ok),
                 wall_s=mean("wall_s"),
             )
         )
     retried = sum(1 for r in records if r.get("status") != "ok")
-    return {"rows": rows, "records": len(records), "failed_attempts": retried}
+    flash = dict(asdict(FlashConfig()), control_hz=CONTROL_HZ)
+    from sim.libero.write_plot import near_subgoal
+
+    return {
+        "rows": rows,
+        "ratios": ratios(final),
+        "near_subgoal": near_subgoal(final),
+        "flash": flash,
+        "records": len(records),
+        "failed_attempts": retried,
+    }
+
+
+def _num(x, fmt: str = ",.0f") -> str:
+    return "-" if x is None or x != x else format(x, fmt)
+
+
+def _years(x) -> str:
+    return "-" if x is None else (f"{x:.1f}" if x < 100 else f"{x:,.0f}")
+
+
+COLUMNS = ("arm", "task", "episodes", "success", "95 % CI", "steps", "writes", "journal B", "dense B", "KV B",
+           "pages", "lifetime y", "wall s", "failed")  # fmt: skip
+
+
+def _cells(r: dict) -> list[str]:
+    if not r["episodes"]:  # every attempt failed: nothing to average
+        return [r["arm"], str(r["task"]), "0"] + ["-"] * 10 + [str(r["failed"])]
+    return [
+        r["arm"],
+        str(r["task"]),
+        str(r["episodes"]),
+        f"{r['successes']}/{r['episodes']} ({100 * r['success_rate']:.0f} %)",
+        f"{100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f} %",
+        f"{r['steps']:.0f}",
+        f"{r['writes']:.1f}",
+        _num(r.get("journal_bytes")),
+        _num(r.get("dense_bytes")),
+        _num(r.get("kv_bytes")),
+        _num(r.get("pages"), ",.1f"),
+        _years(r.get("lifetime_years")),
+        f"{r['wall_s']:.1f}",
+        str(r["failed"]),
+    ]
+
+
+def ratio_lines(summary: dict) -> list[str]:
+    q = summary.get("ratios", {})
+
+    def line(key, what):
+        v = q.get(key)
+        return f"- {what}: " + ("-" if v is None else f"{v:.2f}x") + f" ({q.get(key + '_pairs', 0)} episodes)"
+
+    return [
+        line("always_over_aura_writes", "always-write writes / AURA writes"),
+        line("kv_over_aura_journal_bytes", "KV bytes / AURA journal bytes"),
+        line("aura_dense_over_kv_bytes", "AURA dense-rewrite bytes / KV bytes"),
+        line(
+            "kv_equiv_over_aura_journal_bytes",
+            "KV-equivalent bytes of the AURA episodes / AURA journal bytes",
+        ),
+    ]
 
 
 def table_markdown(summary: dict, per_task: bool = True) -> str:
-    head = "| arm | task | episodes | success | 95 % CI | steps | writes | bytes | wall s | failed |"
-    lines = [head, "|" + "---|" * 10]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in summary["rows"]:
         if r["task"] != "all" and not per_task:
             continue
-        if not r["episodes"]:  # every attempt failed: nothing to average
-            lines.append(f"| {r['arm']} | {r['task']} | 0 | - | - | - | - | - | - | {r['failed']} |")
-            continue
-        lines.append(
-            f"| {r['arm']} | {r['task']} | {r['episodes']} | {r['successes']}/{r['episodes']} "
-            f"({100 * r['success_rate']:.0f} %) | {100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f} % "
-            f"| {r['steps']:.0f} | {r['writes']:.1f} | {r['bytes']:.0f} | {r['wall_s']:.1f} | {r['failed']} |"
-        )
+        lines.append("| " + " | ".join(_cells(r)) + " |")
+    f = summary.get("flash")
+    if f:
+        lines += [
+            "",
+            f"Bytes and pages per episode; lifetime: projected years at {f['control_hz']:g} Hz of a "
+            f"{f['reserved_bytes'] / 2**30:g} GiB region, {f['pe_cycles']} P/E cycles, "
+            f"{f['page_bytes']} B pages, write amplification {f['write_amplification']:g} "
+            "(journal for memory arms, appends for kv).",
+            "",
+            *ratio_lines(summary),
+        ]
     return "\n".join(lines)
 
 
@@ -118,21 +243,17 @@ def print_table(summary: dict) -> None:
     from rich.table import Table
 
     t = Table(title="LIBERO-Long evaluation (per arm over all chosen tasks)")
-    for col in ("arm", "episodes", "success", "95 % CI", "steps", "writes", "bytes", "failed"):
+    keep = [c for c in COLUMNS if c not in ("task", "wall s")]
+    for col in keep:
         t.add_column(col, justify="right")
     for r in summary["rows"]:
         if r["task"] == "all":
-            t.add_row(
-                r["arm"],
-                str(r["episodes"]),
-                f"{r['successes']}/{r['episodes']}",
-                f"{100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f} %",
-                f"{r['steps']:.0f}",
-                f"{r['writes']:.1f}",
-                f"{r['bytes']:.0f}",
-                str(r["failed"]),
-            )
-    Console().print(t)
+            cells = dict(zip(COLUMNS, _cells(r), strict=True))
+            t.add_row(*(cells[c] for c in keep))
+    console = Console()
+    console.print(t)
+    for line in ratio_lines(summary):
+        console.print(line)
 
 
 def plot(summary: dict, out_dir: Path) -> list[Path]:
@@ -181,7 +302,11 @@ def write_summary(records: list[dict], out_dir: Path, throughput: dict | None = 
         summary["throughput"] = throughput
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     (out_dir / "summary.md").write_text(table_markdown(summary) + "\n")
-    summary["plots"] = [str(p) for p in plot(summary, out_dir)]
+    from sim.libero.write_plot import plot_write_positions
+
+    paths = plot(summary, out_dir)
+    where = plot_write_positions(final_records(records), out_dir / "write_positions.png")
+    summary["plots"] = [str(p) for p in [*paths, *([where] if where else [])]]
     return summary
 
 

@@ -1,5 +1,7 @@
 """`aura eval libero` end to end on tiny episodes: a worker crash is retried and recorded, budget arms
-match the AURA arm's writes, and a rerun resumes (skips finished episodes, redoes missing ones)."""
+match the AURA arm's writes, every record counts its bytes / pages / sub-task boundaries, the summary has
+the byte columns, ratios and the write-position plot, and a rerun resumes (skips finished episodes, redoes
+missing ones)."""
 
 import json
 
@@ -10,7 +12,16 @@ pytest.importorskip("aura.layer", reason="needs aura.layer.AuraMem")
 
 import cli  # noqa: E402
 
-ARGS = ["eval", "libero", "--tasks", "0", "--init-states", "0-1", "--arms", "base,aura,random,periodic"]
+ARGS = [
+    "eval",
+    "libero",
+    "--tasks",
+    "0",
+    "--init-states",
+    "0-1",
+    "--arms",
+    "base,always,aura,random,periodic,kv",
+]
 ARGS += ["--backbone", "libero_noop", "--max-steps", "4", "--workers", "1", "--retries", "1"]
 
 
@@ -40,15 +51,35 @@ def test_worker_crash_and_episode_error_are_retried_and_recorded(first_run):
     assert "exit code 17" in errors[(1, "aura")]["error"]  # the worker process died
     assert "injected failure" in errors[(0, "random")]["error"]  # the episode raised
     ok = {(r["init_state"], r["arm"]): r for r in recs if r["status"] == "ok"}
-    assert len(ok) == 8 and ok[(1, "aura")]["attempt"] == 2 and ok[(0, "random")]["attempt"] == 2
+    assert len(ok) == 12 and ok[(1, "aura")]["attempt"] == 2 and ok[(0, "random")]["attempt"] == 2
     for i in (0, 1):
         assert ok[(i, "base")]["writes"] == 0 and ok[(i, "base")]["bytes"] == 0
+        assert ok[(i, "base")]["journal_bytes"] is None and ok[(i, "base")]["lifetime_years"] is None
         for arm in ("random", "periodic"):  # budget-matched to the AURA arm of the same episode
             assert ok[(i, arm)]["writes"] == ok[(i, "aura")]["writes"]
-        assert ok[(i, "aura")]["bytes"] == ok[(i, "aura")]["writes"] * 4224
+        a, kv = ok[(i, "aura")], ok[(i, "kv")]
+        assert (
+            a["bytes"] == a["dense_bytes"] == a["writes"] * 4224 and a["journal_bytes"] == a["writes"] * 536
+        )
+        assert (
+            a["kv_equiv_bytes"] == 4 * 256 and a["journal_pages"] == 3 + a["writes"]
+        )  # snapshot+header+1/rec
+        assert kv["writes"] == kv["steps"] == 4 and kv["kv_bytes"] == 4 * 256 and kv["kv_pages"] == 4
+        assert kv["journal_bytes"] is None and kv["write_steps"] == [0, 1, 2, 3]
+        for r in (a, kv, ok[(i, "base")]):  # task 0: alphabet soup and tomato sauce in the basket
+            assert len(r["subgoals"]) == 2 and r["subgoal_steps"] == [None, None]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed_attempts"] == 2
-    assert {r["arm"] for r in summary["rows"]} == {"base", "aura", "random", "periodic"}
+    assert {r["arm"] for r in summary["rows"]} == {"base", "always", "aura", "random", "periodic", "kv"}
+    q = summary["ratios"]
+    assert q["always_over_aura_writes"] == pytest.approx(8 / sum(ok[(i, "aura")]["writes"] for i in (0, 1)))
+    assert q["kv_over_aura_journal_bytes"] == pytest.approx(
+        8 * 256 / (536 * (ok[(0, "aura")]["writes"] + ok[(1, "aura")]["writes"]))
+    )
+    assert q["kv_over_aura_journal_bytes_pairs"] == 2
+    md = (out / "summary.md").read_text()
+    assert "journal B" in md and "KV bytes / AURA journal bytes" in md
+    assert (out / "write_positions.png").stat().st_size > 1000
 
 
 def test_rerun_resumes_and_skips_finished_episodes(first_run, capsys):
