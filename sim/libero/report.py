@@ -251,6 +251,8 @@ def print_table(summary: dict) -> None:
             cells = dict(zip(COLUMNS, _cells(r), strict=True))
             t.add_row(*(cells[c] for c in keep))
     console = Console()
+    if not console.is_terminal:  # a log file: no 80-column wrap of a 12-column table
+        console = Console(width=160)
     console.print(t)
     for line in ratio_lines(summary):
         console.print(line)
