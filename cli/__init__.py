@@ -35,6 +35,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sim", "install"): ("cli.sim_install", "write LIBERO's config and verify its assets"),
     ("sim", "demos"): ("cli.sim_demos", "record demonstrations from a backbone's actions (robomimic HDF5)"),
     ("sim", "features"): ("cli.sim_features", "run a backbone over demonstrations: `aura train` sequences"),
+    ("sim", "rollouts"): (
+        "cli.sim_rollouts",
+        "closed-loop backbone rollouts labelled by the expert: `aura train` data",
+    ),
     ("sim", "render-check"): ("cli.sim_render_check", "how much a render quality changes LIBERO's pixels"),
     ("sim", "bundle"): ("cli.sim_bundle", "pack what libero_10 needs into checksummed parts for a GPU"),
     ("sim", "bundle-setup"): (
