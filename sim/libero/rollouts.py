@@ -154,12 +154,14 @@ def rollout_episode(env, backbone, shadow: ShadowExpert, p: dict) -> dict:
         t2 = time.perf_counter()
         chose = whole if p["beta_mode"] == "episode" else bool(rng.random() < p["beta"])
         drive = chose and target is not None
-        a = np.clip(target if drive else np.asarray(base, dtype=np.float64), -1.0, 1.0)
+        base32 = np.asarray(base, dtype=np.float32)
+        target32 = np.full(7, np.nan, np.float32) if target is None else target.astype(np.float32)
+        # Executed as stored (float32, like the libero_expert backbone's actions in `aura sim demos`), so
+        # executed_actions is exactly what the env got and beta = 1 replays the expert's own episode.
+        a = np.clip((target32 if drive else base32).astype(np.float64), -1.0, 1.0)
         rows["features"].append(np.asarray(z, dtype=np.float32))
-        rows["base_actions"].append(np.asarray(base, dtype=np.float32))
-        rows["target_actions"].append(
-            np.full(7, np.nan, np.float32) if target is None else target.astype(np.float32)
-        )
+        rows["base_actions"].append(base32)
+        rows["target_actions"].append(target32)
         rows["executed_actions"].append(a.astype(np.float32))
         rows["expert_executed"].append(drive)
         stages.append(stage)
