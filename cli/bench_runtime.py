@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--run-soak-max-steps", type=int, default=None, help="steps per episode (default: --run-soak-steps)"
     )
     parser.add_argument(
+        "--run-soak-warmup-steps",
+        type=int,
+        default=0,
+        help="steps before the RSS baseline is taken (default 0: 5 %% of the steps and 30 s)",
+    )
+    parser.add_argument(
         "--run-soak-arg",
         action="append",
         default=[],
@@ -127,6 +133,7 @@ def run_soak(args: argparse.Namespace) -> int:
         env=args.run_soak_env,
         episodes=args.run_soak_episodes,
         max_steps=args.run_soak_max_steps,
+        warmup_steps=args.run_soak_warmup_steps,
         extra_args=tuple(args.run_soak_arg),
     )
     res.update(host=platform.node(), cpu_count=os.cpu_count(), model=str(model))

@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     if note:
         print(note)
     outputs = RunOutputs(out, flash.page_bytes, parse_step_log(args.step_log))
-    summaries: list[dict] = []
+    summaries = EpisodeTally()
     record = {
         "command": "aura run",
         "argv": sys.argv[1:],
@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
                     s = loop.episode(ep, seed=args.seed + ep, resume=args.resume and ep == 0)
                 except InputError as err:
                     raise ValueError(f"bad input from the backbone: {err}") from err
-                summaries.append(s)
+                summaries.add(s)
                 outputs.write_episode(s)
                 if args.media:
                     _episode_video(robot, out, ep, s)
@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
             outputs.close()
     if getattr(robot, "close", None) is not None:
         robot.close()
-    if summaries:
+    if summaries.count:
         print_table(summaries)
     if args.media:
         _timeline(args, out)
@@ -297,11 +297,30 @@ def _timeline(args: argparse.Namespace, out: Path) -> None:
     print(f"timeline: {timeline_png(out / 'steps.jsonl', out / 'timeline.png', title)}")
 
 
-def print_table(summaries: list[dict]) -> None:
+class EpisodeTally:
+    """The episodes the final table shows, in fixed memory: the last ``rows`` summaries (all of them are in
+    episodes.jsonl) and streaming counts, so a robot that runs episodes without end does not grow."""
+
+    def __init__(self, rows: int = 50):
+        from collections import deque
+
+        self.rows: deque[dict] = deque(maxlen=rows)
+        self.count = 0
+        self.wins = 0
+
+    def add(self, summary: dict) -> None:
+        self.rows.append(summary)
+        self.count += 1
+        self.wins += bool(summary.get("success"))
+
+
+def print_table(tally: EpisodeTally) -> None:
+    summaries = list(tally.rows)
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="aura run: episodes")
+    shown = "" if tally.count == len(summaries) else f" (the last {len(summaries)} of {tally.count})"
+    table = Table(title=f"aura run: episodes{shown}")
     cols = [
         "ep",
         "steps",
@@ -340,8 +359,7 @@ def print_table(summaries: list[dict]) -> None:
         table.add_row(*map(str, row))
     Console(width=150).print(table)
     if success:
-        wins = sum(bool(s.get("success")) for s in summaries)
-        print(f"success: {wins}/{len(summaries)} episodes")
+        print(f"success: {tally.wins}/{tally.count} episodes")
     last = summaries[-1]
     ms = {k: last.get(f"{k}_us_median", 0.0) / 1000 for k in ("sim", "backbone", "latency", "journal")}
     print(

@@ -28,6 +28,7 @@ def soak_aura_run(
     step_log: str = "sample:100",
     summary_every: int = 1200,
     warmup_s: float = 30.0,
+    warmup_steps: int = 0,
     sample_s: float = 5.0,
     extra_args: tuple[str, ...] = (),
     env: str = "noise",
@@ -40,7 +41,8 @@ def soak_aura_run(
     runs ``episodes`` episodes of at most ``max_steps`` (``steps`` is then the expected total, for warm-up).
 
     * RSS: the child's ``VmRSS`` every ``sample_s`` seconds; growth = max over the samples after warm-up
-      (>= ``warmup_s`` seconds and >= 5 % of the steps) minus the first of them (target <= 64 KiB).
+      (>= ``warmup_s`` seconds, >= 5 % of the steps and >= ``warmup_steps``) minus the first of them
+      (target <= 64 KiB). A simulator's allocator settles later than the noise robot: LIBERO needs thousands.
     * Bytes: the kernel's count of bytes the child handed to ``write(2)`` (``wchar`` of ``/proc/<pid>/io``,
       read after it exits and before it is reaped) minus what it wrote to its stdout / stderr pipes
       (counted here) = the bytes it wrote to files, against the flash budget meter's count (run.json's
@@ -90,7 +92,7 @@ def soak_aura_run(
             continue
         elapsed = time.perf_counter() - t0
         trace.append({"seconds": round(elapsed, 1), "steps": progress, "rss_bytes": rss})
-        if base is None and elapsed >= warmup_s and progress >= steps // 20:
+        if base is None and elapsed >= warmup_s and progress >= max(steps // 20, warmup_steps):
             base = trace[-1]
         if base is not None and len(trace) % 12 == 0:
             growth = max(x["rss_bytes"] for x in trace if x["seconds"] >= base["seconds"]) - base["rss_bytes"]
@@ -123,6 +125,7 @@ def soak_aura_run(
         "journal_us_median": summary["journal_us_median"],
         "rss_baseline_bytes": base["rss_bytes"] if base else None,
         "rss_baseline_at": base,
+        "warmup_steps": warmup_steps,
         "rss_growth_bytes": (max(x["rss_bytes"] for x in after) - base["rss_bytes"]) if after else None,
         "rss_final_minus_baseline_bytes": (after[-1]["rss_bytes"] - base["rss_bytes"]) if after else None,
         "target_rss_growth_bytes": 65536,
