@@ -21,25 +21,8 @@ VIDEO_TASKS=${VIDEO_TASKS:-0,4,8}
 DEVICE=${DEVICE:-cuda}
 AURA=${AURA:-aura}
 mkdir -p "$WORK/results"
-log() { echo "[pipeline $(date +%H:%M:%S)] $*"; }
-step() {  # step NAME COMMAND...: run once; a failure is logged and stops the pipeline
-    local name=$1
-    shift
-    if [ -e "$WORK/$name.done" ]; then
-        log "$name: done before, skipped"
-        return 0
-    fi
-    log "$name: start"
-    local t0=$SECONDS
-    if "$@"; then
-        echo "$((SECONDS - t0))" >"$WORK/$name.done"
-        log "$name: done in $((SECONDS - t0)) s"
-    else
-        log "$name: FAILED (exit $?) after $((SECONDS - t0)) s"
-        echo "failed $name" >"$WORK/pipeline.status"
-        exit 1
-    fi
-}
+# shellcheck source=scripts/lib/steps.sh
+. scripts/lib/steps.sh
 echo running >"$WORK/pipeline.status"
 
 demos() {

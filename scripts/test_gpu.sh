@@ -28,6 +28,7 @@
 # call (the rest set, or a rerun) skips what the first compiled.
 # Output: pytest's report with --durations, and junit XML + this log under $OUT (when set, else /tmp).
 set -euo pipefail
+T_START=$(date +%s)
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 PY=${PYTHON:-python3}
@@ -42,6 +43,16 @@ export PYTHONDONTWRITEBYTECODE=1
 mkdir -p "$TRITON_CACHE_DIR" "$RESULTS"
 
 log() { echo "[test_gpu] $*"; }
+# A machine without fla and no package index (the lent GPU machine): carried pure-Python wheels (fla-core,
+# einops; `pip download fla-core==0.6.0 einops --no-deps -d .whl_gpu`) go to a private target once.
+WHEELS=${AURA_GPU_WHEELS:-.whl_gpu}
+if ! "$PY" -c "import fla" 2>/dev/null && compgen -G "$WHEELS/*.whl" >/dev/null; then
+    TARGET=/tmp/aura-gpu-wheels
+    "$PY" -m pip install -q --no-index --no-deps --target "$TARGET" "$WHEELS"/*.whl ||
+        { echo "[test_gpu] ERROR: pip install of $WHEELS/*.whl failed" >&2 && exit 2; }
+    export PYTHONPATH="$TARGET:$PYTHONPATH"
+    log "installed $WHEELS/*.whl into $TARGET"
+fi
 if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
     echo "[test_gpu] ERROR: $PY has no torch with a CUDA device (set PYTHON=...)" >&2
     exit 2
@@ -147,5 +158,5 @@ fi
 RC=${PIPESTATUS[0]}
 set -e
 rm -rf "$PLUGIN_DIR"
-log "set $SET: exit $RC after $(($(date +%s) - T0)) s (124: the ${LIMIT}s limit was hit)"
+log "set $SET: exit $RC after $(($(date +%s) - T0)) s of pytest, $(($(date +%s) - T_START)) s in all (124: the ${LIMIT}s limit was hit)"
 exit "$RC"

@@ -1,0 +1,24 @@
+# shellcheck shell=bash
+# Resumable pipeline steps, sourced by scripts/libero_gpu_pipeline.sh and scripts/libero_panel.sh.
+# Needs WORK set. `step NAME COMMAND...` runs COMMAND once: success leaves $WORK/NAME.done (holding the
+# seconds it took) and a rerun skips it; a failure is logged, written to $WORK/pipeline.status and stops
+# the pipeline (exit 1).
+log() { echo "[pipeline $(date +%H:%M:%S)] $*"; }
+step() {
+    local name=$1
+    shift
+    if [ -e "$WORK/$name.done" ]; then
+        log "$name: done before, skipped"
+        return 0
+    fi
+    log "$name: start"
+    local t0=$SECONDS
+    if "$@"; then
+        echo "$((SECONDS - t0))" >"$WORK/$name.done"
+        log "$name: done in $((SECONDS - t0)) s"
+    else
+        log "$name: FAILED (exit $?) after $((SECONDS - t0)) s"
+        echo "failed $name" >"$WORK/pipeline.status"
+        exit 1
+    fi
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The paper's LIBERO-Long panel on the frozen libero-vla backbone, after scripts/libero_gpu.sh set LIBERO up
+# (GPU machine) or on a machine with `bash scripts/setup.sh` (tiny sizes, for a smoke run):
+#   rollouts  closed-loop backbone episodes on fresh layouts, the scripted expert labelling every visited
+#             state (aura sim rollouts; never the 50 fixed init states)
+#   train     AuraMem (dense phase, then the gate in the loop: action error + sparsity + write budget) and
+#             the KV-cache arm on the same sequences, in parallel (aura train, aura train --arm kv)
+#   panel     base, always, aura, random, periodic (at AURA's budget), kv on the same (task, init, seed)
+#             (aura eval libero: Wilson intervals, journal / dense / KV bytes, pages, lifetime, ratios,
+#             write_positions.png)
+#   videos    the aura arm on init state 0 of VIDEO_TASKS, writes marked
+#   pack      results.tar and videos.tar under $WORK/results (what a device call can bring back)
+# Every step is resumable ($WORK/<step>.done; the rollouts and the panel resume inside the step too). Run it
+# in the background and poll the log:  setsid nohup bash scripts/libero_panel.sh >$WORK/panel.log 2>&1 &
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+WORK=${WORK:-/tmp/aura-panel}
+TASKS=${TASKS:-0-9}
+ROLLOUTS=${ROLLOUTS:-10}          # rollouts per task (training data)
+EPISODES=${EPISODES:-6}           # fixed init states 0..N-1 per task in the panel (the paper: 6)
+MAX_STEPS=${MAX_STEPS:-520}
+WORKERS=${WORKERS:-14}            # env worker processes
+TRAIN_THREADS=${TRAIN_THREADS:-6} # torch threads of each of the two trainings
+DENSE_STEPS=${DENSE_STEPS:-400}
+GATE_STEPS=${GATE_STEPS:-150}
+KV_STEPS=${KV_STEPS:-400}
+BUDGET=${BUDGET:-0.02}            # AURA's target write rate per step
+VIDEO_TASKS=${VIDEO_TASKS:-0,4,6}
+DEVICE=${DEVICE:-cuda}
+BACKBONE_CKPT=${BACKBONE_CKPT:-checkpoints/libero-vla}
+AURA=${AURA:-aura}
+mkdir -p "$WORK/results"
+# shellcheck source=scripts/lib/steps.sh
+. scripts/lib/steps.sh
+echo running >"$WORK/pipeline.status"
+BB=(--backbone libero_vla --backbone-arg "checkpoint=$BACKBONE_CKPT" --backbone-arg "device=$DEVICE"
+    --backbone-arg threads=1)
+DATA=$WORK/rollouts/rollouts.safetensors
+
+rollouts() {
+    $AURA sim rollouts --tasks "$TASKS" --per-task "$ROLLOUTS" --backbone libero_vla --checkpoint "$BACKBONE_CKPT" \
+        --backbone-arg "device=$DEVICE" --backbone-arg threads=1 --max-steps "$MAX_STEPS" --workers "$WORKERS" \
+        --out "$WORK/rollouts" --quiet
+}
+train_aura() {
+    $AURA train --data "$DATA" --out "$WORK/aura" --dense-steps "$DENSE_STEPS" --lr 3e-4 --gate-steps "$GATE_STEPS" \
+        --gate-lr 1e-3 --batch 16 --sparsity 1.0 --budget "$BUDGET" --threads "$TRAIN_THREADS" --seed 0 --quiet
+}
+train_kv() {
+    $AURA train --arm kv --data "$DATA" --out "$WORK/kv" --kv-steps "$KV_STEPS" --lr 3e-4 --batch 16 \
+        --threads "$TRAIN_THREADS" --seed 0 --quiet
+}
+train() {
+    train_aura >"$WORK/train_aura.log" 2>&1 &
+    local pid_aura=$!
+    train_kv >"$WORK/train_kv.log" 2>&1
+    local rc_kv=$?
+    wait "$pid_aura"
+    local rc_aura=$?
+    tail -n 5 "$WORK/train_aura.log" "$WORK/train_kv.log"
+    [ "$rc_aura" = 0 ] && [ "$rc_kv" = 0 ]
+}
+panel() {
+    $AURA eval libero --tasks "$TASKS" --episodes "$EPISODES" --arms base,always,aura,random,periodic,kv \
+        "${BB[@]}" --checkpoint "$WORK/aura" --kv-checkpoint "$WORK/kv" --max-steps "$MAX_STEPS" \
+        --workers "$WORKERS" --out "$WORK/panel"
+}
+videos() {
+    $AURA eval libero --tasks "$VIDEO_TASKS" --init-states 0 --arms aura "${BB[@]}" --checkpoint "$WORK/aura" \
+        --max-steps "$MAX_STEPS" --workers 3 --video 1 --out "$WORK/panel_videos"
+}
+pack() {
+    local f files=()
+    for f in "$WORK"/panel/summary.json "$WORK"/panel/summary.md "$WORK"/panel/config.json "$WORK"/panel/*.png \
+        "$WORK"/panel/episodes*.jsonl "$WORK"/rollouts/rollouts.json "$WORK"/aura/model.safetensors \
+        "$WORK"/aura/config.json "$WORK"/aura/train.jsonl "$WORK"/kv/model.safetensors "$WORK"/kv/config.json \
+        "$WORK"/kv/train.jsonl "$WORK"/train_aura.log "$WORK"/train_kv.log; do
+        [ -e "$f" ] && files+=("${f#"$WORK"/}")
+    done
+    tar -C "$WORK" -cf "$WORK/results/results.tar" "${files[@]}" || return 1
+    if [ -d "$WORK/panel_videos/videos" ]; then
+        tar -C "$WORK/panel_videos" -cf "$WORK/results/videos.tar" videos || return 1
+    fi
+    ls -la "$WORK/results"
+}
+
+step rollouts rollouts
+step train train
+step panel panel
+step videos videos
+step pack pack
+echo "done" >"$WORK/pipeline.status"
+log "all steps done"
