@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -140,18 +141,75 @@ def run_local(
 
 
 def run_ray(scheduler, runner: Callable[[dict], dict], address: str, workers: int | None = None):
-    """Run the jobs as Ray tasks on the cluster at ``address`` (``"auto"`` for a local one)."""
+    """Run the jobs as Ray tasks on the cluster at ``address``: ``HOST:PORT`` of a head started with
+    ``ray start --head``, ``ray://HOST:PORT`` (Ray client), ``auto`` (the cluster ``ray start`` last
+    started on this machine) or ``local`` (a throw-away cluster of this process).
+
+    The driver's ``AURA_*`` variables (test hooks such as ``AURA_LIBERO_CRASH_ONCE``, kernel and backend
+    choices) are handed to the tasks through the job's ``runtime_env``: the workers of a separately
+    started head are children of its raylet and would not see this process's environment otherwise.
+    """
     try:
         import ray
     except ImportError as e:
         raise MissingPackageError(
-            "--ray needs the ray package, which AURA does not install: pip install ray"
+            "--ray needs the ray package, which AURA does not install by default: pip install ray[default] "
+            "(or the ray extra: pip install -e '.[ray]'; scripts/setup.sh installs it)"
         ) from e
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    _check_address(address)
+    env = {k: v for k, v in os.environ.items() if k.startswith("AURA_")}
+    try:
+        ray.init(
+            address=address,
+            ignore_reinit_error=True,
+            log_to_driver=False,
+            runtime_env={"env_vars": env} if env else None,
+        )
+    except ConnectionError as e:
+        raise ConnectionError(_connect_error(ray, address, e)) from e
     try:
         _ray_loop(ray, scheduler, runner, address, workers)
     finally:
         ray.shutdown()  # disconnects this driver; a cluster given by address keeps running
+
+
+def _check_address(address: str) -> None:
+    """A malformed ``--ray`` is a ValueError, a ``HOST:PORT`` nothing listens on a ConnectionError, at once:
+    ``ray.init`` itself retries an unreachable GCS for minutes before it gives up."""
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"--ray must be HOST:PORT (a Ray head's address, as `ray start --head` prints it), "
+            f"ray://HOST:PORT, auto or local; got {address!r}"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise ConnectionError(
+            f"--ray {address}: no Ray head answers there ({why}); start one with "
+            f"`ray start --head --port {port}` or give the address it printed"
+        ) from None
+
+
+def _connect_error(ray, address: str, err: BaseException) -> str:
+    """One line for a failed ``ray.init``; names the token set-up when that is what failed (Ray >= 2.5x
+    clusters started by ``ray start`` use token authentication once ~/.ray/auth_token exists, and a driver
+    given an explicit address only sends a token with RAY_AUTH_MODE=token)."""
+    auth = getattr(ray.exceptions, "AuthenticationError", ())
+    cause: BaseException | None = err
+    while cause is not None:
+        # ray wraps the AuthenticationError's traceback into the text of a RuntimeError
+        if (auth and isinstance(cause, auth)) or "AuthenticationError" in str(cause):
+            return (
+                f"--ray {address}: the Ray cluster refused this driver's authentication token; set "
+                "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) to the cluster's token"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return f"--ray {address}: {err}"
 
 
 def _ray_loop(ray, scheduler, runner, address, workers) -> None:
