@@ -34,7 +34,8 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # exact at the ends: in floating point centre + half can land just below 1 at k = n (a negative error bar)
+    return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
 
 
 def read_records(paths) -> list[dict]:
@@ -282,8 +283,8 @@ def plot(summary: dict, out_dir: Path) -> list[Path]:
             x = np.array([tasks.index(t) for t in sel]) + (i - (len(arms) - 1) / 2) * width
             y = np.array([sel[t][metric] for t in sel])
             if metric == "success_rate":
-                lo = y - np.array([sel[t]["ci95"][0] for t in sel])
-                hi = np.array([sel[t]["ci95"][1] for t in sel]) - y
+                lo = np.maximum(y - np.array([sel[t]["ci95"][0] for t in sel]), 0.0)  # rounded CIs
+                hi = np.maximum(np.array([sel[t]["ci95"][1] for t in sel]) - y, 0.0)
                 ax.bar(x, y, width, yerr=[lo, hi], capsize=2, label=arm)
             else:
                 ax.bar(x, y, width, label=arm)

@@ -18,6 +18,8 @@ def test_wilson_matches_reference_values():
     lo, hi = report.wilson(50, 50)
     assert lo == pytest.approx(0.9286524, abs=1e-6) and hi == 1.0
     assert report.wilson(0, 0) == (0.0, 1.0)
+    # exact ends for every n: 6/6 once gave hi = 0.9999999999999999 and a negative error bar in success.png
+    assert all(report.wilson(n, n)[1] == 1.0 and report.wilson(0, n)[0] == 0.0 for n in range(1, 500))
     with pytest.raises(ValueError):
         report.wilson(3, 2)
 
