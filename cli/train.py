@@ -245,5 +245,11 @@ def run(args: argparse.Namespace) -> int:
         record["validation"] = metrics
     model.save(out_dir, meta={"training": record})
     print(json.dumps(record.get("validation", {}), indent=2))
+    v = record.get("validation", {})
+    if v.get("action_loss", 0.0) > v.get("base_action_loss", float("inf")):
+        print(
+            f"warning: held-out action error {v['action_loss']:.4g} is above the base action's "
+            f"{v['base_action_loss']:.4g}: this checkpoint's correction makes actions worse than no memory"
+        )
     print(f"trained in {seconds:.0f} s; checkpoint: {out_dir}/model.safetensors + config.json")
     return 0

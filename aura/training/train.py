@@ -207,12 +207,14 @@ def train_kv(
 
 
 def evaluate(model, z: torch.Tensor, base: torch.Tensor, target: torch.Tensor, loss: str):
-    """``(metrics, SeqOutput)`` of ``model`` in eval mode: action loss, write rate, writes per sequence."""
+    """``(metrics, SeqOutput)`` of ``model`` in eval mode: action loss, write rate, writes per sequence, and
+    ``base_action_loss``: the same loss of a_t^base alone (no memory), the bar a correction must not cross."""
     model.eval()
     with torch.no_grad():
         out = model(z, base)
     rec = {
         "action_loss": float(action_loss(out.action, target, loss)),
+        "base_action_loss": float(action_loss(base, target, loss)),
         "write_rate": float(out.write.float().mean()),
         "writes_per_sequence": float(out.write.sum(1).float().mean()),
     }

@@ -91,6 +91,34 @@ def test_aura_train_on_a_data_file_writes_a_loadable_checkpoint(tmp_path, capsys
     assert {r["desc"] for r in log} == {"dense (always-write)", "gate (closed loop)"}
 
 
+def test_aura_train_reports_the_base_action_error_and_warns_when_the_correction_is_worse(tmp_path, capsys):
+    # Targets are the base action plus noise that no feature predicts: the base is the best held-out answer,
+    # and a correction fitted hard to the training noise is worse (the LIBERO panel's failure, in small).
+    rng = np.random.default_rng(1)
+    f = rng.standard_normal((40, 16, 6)).astype(np.float32)
+    base = rng.standard_normal((40, 16, 2)).astype(np.float32)
+    tgt = base + rng.standard_normal((40, 16, 2)).astype(np.float32)
+    data = tmp_path / "d.safetensors"
+    save_sequences(data, f, base, tgt)
+    args = _args(
+        data=data,
+        out=tmp_path / "ck",
+        d_key=8,
+        d_val=8,
+        dense_steps=150,
+        gate_steps=0,
+        batch=8,
+        lr=3e-2,
+        val_frac=0.25,
+        quiet=True,
+    )
+    assert train_cli.run(args) == 0
+    v = AuraMem.load(tmp_path / "ck").meta["training"]["validation"]
+    assert 0.5 < v["base_action_loss"] < 1.5  # the held-out base error is that of unit noise (mse)
+    assert v["action_loss"] > v["base_action_loss"]
+    assert "warning: held-out action error" in capsys.readouterr().out
+
+
 def test_bad_training_data_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         load_sequences(tmp_path / "missing.safetensors")
