@@ -14,7 +14,7 @@
 # (two more kernel families), the CUDA-graph forward replay (bf16 forward + backward) and the other
 # fused-step variants. Most of their time is fla's autotuning: every config of every kernel is compiled.
 #
-# Time budget (why quick fits 8 min; estimated, not yet run): the earlier run of all three files passed
+# Time budget (why quick fits 8 min; measured 2026-12-01 on the H200 machine: 11 passed in 259 s in all): the earlier run of all three files passed
 # 10 tests in < 560 s, i.e. the fp32 forward (+ its 4 re-specialisations), fp32 backward, KDA, GDN and the
 # bf16 forward: ~5 autotuned kernel families at ~100 s each. Quick compiles 2 of those families (fp32 and
 # bf16 forward, ~200 s), the fused step's 2 variants x 2 kernels (~30 s) and the value-check variants

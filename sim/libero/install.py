@@ -167,9 +167,10 @@ _GL_PROBE = (
 )
 
 
-ROBOSUITE_MACROS = """# Written by `aura sim install` (sim/libero/install.py). robosuite imports this before it creates its
-# logger: its file log (/tmp/robosuite.log, "No private macro file found!") is off, so everything a metered
-# `aura run` writes is its own output, charged to the flash budget.
+ROBOSUITE_MACROS = """# Written by `aura sim install` (sim/libero/install.py). robosuite imports this
+# before it creates its logger: its file log (/tmp/robosuite.log, "No private macro file
+# found!") is off, so everything a metered `aura run` writes is its own output, charged to
+# the flash budget.
 import robosuite.macros as _macros
 
 _macros.FILE_LOGGING_LEVEL = None
