@@ -35,7 +35,8 @@ mkdir -p "$WORK/results"
 echo running >"$WORK/pipeline.status"
 BB=(--backbone libero_vla --backbone-arg "checkpoint=$BACKBONE_CKPT" --backbone-arg "device=$DEVICE"
     --backbone-arg threads=1)
-DATA=$WORK/rollouts/rollouts.safetensors
+DATA=${DATA:-$WORK/rollouts/rollouts.safetensors} # or demo features (aura sim features), where the base is accurate
+ALLOW_WORSE=${ALLOW_WORSE:-0}     # 1: evaluate even a correction whose held-out error is above the base's
 
 rollouts() {
     $AURA sim rollouts --tasks "$TASKS" --per-task "$ROLLOUTS" --backbone libero_vla --checkpoint "$BACKBONE_CKPT" \
@@ -58,7 +59,19 @@ train() {
     wait "$pid_aura"
     local rc_aura=$?
     tail -n 5 "$WORK/train_aura.log" "$WORK/train_kv.log"
-    [ "$rc_aura" = 0 ] && [ "$rc_kv" = 0 ]
+    [ "$rc_aura" = 0 ] && [ "$rc_kv" = 0 ] || return 1
+    # the 2026-12-01 panel spent 12 GPU minutes on a correction worse than no memory: check it first
+    python3 - "$WORK/aura/config.json" "$WORK/kv/config.json" "$ALLOW_WORSE" <<'EOF'
+import json, sys
+bad = []
+for path in sys.argv[1:3]:
+    v = json.load(open(path))["meta"]["training"].get("validation", {})
+    print(f"{path}: held-out action error {v.get('action_loss')} (base action: {v.get('base_action_loss')})")
+    if v.get("action_loss", 0.0) > v.get("base_action_loss", float("inf")):
+        bad.append(path)
+if bad and sys.argv[3] != "1":
+    sys.exit(f"correction worse than the base action in {', '.join(bad)}: not evaluated (ALLOW_WORSE=1 to run)")
+EOF
 }
 panel() {
     $AURA eval libero --tasks "$TASKS" --episodes "$EPISODES" --arms base,always,aura,random,periodic,kv \

@@ -28,6 +28,7 @@ import numpy as np
 from aura.schedules import periodic_schedule, random_schedule
 from sim.libero.arms import BUDGET_ARMS
 from sim.libero.env import MAX_STEPS
+from sim.libero.workers import RetryQueue
 
 _CACHE: dict = {}
 
@@ -142,7 +143,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-class EvalScheduler:
+class EvalScheduler(RetryQueue):
     """Jobs in (task, init state, arm) order; random/periodic wait for the AURA arm of their pair."""
 
     def __init__(self, pairs, arms, base: dict, done: dict, retries: int, out, budget_rate: float, log=print):
@@ -227,16 +228,11 @@ class EvalScheduler:
     def failed(self, job, error: str) -> bool:
         final = job.attempt > self.retries
         self._record(job, dict(status="error", error=error, success=False, final=final), final=final)
-        if final:
-            if job.key[2] == "aura":
-                self.dead.add(job.key[:2])
-            return False
-        job.attempt += 1
-        self.queue.insert(0, job)
-        return True
-
-    def open(self) -> bool:
-        return bool(self.queue)
+        if self.retry(job):
+            return True
+        if job.key[2] == "aura":
+            self.dead.add(job.key[:2])
+        return False
 
 
 @dataclass

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.libero.env import MAX_STEPS
+from sim.libero.workers import RetryQueue
 
 PLACEMENT_BASE = 2**31
 TASK_STRIDE = 10_007  # as sim.libero.recording.placement_seed: k < 10_007 never collides across tasks
@@ -224,7 +225,7 @@ def run_rollout(p: dict) -> dict:
     return dict(rec, resumed=False)
 
 
-class RolloutScheduler:
+class RolloutScheduler(RetryQueue):
     """One job per (task, k) episode not finished before; a failure is logged and retried ``retries``
     times, then given up (recorded, never fatal)."""
 
@@ -260,17 +261,12 @@ class RolloutScheduler:
         line = error.splitlines()[0] if error else "unknown error"
         self.errors.append(dict(task=t, k=k, attempt=job.attempt, error=error))
         self.log(f"[rollouts] task {t} k {k} attempt {job.attempt} failed: {line}")
-        if job.attempt > self.retries:
-            self.failed_for_good.append((t, k))
-            if self.progress is not None:
-                self.progress.update(1)
-            return False
-        job.attempt += 1
-        self.queue.insert(0, job)
-        return True
-
-    def open(self) -> bool:
-        return bool(self.queue)
+        if self.retry(job):
+            return True
+        self.failed_for_good.append((t, k))
+        if self.progress is not None:
+            self.progress.update(1)
+        return False
 
 
 def collect_rollouts(

@@ -39,6 +39,26 @@ class Job:
     meta: dict = field(default_factory=dict)
 
 
+class RetryQueue:
+    """The queue half of a scheduler: jobs run in order; a failed job goes back to the front until it has
+    had ``retries`` extra attempts. Subclasses set ``self.queue`` and ``self.retries`` and add
+    ``next_job`` / ``finished`` / ``failed``."""
+
+    queue: list[Job]
+    retries: int
+
+    def retry(self, job: Job) -> bool:
+        """Requeue ``job`` for its next attempt; False (not requeued) once its attempts are spent."""
+        if job.attempt > self.retries:
+            return False
+        job.attempt += 1
+        self.queue.insert(0, job)
+        return True
+
+    def open(self) -> bool:
+        return bool(self.queue)
+
+
 def _worker_main(conn, runner: Callable[[dict], dict], nice: int) -> None:
     if nice:
         try:

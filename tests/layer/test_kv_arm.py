@@ -1,7 +1,6 @@
 """The KV-cache arm: full-sequence forward and incremental step against a naive twin, its checkpoint,
 the zero head, and `aura train --arm kv`."""
 
-import argparse
 import json
 
 import numpy as np
@@ -12,6 +11,8 @@ from aura.baselines.kv import KVAttentionArm
 from aura.checkpoint import CheckpointError
 from aura.training.data import save_sequences
 from cli import train as train_cli
+
+from .conftest import train_args as _args
 
 
 def _naive(arm: KVAttentionArm, z: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
@@ -68,15 +69,6 @@ def test_bytes_zero_head_and_checkpoint_round_trip(tmp_path):
     (tmp_path / "kv" / "model.safetensors").write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
     with pytest.raises(CheckpointError, match="sha256"):
         KVAttentionArm.load(tmp_path / "kv")
-
-
-def _args(**kw):
-    parser = argparse.ArgumentParser()
-    train_cli.add_arguments(parser)
-    argv = []
-    for k, v in kw.items():
-        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
-    return parser.parse_args(argv)
 
 
 def test_aura_train_arm_kv_learns_and_writes_a_loadable_checkpoint(tmp_path, capsys):

@@ -1,6 +1,5 @@
 """Gate training: masked action loss, the write budget is respected, chunked fixed schedules, `aura train`."""
 
-import argparse
 import json
 
 import numpy as np
@@ -12,6 +11,8 @@ from aura.layer import AuraMem, AuraMemConfig
 from aura.training.data import load_sequences, save_sequences
 from aura.training.train import TrainConfig, action_loss, fit
 from cli import train as train_cli
+
+from .conftest import train_args as _args
 
 
 def test_action_loss_ignores_unsupervised_rows():
@@ -61,15 +62,6 @@ def test_fixed_schedule_chunked_path_equals_the_recurrent_one():
     assert torch.equal(out.write, ref.write)
     torch.testing.assert_close(out.action, ref.action, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(out.state, ref.state, rtol=1e-9, atol=1e-9)
-
-
-def _args(**kw):
-    parser = argparse.ArgumentParser()
-    train_cli.add_arguments(parser)
-    argv = []
-    for k, v in kw.items():
-        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
-    return parser.parse_args(argv)
 
 
 def test_aura_train_on_a_data_file_writes_a_loadable_checkpoint(tmp_path, capsys):
