@@ -17,6 +17,23 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session")
+def tiny_vla_fields() -> dict:
+    """The tiny libero_vla architecture the tests share (fields of ``policies.libero_vla.model.ModelConfig``;
+    callers copy it before changing anything)."""
+    return dict(
+        image_size=32, widths=[8, 8, 8, 8], groups=4, d_spatial=8, d_camera=16, d_cam_id=4, d_text=16,
+        d_proprio=8, d_hidden=32, d_model=16, chunk=4, buckets=64, max_tokens=32, dropout=0.0,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_model_config(tiny_vla_fields):
+    from policies.libero_vla.model import ModelConfig
+
+    return ModelConfig.from_dict(dict(tiny_vla_fields))
+
+
 def _has_triton() -> bool:
     return importlib.util.find_spec("triton") is not None
 

@@ -8,33 +8,16 @@ from cli import main
 from deploy.export.bench import weight_bytes
 from deploy.export.jetson import JETSON_BANDWIDTH, fp16_weight_bytes, jetson_projection, jetson_table
 
-TINY_VLA = dict(
-    image_size=32,
-    widths=[8, 8, 8, 8],
-    groups=4,
-    d_spatial=8,
-    d_camera=16,
-    d_cam_id=4,
-    d_text=16,
-    d_proprio=8,
-    d_hidden=32,
-    d_model=16,
-    chunk=4,
-    buckets=64,
-    max_tokens=32,
-    dropout=0.0,
-)  # fmt: skip  (= tests/policies/conftest.py TINY_MODEL)
-
 
 @pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory):
+def tiny_backbone(tmp_path_factory, tiny_model_config):
     import torch
 
     from deploy.export.backbone_graph import export_graph
-    from policies.libero_vla.model import LiberoVLANet, ModelConfig
+    from policies.libero_vla.model import LiberoVLANet
 
     torch.manual_seed(0)
-    net = LiberoVLANet(ModelConfig.from_dict(dict(TINY_VLA)))
+    net = LiberoVLANet(tiny_model_config)
     return export_graph(net, tmp_path_factory.mktemp("bb") / "backbone.onnx")
 
 

@@ -14,23 +14,6 @@ from onnx import helper as oh
 from cli import main
 from deploy.export.trt_check import cast_uint8_inputs, check_report, check_trt
 
-TINY_VLA = dict(
-    image_size=32,
-    widths=[8, 8, 8, 8],
-    groups=4,
-    d_spatial=8,
-    d_camera=16,
-    d_cam_id=4,
-    d_text=16,
-    d_proprio=8,
-    d_hidden=32,
-    d_model=16,
-    chunk=4,
-    buckets=64,
-    max_tokens=32,
-    dropout=0.0,
-)  # fmt: skip  (= tests/policies/conftest.py TINY_MODEL)
-
 
 def test_exported_auramem_step_passes(tmp_path, capsys):
     import torch
@@ -50,14 +33,14 @@ def test_exported_auramem_step_passes(tmp_path, capsys):
     assert onnx.load(out).ir_version <= 10
 
 
-def test_exported_libero_vla_backbone_passes(tmp_path, capsys):
+def test_exported_libero_vla_backbone_passes(tmp_path, capsys, tiny_model_config):
     import torch
 
     from policies.libero_vla.checkpoint import save_checkpoint
-    from policies.libero_vla.model import LiberoVLANet, ModelConfig
+    from policies.libero_vla.model import LiberoVLANet
 
     torch.manual_seed(0)
-    ckpt = save_checkpoint(LiberoVLANet(ModelConfig.from_dict(dict(TINY_VLA))), tmp_path / "ckpt")
+    ckpt = save_checkpoint(LiberoVLANet(tiny_model_config), tmp_path / "ckpt")
     out = tmp_path / "backbone.onnx"
     rc = main(["export", "backbone", str(ckpt), "--out", str(out), "--n-frames", "3", "--check-trt"])
     text = capsys.readouterr().out

@@ -1,5 +1,5 @@
 """Fixtures for the LIBERO pixel backbone: a tiny synthetic demo directory in ``sim/libero/demos.py``'s
-layout, a tiny model config, and untrained checkpoints (tiny, and the default architecture) with their ONNX
+layout, and untrained checkpoints (tiny, and the default architecture) with their ONNX
 export."""
 
 from __future__ import annotations
@@ -9,10 +9,6 @@ import json
 import numpy as np
 import pytest
 
-TINY_MODEL = dict(
-    image_size=32, widths=[8, 8, 8, 8], groups=4, d_spatial=8, d_camera=16, d_cam_id=4, d_text=16,
-    d_proprio=8, d_hidden=32, d_model=16, chunk=4, buckets=64, max_tokens=32, dropout=0.0,
-)  # fmt: skip
 LANGUAGES = ("put the black bowl on the plate", "open the top drawer and put the bowl inside")
 
 
@@ -47,13 +43,6 @@ def tiny_demos(tmp_path_factory):
     write_demo_file(d / "task0_demo.hdf5", 0, [14, 11, 9], compressed=True)
     write_demo_file(d / "task1_demo.hdf5", 1, [12, 10], compressed=False)
     return d
-
-
-@pytest.fixture(scope="session")
-def tiny_model_config():
-    from policies.libero_vla.model import ModelConfig
-
-    return ModelConfig.from_dict(dict(TINY_MODEL))
 
 
 def _random_stats(net, seed: int = 0) -> None:
@@ -121,7 +110,7 @@ def make_observation():
 
 
 @pytest.fixture
-def train_tiny(tiny_demos):
+def train_tiny(tiny_demos, tiny_vla_fields):
     """``train_tiny(out, **TrainConfig fields)``: a CPU run of the tiny model on the tiny demos."""
     from policies.libero_vla.train import TrainConfig, train
 
@@ -136,7 +125,7 @@ def train_tiny(tiny_demos):
             shift=2,
             progress=False,
             threads=1,
-            model=dict(TINY_MODEL),
+            model=dict(tiny_vla_fields),
             command="pytest tiny run",
         )
         fields.update(kw)
