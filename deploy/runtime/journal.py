@@ -80,25 +80,31 @@ def _sync(fd: int) -> None:
     (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
-def _write_all(fd: int, data) -> None:
+def write_all(fd: int, data) -> None:
+    """``os.write`` until every byte of ``data`` is written (a write may take fewer)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def _create_atomic(path: Path, payload: bytes) -> None:
-    """Write a new file whole (temp file, fsync, rename, directory fsync); never replaces one."""
-    if path.exists():
-        raise JournalError(path, "already exists: the journal never overwrites a file (concurrent writer?)")
+def replace_file(path: Path, payload: bytes) -> None:
+    """Put ``payload`` at ``path`` whole or not at all: temp file, fsync, rename, directory fsync."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        _write_all(fd, payload)
+        write_all(fd, payload)
         os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def _create_atomic(path: Path, payload: bytes) -> None:
+    """Write a new file whole (:func:`replace_file`); never replaces one."""
+    if path.exists():
+        raise JournalError(path, "already exists: the journal never overwrites a file (concurrent writer?)")
+    replace_file(path, payload)
 
 
 def exists(directory: str | os.PathLike) -> bool:
@@ -236,7 +242,7 @@ class StateJournal:
         REC_HEAD.pack_into(self._buf, 0, REC_MAGIC, REC_KIND_WRITE, 0, seq, t)
         self._payload[:] = record.flat
         CRC.pack_into(self._buf, self.record_size - 4, zlib.crc32(memoryview(self._buf)[:-4]))
-        _write_all(self._fd, self._buf)
+        write_all(self._fd, self._buf)
         if self.meter is not None:
             self.meter.append(self.record_size)
         self.bytes_written += self.record_size

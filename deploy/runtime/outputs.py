@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 
 from deploy.runtime.budget import PageMeter
+from deploy.runtime.journal import replace_file, write_all
 
 STEP_LOG_HELP = "off | sample:N (every N-th step) | full"
 
@@ -37,12 +38,6 @@ def parse_step_log(mode: str) -> int:
     if kind == "sample" and n.isdigit() and int(n) >= 1:
         return int(n)
     raise ValueError(f"--step-log must be {STEP_LOG_HELP}, got {mode!r}")
-
-
-def _write_all(fd: int, data) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class AppendLog:
@@ -72,7 +67,7 @@ class AppendLog:
             self.flush()
 
     def _emit(self, data) -> None:
-        _write_all(self._fd, data)
+        write_all(self._fd, data)
         self.meter.append(len(data))
         self.meter.sync()
 
@@ -94,21 +89,8 @@ def write_json_atomic(path: str | os.PathLike, obj, meter: PageMeter | None = No
     ``indent=None`` uses json's C encoder; an indent selects the pure-Python one, whose closures form
     reference cycles per call: garbage that, written every minute, the cyclic GC may keep for hours.
     """
-    path = Path(path)
     data = (json.dumps(obj, indent=indent, default=str) + "\n").encode()
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    replace_file(Path(path), data)
     if meter is not None:
         meter.write_file(len(data))
     return len(data)
