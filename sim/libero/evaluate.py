@@ -226,7 +226,7 @@ class EvalScheduler(RetryQueue):
         self._record(job, result, final=True)
 
     def failed(self, job, error: str) -> bool:
-        final = job.attempt > self.retries
+        final = self.spent(job)
         self._record(job, dict(status="error", error=error, success=False, final=final), final=final)
         if self.retry(job):
             return True

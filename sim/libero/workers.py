@@ -47,9 +47,13 @@ class RetryQueue:
     queue: list[Job]
     retries: int
 
+    def spent(self, job: Job) -> bool:
+        """Whether ``job`` has had its ``retries`` extra attempts (this failure is its last)."""
+        return job.attempt > self.retries
+
     def retry(self, job: Job) -> bool:
         """Requeue ``job`` for its next attempt; False (not requeued) once its attempts are spent."""
-        if job.attempt > self.retries:
+        if self.spent(job):
             return False
         job.attempt += 1
         self.queue.insert(0, job)
