@@ -2,7 +2,7 @@
 
     [q_t; k_t; v_t] = W_qkv z_t
     o_t = sum_{i<=t} softmax_i(s q_t . k_i - lambda (t - i)) v_i,     s = d_key^-1/2
-    a_t = a_t^base + W_o o_t + b_o
+    a_t = a_t^base + W_o o_t                (W_o = 0 at init, like AuraMem's W_c)
 
 with a learned recency slope lambda = softplus(lambda_raw) >= 0 (ALiBi-style) so the latest of similar keys
 can win. The cache grows by (d_key + d_val) * 4 B per step (``aura.contract.StateLayout.kv_bytes_per_step``):
@@ -11,8 +11,8 @@ can win. The cache grows by (d_key + d_val) * 4 B per step (``aura.contract.Stat
 Two forms with one result: :meth:`KVAttentionArm.forward` over a whole sequence ``[B, T, .]`` (training) and
 :meth:`KVAttentionArm.step` one step at a time against a :class:`KVCache` (closed-loop evaluation).
 Checkpoints are directories ``model.safetensors`` + ``config.json`` (format ``aura-kv``,
-``aura.checkpoint``: no pickle, weights digest checked). :meth:`KVAttentionArm.zero_head_` sets W_o = 0,
-b_o = 0: then a_t = a_t^base exactly.
+``aura.checkpoint``: no pickle, weights digest checked). :meth:`KVAttentionArm.zero_head_` sets W_o = 0
+again: then a_t = a_t^base exactly.
 """
 
 from __future__ import annotations
@@ -94,7 +94,10 @@ class KVAttentionArm(nn.Module):
         self.d_key, self.d_val = d_key, d_val
         self.qkv = nn.Linear(d_model, 2 * d_key + d_val)
         self.slope_raw = nn.Parameter(torch.tensor(-3.0))
-        self.head = nn.Linear(d_val, d_action)
+        # The same correction form as AuraMem's head: a fresh arm returns the base action exactly, so
+        # training starts from the base policy instead of a random offset on every action.
+        self.head = nn.Linear(d_val, d_action, bias=False)
+        nn.init.zeros_(self.head.weight)
         self.meta: dict = {}
         self.weights_sha256: str | None = None
 
@@ -103,10 +106,9 @@ class KVAttentionArm(nn.Module):
         return steps * self.config.bytes_per_step
 
     def zero_head_(self) -> KVAttentionArm:
-        """W_o = 0, b_o = 0: the arm then returns a_t^base exactly (what a fresh AuraMem does)."""
+        """W_o = 0: the arm then returns a_t^base exactly (as a fresh arm and a fresh AuraMem do)."""
         with torch.no_grad():
             self.head.weight.zero_()
-            self.head.bias.zero_()
         return self
 
     def _qkv(self, z: torch.Tensor):

@@ -32,7 +32,7 @@ def _naive(arm: KVAttentionArm, z: torch.Tensor, base: torch.Tensor) -> torch.Te
             w = torch.exp(s - s.max())
             w = w / w.sum()
             o = sum(wi * vi for wi, vi in zip(w, vals, strict=True))
-            out[bi, t] = base[bi, t] + arm.head.weight @ o + arm.head.bias
+            out[bi, t] = base[bi, t] + arm.head.weight @ o
     return out
 
 
@@ -59,7 +59,9 @@ def test_bytes_zero_head_and_checkpoint_round_trip(tmp_path):
     assert arm.config.bytes_per_step == 256 and arm.bytes_at(520) == 520 * 256
     z, base = torch.randn(1, 9, 8), torch.randn(1, 9, 7)
     with torch.no_grad():
-        assert not torch.equal(arm(z, base).action, base)  # a random head moves the action
+        assert torch.equal(arm(z, base).action, base)  # a fresh arm is the base policy
+        torch.nn.init.normal_(arm.head.weight)
+        assert not torch.equal(arm(z, base).action, base)  # a trained head moves the action
         arm.save(tmp_path / "kv", meta={"training": {"steps": 1}})
         back = KVAttentionArm.load(tmp_path / "kv")
         torch.testing.assert_close(back(z, base).action, arm(z, base).action, rtol=0, atol=0)
