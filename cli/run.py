@@ -27,7 +27,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cli.common import add_backbone_arguments, add_fields_argument
-from deploy.runtime import heap
 from deploy.runtime import journal as journal_files
 from deploy.runtime.budget import FlashConfig
 from deploy.runtime.errors import InputError
@@ -239,7 +238,6 @@ def run(args: argparse.Namespace) -> int:
                     raise ValueError(f"bad input from the backbone: {err}") from err
                 summaries.add(s)
                 outputs.write_episode(s)
-                heap.trim()  # freed heap pages go back between episodes (deploy/runtime/heap.py)
                 if args.media:
                     _episode_video(robot, out, ep, s)
                 print(
