@@ -88,6 +88,7 @@ class LiberoEnv(gym.Env):
         wait_steps: int = WAIT_STEPS,
         render_mode: str | None = None,
         render_quality: str = "faithful",
+        instruction_steps: int | None = None,
     ):
         unknown = [c for c in cameras if c not in CAMERAS]
         if unknown:
@@ -102,6 +103,14 @@ class LiberoEnv(gym.Env):
             raise ValueError(
                 f"render_quality must be 'faithful', 'fast' or 'fastest', got {render_quality!r}"
             )
+        if instruction_steps is not None and (
+            isinstance(instruction_steps, bool)
+            or not isinstance(instruction_steps, (int, np.integer))
+            or instruction_steps < 1
+        ):
+            raise ValueError(f"instruction_steps must be None or an int >= 1, got {instruction_steps!r}")
+        # The transient-instruction variant (issue 13): the instruction is seen at steps t < k only.
+        self.instruction_steps = None if instruction_steps is None else int(instruction_steps)
         if render_mode == "rgb_array" and "image" not in cameras:
             raise ValueError("render_mode='rgb_array' returns the 'image' camera: include it in cameras")
         self.task_id = int(task_id)
@@ -226,8 +235,11 @@ class LiberoEnv(gym.Env):
 
     def observation(self, obs: dict[str, np.ndarray], privileged: bool = False) -> dict[str, Any]:
         """A backbone's observation (``policies.backbone``): ``obs`` plus the ``language`` instruction, and
-        for a privileged backbone the simulator (``sim``: ``raw_env``, ``raw``: ``raw_obs``, ``task_id``)."""
-        out: dict[str, Any] = dict(obs, language=self.language)
+        for a privileged backbone the simulator (``sim``: ``raw_env``, ``raw``: ``raw_obs``, ``task_id``).
+        With ``instruction_steps=k`` the instruction is "" from step k on (steps 0..k-1 see it)."""
+        k = self.instruction_steps
+        language = self.language if k is None or self.steps < k else ""
+        out: dict[str, Any] = dict(obs, language=language)
         if privileged:
             out.update(sim=self.raw_env, raw=self.raw_obs, task_id=self.task_id)
         return out

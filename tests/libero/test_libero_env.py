@@ -82,6 +82,27 @@ def test_bad_arguments_raise_value_errors(env):
         LiberoEnv(0, cameras=("front",))
     with pytest.raises(ValueError, match="render_quality"):
         LiberoEnv(0, render_quality="draft")
+    for k in (0, True, 1.5):
+        with pytest.raises(ValueError, match="instruction_steps"):
+            LiberoEnv(0, instruction_steps=k)
+
+
+def test_transient_instruction_is_seen_for_the_first_k_steps_only(env):
+    # the fixture env's instruction never goes away; k = 2 blanks it from step 2 on, and a reset restores it
+    language = env.language
+    assert language and env.instruction_steps is None
+    env.instruction_steps = 2
+    try:
+        for _ in range(2):
+            seen = []
+            obs, _ = env.reset()
+            for _ in range(4):
+                seen.append(env.observation(obs)["language"])
+                obs = env.step(np.zeros(7))[0]
+            assert seen == [language, language, "", ""]
+    finally:
+        env.instruction_steps = None
+    assert env.observation(obs)["language"] == language
 
 
 def test_quat2axisangle_known_rotations():
