@@ -5,6 +5,7 @@
 #             state (aura sim rollouts; never the 50 fixed init states)
 #   train     AuraMem (dense phase, then the gate in the loop: action error + sparsity + write budget) and
 #             the KV-cache arm on the same sequences, in parallel (aura train, aura train --arm kv)
+#   check     the arms' held-out action error against the base action's (stops if worse by > 1 %)
 #   panel     base, always, aura, random, periodic (at AURA's budget), kv on the same (task, init, seed)
 #             (aura eval libero: Wilson intervals, journal / dense / KV bytes, pages, lifetime, ratios,
 #             write_positions.png)
@@ -71,19 +72,25 @@ train() {
     wait "$pid_aura"
     local rc_aura=$?
     tail -n 5 "$WORK/train_aura.log" "$WORK/train_kv.log"
-    [ "$rc_aura" = 0 ] && [ "$rc_kv" = 0 ] || return 1
-    # the 2026-12-01 panel spent 12 GPU minutes on a correction worse than no memory: check it first
-    python3 - "$WORK/aura/config.json" "$WORK/kv/config.json" "$ALLOW_WORSE" <<'EOF'
+    [ "$rc_aura" = 0 ] && [ "$rc_kv" = 0 ]
+}
+check() {
+    # the 2026-12-01 panel spent 12 GPU minutes on a correction worse than no memory: check the arms first,
+    # trained here or given (AURA_CKPT / KV_CKPT)
+    python3 - "$AURA_DIR/config.json" "$KV_DIR/config.json" "$ALLOW_WORSE" <<'EOF'
 import json, sys
 bad = []
 for path in sys.argv[1:3]:
     v = json.load(open(path))["meta"]["training"].get("validation", {})
     print(f"{path}: held-out action error {v.get('action_loss')} (base action: {v.get('base_action_loss')})")
+    if v.get("action_loss") is None or v.get("base_action_loss") is None:
+        bad.append(f"{path} (no held-out errors recorded: retrain with this aura train)")
     # 1 %: the noise of a few held-out sequences (the demo-trained arms sit within 0.2 % of the base)
-    if v.get("action_loss", 0.0) > 1.01 * v.get("base_action_loss", float("inf")):
+    elif v["action_loss"] > 1.01 * v["base_action_loss"]:
         bad.append(path)
 if bad and sys.argv[3] != "1":
-    sys.exit(f"correction worse than the base action in {', '.join(bad)}: not evaluated (ALLOW_WORSE=1 to run)")
+    sys.exit(f"not evaluated: held-out action error above the base's, or unknown, in {', '.join(bad)} "
+             "(ALLOW_WORSE=1 to run)")
 EOF
 }
 panel() {
@@ -116,6 +123,7 @@ else
     step rollouts rollouts
     step train train
 fi
+step check check
 step panel panel
 step videos videos
 step pack pack

@@ -11,8 +11,7 @@ can win. The cache grows by (d_key + d_val) * 4 B per step (``aura.contract.Stat
 Two forms with one result: :meth:`KVAttentionArm.forward` over a whole sequence ``[B, T, .]`` (training) and
 :meth:`KVAttentionArm.step` one step at a time against a :class:`KVCache` (closed-loop evaluation).
 Checkpoints are directories ``model.safetensors`` + ``config.json`` (format ``aura-kv``,
-``aura.checkpoint``: no pickle, weights digest checked). :meth:`KVAttentionArm.zero_head_` sets W_o = 0
-again: then a_t = a_t^base exactly.
+``aura.checkpoint``: no pickle, weights digest checked). A fresh arm has W_o = 0: a_t = a_t^base exactly.
 """
 
 from __future__ import annotations
@@ -104,12 +103,6 @@ class KVAttentionArm(nn.Module):
     def bytes_at(self, steps: int) -> int:
         """Cache bytes after ``steps`` appends."""
         return steps * self.config.bytes_per_step
-
-    def zero_head_(self) -> KVAttentionArm:
-        """W_o = 0: the arm then returns a_t^base exactly (as a fresh arm and a fresh AuraMem do)."""
-        with torch.no_grad():
-            self.head.weight.zero_()
-        return self
 
     def _qkv(self, z: torch.Tensor):
         return torch.split(self.qkv(z), [self.d_key, self.d_key, self.d_val], dim=-1)

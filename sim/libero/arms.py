@@ -17,7 +17,7 @@ The backbone (``policies.backbone``: any registered one, e.g. the scripted exper
 ``n`` and ``T`` are the AURA arm's write count and episode length on the same (task, init state), so
 the random and periodic arms spend the same write budget (``aura.schedules``). Every arm but ``base`` applies
 ``a_t = a_t^base + c_t`` (``c_t = 0`` for a fresh AuraMem, so success then equals ``base``; writes and
-bytes are still the gate's real decisions). A fresh ``kv`` arm has W_o = 0 (``zero_head_``), so its actions
+bytes are still the gate's real decisions). A fresh ``kv`` arm has W_o = 0 too, so its actions
 equal ``base`` too. The cache is bounded by the episode (``max_steps`` = 520 appends, 133 kB).
 
 Bytes per episode (:func:`episode_bytes`), for ``n`` writes in ``T`` steps, one definition each:
@@ -128,7 +128,7 @@ def build_kv_model(checkpoint: str | None, d_model: int, seed: int):
         model = KVAttentionArm.load(checkpoint)
     else:
         torch.manual_seed(seed)
-        model = KVAttentionArm(d_model, 7).zero_head_()
+        model = KVAttentionArm(d_model, 7)
     return model.eval()
 
 

@@ -2,10 +2,9 @@
 
 One panel per task (two columns; the first few init states of each); in it one line per (init state, arm)
 for the gated and budget arms (``aura``, ``random``, ``periodic``: the always and kv arms write every step,
-which says nothing about position). Time is
-normalised, x = t / T (T the episode's steps), so episodes of different length share an axis. Ticks are
-writes; tall blue marks are the sub-task boundaries tau_j (``sim.libero.subgoals``: the first step at
-which goal predicate g_j holds) of that episode.
+which says nothing about position). Time is normalised, x = t / T (T the episode's steps), so episodes of
+different length share an axis. Ticks are writes; tall blue marks are the sub-task boundaries tau_j
+(``sim.libero.subgoals``: the first step at which goal predicate g_j holds) of that episode.
 
 ``near_subgoal`` is a number to go with the picture: the fraction of an arm's writes at most ``window`` steps
 before or after some tau_j of the same episode, over all its episodes that reached a boundary.
@@ -96,7 +95,7 @@ def plot_write_positions(records: list[dict], path: Path, max_inits: int = 3) ->
         ax.set_yticks(range(len(rows)), labels, fontsize=6)
         ax.set_ylim(-0.6, len(rows) - 0.4)
         ax.set_xlim(0, 1)
-        more = f", {len({r['init_state'] for r in rows})} of {totals[task]} init states"
+        more = f", {min(max_inits, totals[task])} of {totals[task]} init states"
         ax.set_title(f"task {task}: writes (ticks), sub-task boundaries (blue){more}", fontsize=8, loc="left")
         ax.tick_params(axis="x", labelsize=7)
     for ax in axes[-1, :]:

@@ -66,7 +66,7 @@ def test_bytes_zero_head_and_checkpoint_round_trip(tmp_path):
         back = KVAttentionArm.load(tmp_path / "kv")
         torch.testing.assert_close(back(z, base).action, arm(z, base).action, rtol=0, atol=0)
         assert back.meta["training"]["steps"] == 1 and len(back.weights_sha256) == 64
-        assert torch.equal(KVAttentionArm(8, 7).zero_head_()(z, base).action, base)
+        assert torch.equal(KVAttentionArm(8, 7)(z, base).action, base)
     raw = (tmp_path / "kv" / "model.safetensors").read_bytes()
     (tmp_path / "kv" / "model.safetensors").write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
     with pytest.raises(CheckpointError, match="sha256"):
