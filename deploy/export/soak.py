@@ -20,6 +20,34 @@ def _read_proc(pid: int, name: str) -> dict[str, int]:
     return out
 
 
+def smaps_by_mapping(pid: int) -> dict[str, int]:
+    """Resident bytes of ``pid`` per kind of mapping, from ``/proc/<pid>/smaps``.
+
+    Keys: ``[heap]``, ``[stack]`` and other bracketed names as the kernel gives them, the file's base name for
+    file-backed mappings, and ``anon <perms>`` for anonymous ones (``anon r-xp`` / ``anon rwxp``: JIT-compiled
+    code, e.g. Mesa llvmpipe shaders; ``anon rw-p``: malloc arenas and mmap'd allocations).
+    """
+    out: dict[str, int] = {}
+    key = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(None, 5)
+            if len(head) >= 5 and "-" in head[0] and ":" not in head[0]:  # a mapping's header line
+                name = head[5].strip() if len(head) > 5 else ""
+                key = name if name.startswith("[") else os.path.basename(name) if name else f"anon {head[1]}"
+            elif head and head[0] == "Rss:" and key is not None:
+                out[key] = out.get(key, 0) + int(head[1]) * 1024
+    return out
+
+
+def mapping_growth(before: dict[str, int], after: dict[str, int], top: int = 12) -> list[dict]:
+    """The mappings whose resident bytes changed most between two :func:`smaps_by_mapping` snapshots."""
+    keys = set(before) | set(after)
+    rows = [{"mapping": k, "bytes": after.get(k, 0) - before.get(k, 0)} for k in keys]
+    rows = [r for r in rows if r["bytes"]]
+    return sorted(rows, key=lambda r: -abs(r["bytes"]))[:top]
+
+
 def soak_aura_run(
     model,
     steps: int,
@@ -43,6 +71,8 @@ def soak_aura_run(
     * RSS: the child's ``VmRSS`` every ``sample_s`` seconds; growth = max over the samples after warm-up
       (>= ``warmup_s`` seconds, >= 5 % of the steps and >= ``warmup_steps``) minus the first of them
       (target <= 64 KiB). A simulator's allocator settles later than the noise robot: LIBERO needs thousands.
+      Where it grew: ``/proc/<pid>/smaps`` at the baseline sample and at the peak sample after it, per mapping
+      (:func:`smaps_by_mapping`), as ``rss_growth_by_mapping``.
     * Bytes: the kernel's count of bytes the child handed to ``write(2)`` (``wchar`` of ``/proc/<pid>/io``,
       read after it exits and before it is reaped) minus what it wrote to its stdout / stderr pipes
       (counted here) = the bytes it wrote to files, against the flash budget meter's count (run.json's
@@ -75,6 +105,8 @@ def soak_aura_run(
         t.start()
     t0 = time.perf_counter()
     trace, base = [], None
+    smaps_base = smaps_last = None
+    peak_rss = 0
     while True:
         try:
             done = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -90,10 +122,18 @@ def soak_aura_run(
             continue
         if rss == 0:  # exiting: its memory is gone
             continue
+        try:
+            smaps = smaps_by_mapping(proc.pid)
+        except (OSError, ValueError):
+            smaps = None
         elapsed = time.perf_counter() - t0
         trace.append({"seconds": round(elapsed, 1), "steps": progress, "rss_bytes": rss})
         if base is None and elapsed >= warmup_s and progress >= max(steps // 20, warmup_steps):
             base = trace[-1]
+            smaps_base = smaps
+        # the peak sample after the baseline, not the last: at exit a process frees most of its memory
+        if base is not None and smaps is not None and rss >= peak_rss:
+            smaps_last, peak_rss = smaps, rss
         if base is not None and len(trace) % 12 == 0:
             growth = max(x["rss_bytes"] for x in trace if x["seconds"] >= base["seconds"]) - base["rss_bytes"]
             print(f"  soak {progress}/{steps} steps, {elapsed:.0f} s, RSS growth {growth} B", flush=True)
@@ -130,6 +170,9 @@ def soak_aura_run(
         "rss_final_minus_baseline_bytes": (after[-1]["rss_bytes"] - base["rss_bytes"]) if after else None,
         "target_rss_growth_bytes": 65536,
         "rss_trace": trace,
+        "rss_growth_by_mapping": (
+            mapping_growth(smaps_base, smaps_last) if smaps_base is not None and smaps_last is not None else None
+        ),
         "kernel_file_bytes_written": file_bytes,
         "meter_bytes_written": metered,
         "bytes_match": file_bytes == metered,

@@ -15,3 +15,19 @@ def test_bench_cpu_reports_latency_and_floor(tiny_onnx):
     assert 0 < res["latency_us_median"] <= res["latency_us_p99"]
     assert res["floor_us"] > 0 and res["median_over_floor"] > 0
     assert memcpy_bandwidth(1 << 20, 2) > 1e8
+
+
+def test_smaps_attribution_finds_a_fresh_anonymous_allocation():
+    import os
+
+    import numpy as np
+
+    from deploy.export.soak import mapping_growth, smaps_by_mapping
+
+    before = smaps_by_mapping(os.getpid())
+    size = 16 << 20
+    buf = np.random.default_rng().random(size // 8)  # malloc serves this from a private anonymous mmap
+    after = smaps_by_mapping(os.getpid())
+    grown = {r["mapping"]: r["bytes"] for r in mapping_growth(before, after)}
+    assert buf.nbytes == size and grown.get("anon rw-p", 0) >= size
+    assert mapping_growth(after, after) == []
