@@ -171,7 +171,9 @@ def soak_aura_run(
         "target_rss_growth_bytes": 65536,
         "rss_trace": trace,
         "rss_growth_by_mapping": (
-            mapping_growth(smaps_base, smaps_last) if smaps_base is not None and smaps_last is not None else None
+            mapping_growth(smaps_base, smaps_last)
+            if smaps_base is not None and smaps_last is not None
+            else None
         ),
         "kernel_file_bytes_written": file_bytes,
         "meter_bytes_written": metered,
