@@ -260,7 +260,8 @@ def print_table(summary: dict) -> None:
 
 
 def plot(summary: dict, out_dir: Path) -> list[Path]:
-    """success rate with Wilson 95 % bars per task and arm; mean writes per episode per arm."""
+    """success rate with Wilson 95 % bars per task and arm; mean writes per episode per arm (only when some
+    arm wrote: a base-only evaluation gets no empty writes plot)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -273,10 +274,10 @@ def plot(summary: dict, out_dir: Path) -> list[Path]:
     tasks = sorted({r["task"] for r in rows})
     width = 0.8 / len(arms)
     paths = []
-    for metric, ylabel, fname in (
-        ("success_rate", "success rate", "success.png"),
-        ("writes", "writes / episode", "writes.png"),
-    ):
+    metrics = [("success_rate", "success rate", "success.png")]
+    if any(r["writes"] > 0 for r in rows):
+        metrics.append(("writes", "writes / episode", "writes.png"))
+    for metric, ylabel, fname in metrics:
         fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks) + 2), 4))
         for i, arm in enumerate(arms):
             sel = {r["task"]: r for r in rows if r["arm"] == arm}

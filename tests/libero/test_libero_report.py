@@ -48,6 +48,12 @@ def test_summary_counts_each_episode_once_and_keeps_failures_visible(tmp_path):
     assert rows[("base", "all")]["episodes"] == 1 and rows[("base", "all")]["failed"] == 1
     assert (tmp_path / "summary.md").read_text().count("| aura |") == 2
     assert (tmp_path / "success.png").stat().st_size > 1000
+    assert (tmp_path / "writes.png").stat().st_size > 1000
+
+
+def test_base_only_summary_has_no_writes_plot(tmp_path):
+    report.write_summary([_rec("base", 0), _rec("base", 1, success=False)], tmp_path)
+    assert (tmp_path / "success.png").exists() and not (tmp_path / "writes.png").exists()
 
 
 def test_budget_schedules_spend_exactly_the_budget():
