@@ -2,7 +2,9 @@
 
     python benchmarks/paired_libero.py A/episodes.jsonl[:ARM] B/episodes.jsonl[:ARM] [--json OUT]
 
-Only episodes with an ``ok`` record in both are compared. Prints per-task and overall success of each, the
+Only episodes with an ``ok`` record in both are compared (read as ``aura eval libero`` reads them: a torn last
+line skipped, one record per episode, a retry's success counting). Prints per-task and overall success of
+each (overall with its Wilson 95 % interval), the
 discordant pairs (A only, B only) and the exact two-sided McNemar p-value (binomial test of the discordant
 pairs against 1/2): a paired test, far tighter than comparing two Wilson intervals, since most episodes end
 the same way under either setting.
@@ -12,16 +14,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from math import comb
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sim.libero.report import final_records, read_records, wilson  # noqa: E402  (runs from a checkout too)
+
 
 def load(spec: str) -> dict[tuple[int, int, int], bool]:
     path, _, arm = spec.rpartition(":") if not Path(spec).exists() else (spec, "", "")
+    if not Path(path).is_file():
+        raise SystemExit(f"{path}: no such episodes file")
     out = {}
-    for line in Path(path).read_text().splitlines():
-        r = json.loads(line)
+    for r in final_records(read_records([path])):
         if r.get("status") == "ok" and (not arm or r["arm"] == arm):
             out[(r["task"], r["init_state"], r["seed"])] = bool(r["success"])
     if not out:
@@ -59,12 +67,18 @@ def main(argv=None) -> int:
     only_b = sum(b[k] and not a[k] for k in keys)
     n, sa, sb = len(keys), sum(a[k] for k in keys), sum(b[k] for k in keys)
     p = mcnemar_exact(only_a, only_b)
+    ci = {"a": wilson(sa, n), "b": wilson(sb, n)}
+    cell = {
+        x: f"{k}/{n} {100 * k / n:.1f} % [{100 * ci[x][0]:.0f}-{100 * ci[x][1]:.0f} %]"
+        for x, k in (("a", sa), ("b", sb))
+    }
     print(
-        f"| all | {n} | {sa}/{n} {100 * sa / n:.1f} % | {sb}/{n} {100 * sb / n:.1f} % |\n"
+        f"| all | {n} | {cell['a']} | {cell['b']} |\n"
         f"A only {only_a}, B only {only_b}; exact McNemar p = {p:.2g}"
     )
     if args.json:
         res = dict(a=args.a, b=args.b, pairs=n, a_success=sa, b_success=sb, a_only=only_a, b_only=only_b)
+        res.update(a_ci95=list(ci["a"]), b_ci95=list(ci["b"]))
         res.update(mcnemar_p=p, per_task={t: dict(zip(("pairs", "a", "b"), v)) for t, v in per.items()})
         Path(args.json).write_text(json.dumps(res, indent=2))
     return 0

@@ -46,23 +46,20 @@ python3 - "$WORK" "${specs[@]}" <<'EOF'
 import json, sys
 from pathlib import Path
 
-from sim.libero.report import wilson
-
 work = Path(sys.argv[1])
 print("| variant | fields | episodes | success | Wilson 95 % | mean steps |")
 print("|---|---|---|---|---|---|")
 for spec in sys.argv[2:]:
     name, _, fields = spec.partition(":")
-    path = work / name / "episodes.jsonl"
-    rows = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-    rows = [r for r in rows if r.get("status") == "ok"]
-    n, k = len(rows), sum(bool(r["success"]) for r in rows)
-    if not n:
+    path = work / name / "summary.json"  # aura eval libero's own summary of the variant
+    rows = [r for r in json.loads(path.read_text())["rows"] if r["task"] == "all"] if path.exists() else []
+    if not rows or not rows[0]["episodes"]:
         print(f"| {name} | {fields} | 0 | - | - | - |")
         continue
-    lo, hi = wilson(k, n)
-    steps = sum(r["steps"] for r in rows) / n
-    print(f"| {name} | {fields} | {n} | {k}/{n} {100 * k / n:.1f} % | {100 * lo:.0f}-{100 * hi:.0f} % | {steps:.0f} |")
+    r = rows[0]
+    n, k, (lo, hi) = r["episodes"], r["successes"], r["ci95"]
+    print(f"| {name} | {fields} | {n} | {k}/{n} {100 * k / n:.1f} % | {100 * lo:.0f}-{100 * hi:.0f} % "
+          f"| {r['steps']:.0f} |")
 EOF
 tar -cf "$WORK/sweep.tar" -C "$WORK" $(cd "$WORK" && ls -d ./*.log ./*/episodes.jsonl ./*/summary.* ./*/config.json 2>/dev/null)
 echo "[sweep] $WORK/sweep.tar"

@@ -40,6 +40,13 @@ def smaps_by_mapping(pid: int) -> dict[str, int]:
     return out
 
 
+def _smaps_or_none(pid: int) -> dict[str, int] | None:
+    try:
+        return smaps_by_mapping(pid)
+    except (OSError, ValueError):  # the child exited between samples
+        return None
+
+
 def mapping_growth(before: dict[str, int], after: dict[str, int], top: int = 12) -> list[dict]:
     """The mappings whose resident bytes changed most between two :func:`smaps_by_mapping` snapshots."""
     keys = set(before) | set(after)
@@ -105,7 +112,7 @@ def soak_aura_run(
         t.start()
     t0 = time.perf_counter()
     trace, base = [], None
-    smaps_base = smaps_last = None
+    smaps_base = smaps_peak = None
     peak_rss = 0
     while True:
         try:
@@ -122,18 +129,16 @@ def soak_aura_run(
             continue
         if rss == 0:  # exiting: its memory is gone
             continue
-        try:
-            smaps = smaps_by_mapping(proc.pid)
-        except (OSError, ValueError):
-            smaps = None
         elapsed = time.perf_counter() - t0
         trace.append({"seconds": round(elapsed, 1), "steps": progress, "rss_bytes": rss})
         if base is None and elapsed >= warmup_s and progress >= max(steps // 20, warmup_steps):
             base = trace[-1]
-            smaps_base = smaps
-        # the peak sample after the baseline, not the last: at exit a process frees most of its memory
-        if base is not None and smaps is not None and rss >= peak_rss:
-            smaps_last, peak_rss = smaps, rss
+            smaps_base = smaps_peak = _smaps_or_none(proc.pid)
+            peak_rss = rss
+        # smaps (a walk of every mapping) only at a new peak after the baseline: the peak, not the last
+        # sample, since at exit a process frees most of its memory
+        elif base is not None and rss > peak_rss:
+            smaps_peak, peak_rss = _smaps_or_none(proc.pid) or smaps_peak, rss
         if base is not None and len(trace) % 12 == 0:
             growth = max(x["rss_bytes"] for x in trace if x["seconds"] >= base["seconds"]) - base["rss_bytes"]
             print(f"  soak {progress}/{steps} steps, {elapsed:.0f} s, RSS growth {growth} B", flush=True)
@@ -171,8 +176,8 @@ def soak_aura_run(
         "target_rss_growth_bytes": 65536,
         "rss_trace": trace,
         "rss_growth_by_mapping": (
-            mapping_growth(smaps_base, smaps_last)
-            if smaps_base is not None and smaps_last is not None
+            mapping_growth(smaps_base, smaps_peak)
+            if smaps_base is not None and smaps_peak is not None
             else None
         ),
         "kernel_file_bytes_written": file_bytes,

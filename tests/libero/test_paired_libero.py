@@ -31,6 +31,8 @@ def test_paired_counts_and_exact_mcnemar(tmp_path):
     rows_b.append(dict(task=0, init_state=0, seed=0, arm="aura", status="crashed", success=False))
     _write(tmp_path / "a.jsonl", rows_a)
     _write(tmp_path / "b.jsonl", rows_a + rows_b)  # two arms in one file, picked by :ARM
+    with open(tmp_path / "b.jsonl", "a") as f:
+        f.write('{"task": 0, "init_st')  # a killed writer's torn last line is skipped, as aura eval does
     out = tmp_path / "p.json"
     subprocess.run(
         [sys.executable, SCRIPT, f"{tmp_path}/a.jsonl", f"{tmp_path}/b.jsonl:aura", "--json", out],
