@@ -34,8 +34,11 @@ mkdir -p "$WORK/results"
 # shellcheck source=scripts/lib/steps.sh
 . scripts/lib/steps.sh
 echo running >"$WORK/pipeline.status"
+# the backbone's chunk execution (policies/libero_vla); the shipped panel (README) ran EXECUTION=ensemble,
+# the default before open-loop chunks measured better (docs/libero_vla.md)
+EXECUTION=${EXECUTION:-open_loop}
 BB=(--backbone libero_vla --backbone-arg "checkpoint=$BACKBONE_CKPT" --backbone-arg "device=$DEVICE"
-    --backbone-arg threads=1)
+    --backbone-arg threads=1 --backbone-arg "execution=$EXECUTION")
 DATA=${DATA:-$WORK/rollouts/rollouts.safetensors} # or demo features (aura sim features), where the base is accurate
 ALLOW_WORSE=${ALLOW_WORSE:-0}     # 1: evaluate even a correction whose held-out error is above the base's
 # Trained arms from elsewhere (e.g. checkpoints/libero-aura and checkpoints/libero-kv, made on the 2-core CPU by
@@ -53,7 +56,7 @@ KV_DIR=${KV_CKPT:-$WORK/kv}
 
 rollouts() {
     $AURA sim rollouts --tasks "$TASKS" --per-task "$ROLLOUTS" --backbone libero_vla --checkpoint "$BACKBONE_CKPT" \
-        --backbone-arg "device=$DEVICE" --backbone-arg threads=1 --max-steps "$MAX_STEPS" --workers "$WORKERS" \
+        --backbone-arg "device=$DEVICE" --backbone-arg threads=1 --backbone-arg "execution=$EXECUTION" --max-steps "$MAX_STEPS" --workers "$WORKERS" \
         --out "$WORK/rollouts" --quiet
 }
 train_aura() {

@@ -14,8 +14,9 @@ DEVICES = ("auto", "cpu", "cuda")
 class LiberoVLAConfig:
     """``make_backbone("libero_vla", {"checkpoint": "runs/vla"})``: the frozen torch backbone.
 
-    ``execution``: "ensemble" (ACT temporal ensembling, plan every step; the default) or "open_loop"
-    (OpenVLA-OFT: plan, then execute ``n_action_steps`` <= K actions); ``ensemble_decay`` is ACT's m;
+    ``execution``: "open_loop" (OpenVLA-OFT: plan, then execute ``n_action_steps`` <= K actions, default K;
+    the default: 58.3 % vs 49.8 % on 468 paired libero_10 episodes, docs/libero_vla.md) or "ensemble" (ACT
+    temporal ensembling, plan every step); ``ensemble_decay`` is ACT's m;
     ``binarize_gripper`` snaps the gripper to +-1; ``fresh_features`` runs the network every step even when
     open-loop, so z_t is always this step's (False: once per plan, z_t held between plans). ``threads`` > 0
     sets torch's intra-op threads (process-wide; one per worker when many env workers share a CPU).
@@ -23,7 +24,7 @@ class LiberoVLAConfig:
 
     checkpoint: str = ""
     device: str = "auto"
-    execution: str = "ensemble"
+    execution: str = "open_loop"
     n_action_steps: int | None = None
     ensemble_decay: float = 0.01
     binarize_gripper: bool = True

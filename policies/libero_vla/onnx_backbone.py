@@ -88,7 +88,7 @@ class LiberoVLAOnnxConfig:
     model: str = ""
     threads: int = 0
     provider: str = "cpu"
-    execution: str = "ensemble"
+    execution: str = "open_loop"
     n_action_steps: int | None = None
     ensemble_decay: float = 0.01
     binarize_gripper: bool = True

@@ -25,7 +25,9 @@ def test_smaps_attribution_finds_a_fresh_anonymous_allocation():
     from deploy.export.soak import mapping_growth, smaps_by_mapping
 
     before = smaps_by_mapping(os.getpid())
-    size = 16 << 20
+    # above glibc's largest dynamic mmap threshold (32 MiB on 64-bit): after earlier tests freed big
+    # mmap'd blocks the threshold rises, and a 16 MiB block would come from the brk heap instead
+    size = 64 << 20
     buf = np.random.default_rng().random(size // 8)  # malloc serves this from a private anonymous mmap
     after = smaps_by_mapping(os.getpid())
     grown = {r["mapping"]: r["bytes"] for r in mapping_growth(before, after)}

@@ -165,6 +165,15 @@ def test_torch_backbone_implements_the_contract(tiny_ckpt, make_observation):
         b({**make_observation(), "state": np.zeros(7, np.float32)})
 
 
+def test_open_loop_chunks_are_the_default(tiny_ckpt, make_observation):
+    b = make_backbone("libero_vla", {"checkpoint": str(tiny_ckpt), "device": "cpu"})
+    assert b.executor.mode == "open_loop" and b.executor.n_action_steps == b.spec.chunk
+    for t in range(b.spec.chunk + 1):
+        b(make_observation(seed=t))
+    assert b.calls == b.spec.chunk + 1  # fresh_features: the network runs every step for z_t ...
+    assert b.executor.queued() == b.spec.chunk - 1  # ... but plans only once per K steps
+
+
 def test_reset_clears_the_action_queue(tiny_ckpt, make_observation):
     b = make_backbone("libero_vla", {"checkpoint": str(tiny_ckpt), "device": "cpu", "execution": "open_loop",
                                      "fresh_features": False})  # fmt: skip
@@ -175,7 +184,7 @@ def test_reset_clears_the_action_queue(tiny_ckpt, make_observation):
     assert b.executor.queued() == 0
     b(make_observation())
     assert b.calls == 2  # the first step after reset plans again
-    e = make_backbone("libero_vla", {"checkpoint": str(tiny_ckpt), "device": "cpu"})
+    e = make_backbone("libero_vla", {"checkpoint": str(tiny_ckpt), "device": "cpu", "execution": "ensemble"})
     for t in range(3):
         e(make_observation(seed=t))
     assert e.executor.queued() == 3 and e.calls == 3
