@@ -56,8 +56,8 @@ KV_DIR=${KV_CKPT:-$WORK/kv}
 
 rollouts() {
     $AURA sim rollouts --tasks "$TASKS" --per-task "$ROLLOUTS" --backbone libero_vla --checkpoint "$BACKBONE_CKPT" \
-        --backbone-arg "device=$DEVICE" --backbone-arg threads=1 --backbone-arg "execution=$EXECUTION" --max-steps "$MAX_STEPS" --workers "$WORKERS" \
-        --out "$WORK/rollouts" --quiet
+        --backbone-arg "device=$DEVICE" --backbone-arg threads=1 --backbone-arg "execution=$EXECUTION" \
+        --max-steps "$MAX_STEPS" --workers "$WORKERS" --out "$WORK/rollouts" --quiet
 }
 train_aura() {
     $AURA train --data "$DATA" --out "$WORK/aura" --dense-steps "$DENSE_STEPS" --lr 3e-4 --gate-steps "$GATE_STEPS" \

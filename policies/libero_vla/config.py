@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policies.backbone import BackboneError
-from policies.libero_vla.execution import EXECUTIONS
+from policies.libero_vla.execution import DEFAULT_EXECUTION, EXECUTIONS
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -24,7 +24,7 @@ class LiberoVLAConfig:
 
     checkpoint: str = ""
     device: str = "auto"
-    execution: str = "open_loop"
+    execution: str = DEFAULT_EXECUTION
     n_action_steps: int | None = None
     ensemble_decay: float = 0.01
     binarize_gripper: bool = True

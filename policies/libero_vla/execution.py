@@ -24,12 +24,16 @@ from collections import deque
 import numpy as np
 
 EXECUTIONS = ("ensemble", "open_loop")
+# the one default of both backbones' configs: open-loop measured better on libero_10 (docs/libero_vla.md)
+DEFAULT_EXECUTION = "open_loop"
 
 
 class ChunkExecutor:
     """One episode's chunk bookkeeping; ``reset()`` between episodes (module docstring for the math)."""
 
-    def __init__(self, chunk: int, mode: str = "ensemble", n_action_steps: int | None = None, decay=0.01):
+    def __init__(
+        self, chunk: int, mode: str = DEFAULT_EXECUTION, n_action_steps: int | None = None, decay=0.01
+    ):
         if mode not in EXECUTIONS:
             raise ValueError(f"execution must be one of {EXECUTIONS}, got {mode!r}")
         if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:

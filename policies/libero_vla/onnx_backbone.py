@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from policies.backbone import BackboneError
-from policies.libero_vla.execution import EXECUTIONS
+from policies.libero_vla.execution import DEFAULT_EXECUTION, EXECUTIONS
 from policies.libero_vla.runtime import INPUTS, OUTPUTS, CheckpointError, ChunkedBackbone, NetInterface
 
 META_KEY = "aura.libero_vla"
@@ -88,7 +88,7 @@ class LiberoVLAOnnxConfig:
     model: str = ""
     threads: int = 0
     provider: str = "cpu"
-    execution: str = "open_loop"
+    execution: str = DEFAULT_EXECUTION
     n_action_steps: int | None = None
     ensemble_decay: float = 0.01
     binarize_gripper: bool = True

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from policies.backbone import BackboneError, BackboneSpec
-from policies.libero_vla.execution import ChunkExecutor, finish
+from policies.libero_vla.execution import DEFAULT_EXECUTION, ChunkExecutor, finish
 from policies.libero_vla.text import HashTokenizer
 
 INPUTS = ("image", "wrist_image", "state", "tokens")
@@ -123,7 +123,7 @@ class ChunkedBackbone:
         self,
         interface: NetInterface,
         infer: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]],
-        execution: str = "ensemble",
+        execution: str = DEFAULT_EXECUTION,
         n_action_steps: int | None = None,
         ensemble_decay: float = 0.01,
         binarize_gripper: bool = True,
