@@ -9,7 +9,9 @@ action is the target; where it is undefined (plan finished, raised, non-finite) 
 (unsupervised). OUT/episodes/ holds one file per episode (a rerun skips them); OUT/rollouts.safetensors
 is the sequence file for `aura train --data` (features, base_actions, target_actions; also executed
 actions, expert stage and per-episode success, steps, labelled fraction, placement seed);
-OUT/rollouts.json the record. Math and semantics: sim/libero/rollouts.py.
+OUT/rollouts.json the record. With --images each episode file also keeps both camera videos, the
+proprio and the labels in the demo layout, so `aura train backbone --demos DEMOS OUT/episodes` trains the
+pixel backbone on the aggregated data (DAgger). Math and semantics: sim/libero/rollouts.py.
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ PATH_FIELDS = {"libero_vla": "checkpoint", "libero_vla_onnx": "model"}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="0-9", help="libero_10 task ids, e.g. 0,2,5-9")
     parser.add_argument("--per-task", type=int, default=10, help="rollouts per task")
+    parser.add_argument(
+        "--task-episodes",
+        action="append",
+        default=[],
+        metavar="TASKS=N",
+        help="N rollouts for these tasks instead of --per-task (repeatable), e.g. 7-9=60",
+    )
     add_backbone_arguments(
         parser, "libero_vla", "frozen backbone that acts (registered name or module:Class)"
     )
@@ -58,6 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS, help="steps per episode at most")
     parser.add_argument("--image-size", type=int, default=128, help="rendered image side in pixels")
     add_render_argument(parser)
+    parser.add_argument(
+        "--images",
+        action="store_true",
+        help="also store camera frames + proprio + labels (training data for aura train backbone)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="episode seed (beta draws)")
     parser.add_argument("--workers", type=int, default=1, help="episodes run in parallel")
     parser.add_argument("--retries", type=int, default=2, help="retries of a crashed or failing episode")
@@ -66,6 +80,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default="runs/libero_rollouts", help="output directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def episode_counts(args: argparse.Namespace, tasks: list[int]) -> dict[int, int]:
+    """Rollouts per task: --per-task, overridden by each --task-episodes TASKS=N (tasks within --tasks)."""
+    counts = dict.fromkeys(tasks, args.per_task)
+    for item in args.task_episodes:
+        which, sep, n = item.partition("=")
+        try:
+            n = int(n)
+        except ValueError:
+            n = -1
+        if not sep or n < 1:
+            raise ValueError(f"--task-episodes {item!r}: use TASKS=N with N >= 1, e.g. 7-9=60")
+        for t in int_list(which, N_TASKS, "--task-episodes"):
+            if t not in counts:
+                raise ValueError(f"--task-episodes {item!r}: task {t} is not in --tasks {args.tasks}")
+            counts[t] = n
+    return counts
 
 
 def backbone_fields(args: argparse.Namespace) -> dict:
@@ -103,27 +135,35 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--image-size must be in 16..1024, got {args.image_size}")
     if not 0.0 <= args.beta <= 1.0:
         raise ValueError(f"--beta must be in [0, 1], got {args.beta}")
-    if args.per_task > 10_007:
+    counts = episode_counts(args, tasks)
+    if max(counts.values()) > 10_007:
         raise ValueError(
-            f"--per-task must be <= 10007 (placement seeds of tasks would overlap), got {args.per_task}"
+            f"--per-task/--task-episodes must be <= 10007 (placement seeds of tasks would overlap), got "
+            f"{max(counts.values())}"
         )
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
     demos = args.exclude_demos or (DEFAULT_DEMOS_RECORD if DEFAULT_DEMOS_RECORD.is_file() else None)
-    compared = check_disjoint(Path(demos), tasks, args.per_task, args.placement_base) if demos else 0
+    most = max(counts.values())
+    compared = check_disjoint(Path(demos), tasks, most, args.placement_base) if demos else 0
     fields = backbone_fields(args)
     spec = make_backbone(args.backbone, fields).spec  # fail here, naming the option, not in every worker
     if spec.image_size and spec.image_size != args.image_size:
         raise ValueError(
             f"--image-size {args.image_size}: backbone {args.backbone} reads {spec.image_size} px"
         )
+    if args.images and not {"image", "wrist_image"} <= set(spec.cameras):
+        raise ValueError(
+            f"--images: backbone {args.backbone} reads cameras {tuple(spec.cameras)}, not both "
+            "image and wrist_image (nothing to store for aura train backbone)"
+        )
     if spec.d_action != 7:
         raise ValueError(f"--backbone {args.backbone}: d_action {spec.d_action}, LIBERO actions are 7-d")
     doc = collect_rollouts(
         tasks,
         out,
-        per_task=args.per_task,
+        per_task=counts,
         backbone=args.backbone,
         backbone_args=fields,
         beta=args.beta,
@@ -132,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         image_size=args.image_size,
         render=args.render,
+        images=args.images,
         seed=args.seed,
         workers=args.workers,
         retries=args.retries,

@@ -5,6 +5,9 @@ Writes OUT/config.json + OUT/model.safetensors (the EMA weights, float16: the ch
 (one line per --log-every steps) and OUT/train_state.* (what --resume continues from). config.json records
 the exact command, seed, data recipe (files, demos and frames per task) and the log summary.
 
+--init CKPT fine-tunes an existing checkpoint instead of starting from scratch (a DAgger round:
+`--demos DEMOS ROLLOUTS/episodes --init checkpoints/libero-vla`).
+
 --time-limit SECONDS counts from the start of the command (loading included) and stops cleanly with a saved
 checkpoint before it; --fit-to-time also re-sizes the cosine schedule to end at that limit. A command killed
 anyway loses at most --save-every seconds: rerun it with --resume. See docs/libero_vla.md for the GPU recipe.
@@ -21,7 +24,13 @@ _T0 = time.monotonic()  # before torch is imported: --time-limit covers the whol
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--demos", required=True, help="directory of task*_demo.hdf5 files (or one file)")
+    parser.add_argument(
+        "--demos",
+        required=True,
+        nargs="+",
+        help="directories of task*_demo.hdf5 files (or files); several are trained on together, e.g. "
+        "demos and `aura sim rollouts --images` episodes (DAgger)",
+    )
     parser.add_argument("--out", required=True, help="checkpoint directory to write (and --resume from)")
     parser.add_argument(
         "--steps", type=int, default=None, help="optimizer steps (default 8000, or the resumed total)"
@@ -51,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the forward (pays only on long runs)"
     )
+    parser.add_argument(
+        "--init",
+        default=None,
+        help="fine-tune from this checkpoint directory (its architecture and normalisation statistics)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     parser.add_argument(
         "--model-arg",
@@ -76,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk is not None:
         model["chunk"] = args.chunk
     cfg = TrainConfig(
-        demos=args.demos,
+        demos=args.demos[0] if len(args.demos) == 1 else args.demos,
         out=args.out,
         steps=args.steps,
         batch=args.batch,
@@ -99,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         progress=not args.no_progress,
         model=model,
+        init=args.init,
         command=_command(),
     )
     s = train(cfg, t_start=_T0)

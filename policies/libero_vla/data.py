@@ -3,7 +3,9 @@
 Layout read (``sim/libero/demos.py``; one file per task): ``data`` (attrs ``language``, ``task_id``) /
 ``demo_i`` / ``actions [T, 7]``, ``obs/agentview_rgb`` and ``obs/eye_in_hand_rgb [T, S, S, 3]`` uint8 upright
 (row 0 = top, as LiberoEnv gives), ``obs/state [T, 8]``. ``obs[t]`` is what the expert saw before
-``actions[t]``.
+``actions[t]``. The episode files of ``aura sim rollouts --images`` (DAgger data) follow the same layout with
+``actions`` = the shadow expert's label at the visited state: a non-finite row there is unsupervised (masked
+out of every chunk target, left out of the action statistics), never an error.
 
 Decoding is the cost: the image datasets are gzip-compressed in small chunks (h5py picks (40, 32, 32, 1)
 for [T, 128, 128, 3]), and h5py decodes them at ~135 MB/s on one core holding a global lock, so threads do
@@ -141,22 +143,33 @@ class Demos:
     def frame_task(self) -> np.ndarray:
         return np.repeat(self.episode_task, self.episode_length)
 
+    @property
+    def labelled(self) -> np.ndarray:
+        """[N] bool: frames whose action is a label (all finite); the others are unsupervised."""
+        return np.isfinite(self.action).all(-1)
+
     def chunk_targets(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(targets [N, k, 7], valid [N, k]): a_t .. a_t+k-1 of frame t's episode, masked past its end."""
+        """(targets [N, k, 7], valid [N, k]): a_t .. a_t+k-1 of frame t's episode, masked past its end and
+        where that action is unlabelled (its target is then 0, so a masked error stays finite)."""
         ep = np.repeat(np.arange(len(self.episode_start)), self.episode_length)
         start, length = self.episode_start[ep][:, None], self.episode_length[ep][:, None]
         tk = (np.arange(self.frames)[:, None] - start) + np.arange(k)[None]
-        valid = tk < length
-        return self.action[start + np.minimum(tk, length - 1)], valid
+        src = start + np.minimum(tk, length - 1)
+        valid = (tk < length) & self.labelled[src]
+        return np.where(valid[..., None], self.action[src], 0.0).astype(np.float32), valid
 
 
 def load_demos(
     path, max_demos_per_task: int | None = None, threads: int | None = None, progress=True
 ) -> Demos:
-    """Read every demo file under ``path`` (module docstring); ``max_demos_per_task`` keeps the first n."""
+    """Read every demo file under ``path`` - one directory or file, or a list of them (demos and DAgger
+    rollouts together) - (module docstring); ``max_demos_per_task`` keeps the first n per file."""
     import h5py
 
-    files = demo_files(path)
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not paths:
+        raise DemoFileError("no demo directory or file given")
+    files = [f for p in paths for f in demo_files(p)]
     threads = threads or min(32, os.cpu_count() or 1)
     entries, languages, recipe_files, size = [], [], [], None  # entries: (file, demo name, T, task index)
     for f in files:
@@ -235,10 +248,14 @@ def load_demos(
         for h, fd in handles.values():
             h.close()
             os.close(fd)
-    if not (np.isfinite(out.state).all() and np.isfinite(out.action).all()):
-        raise DemoFileError(f"{path}: non-finite states or actions in the demos")
+    if not np.isfinite(out.state).all():
+        raise DemoFileError(f"{path}: non-finite states in the demos")
+    labelled = out.labelled
+    if not labelled.any():
+        raise DemoFileError(f"{path}: no frame has a finite action label")
     out.recipe = dict(
-        source=str(path),
+        source=str(path) if len(paths) == 1 else [str(p) for p in paths],
+        labelled_frames=int(labelled.sum()),
         files=recipe_files,
         demos=len(entries),
         frames=n,

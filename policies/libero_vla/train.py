@@ -14,6 +14,10 @@ Optimisation: AdamW (decoupled weight decay on matrices and conv kernels only), 
 to 0.01 lr, grad-norm clip 1, an EMA of the weights (decay min(ema, (1+s)/(10+s))) which is what is saved and
 deployed; bf16 autocast + channels-last on CUDA.
 
+Fine-tuning (``init``): the network starts from a checkpoint's weights and keeps its normalisation
+statistics (the weights were fitted under them), e.g. a DAgger round on ``aura sim rollouts --images``
+episodes, whose unlabelled frames (NaN actions) are masked out of every chunk target.
+
 Time: ``time_limit`` (seconds from the start of the command, loading included) stops cleanly with a saved
 checkpoint before it; ``fit_to_time`` re-sizes the cosine horizon once, after ~60 measured steps, so that the
 schedule ends at the limit (longer or shorter than ``steps``, which is then only the first guess).
@@ -50,7 +54,7 @@ SAVE_GUESS_S, STEP_GUESS_S, SAFETY_S = 3.0, 1.0, 5.0
 class TrainConfig:
     """One ``aura train backbone`` run (module docstring); ``model`` overrides ModelConfig fields."""
 
-    demos: str
+    demos: str | list[str]  # one directory or file, or several (demos and DAgger rollouts together)
     out: str
     steps: int | None = None  # None: DEFAULT_STEPS, or the resumed run's total
     batch: int = 512
@@ -73,6 +77,7 @@ class TrainConfig:
     compile: bool = False
     progress: bool = True
     model: dict = field(default_factory=dict)
+    init: str | None = None  # checkpoint directory to fine-tune from (its architecture and statistics)
     command: str = ""
 
 
@@ -116,10 +121,28 @@ class DeviceData:
 
 
 def fit_stats(net: LiberoVLANet, demos) -> None:
-    """Normalisation statistics from the demos (floors keep near-constant dims from exploding)."""
+    """Normalisation statistics from the demos' labelled frames (floors keep near-constant dims from
+    exploding)."""
     feats = proprio_features(torch.from_numpy(demos.state).double())
-    act = torch.from_numpy(demos.action).double()
+    act = torch.from_numpy(demos.action[demos.labelled]).double()
     net.set_stats(feats.mean(0), feats.std(0).clamp(min=1e-3), act.mean(0), act.std(0).clamp(min=1e-2))
+
+
+def _initial(cfg: TrainConfig) -> LiberoVLANet | None:
+    """The network ``cfg.init`` names (float32), or None; CheckpointError names a bad file."""
+    if cfg.init is None:
+        return None
+    if cfg.model:
+        raise ValueError(f"--init {cfg.init}: the architecture is the checkpoint's; drop --model-arg/--chunk")
+    from policies.libero_vla.checkpoint import load_checkpoint
+
+    return load_checkpoint(cfg.init)[0]
+
+
+def _weights_sha(directory: str) -> str | None:
+    from policies.libero_vla.checkpoint import read_config
+
+    return read_config(directory).get("weights", {}).get("sha256")
 
 
 def lr_at(step: int, cfg: TrainConfig, total: int) -> float:
@@ -173,18 +196,28 @@ def train(cfg: TrainConfig, t_start: float | None = None) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed)
 
+    start = _initial(cfg) if not info else None  # checked before the (long) load
     demos = load_demos(cfg.demos, cfg.max_demos_per_task, cfg.threads, progress=cfg.progress)
     load_s = time.monotonic() - t_start
-    model_fields = dict(info["model"]) if info else {**cfg.model, "image_size": demos.recipe["image_size"]}
+    if info:
+        model_fields = dict(info["model"])
+    elif start is not None:
+        model_fields = start.config.to_dict()
+    else:
+        model_fields = {**cfg.model, "image_size": demos.recipe["image_size"]}
     mcfg = ModelConfig.from_dict(model_fields)
     if mcfg.image_size != demos.recipe["image_size"]:
         raise ValueError(
-            f"{cfg.demos}: demos are {demos.recipe['image_size']} px, the resumed model {mcfg.image_size} px"
+            f"{cfg.demos}: demos are {demos.recipe['image_size']} px, the model {mcfg.image_size} px"
         )
-    net = LiberoVLANet(mcfg)
-    fit_stats(net, demos)
+    if start is not None:
+        net = start.train()  # weights and normalisation statistics as fitted before
+        recipe_init = dict(init=cfg.init, init_sha256=_weights_sha(cfg.init))
+    else:
+        net, recipe_init = LiberoVLANet(mcfg), {}
+        fit_stats(net, demos)
     data = DeviceData(demos, mcfg.chunk, mcfg.tokenizer(), device)
-    recipe = demos.recipe
+    recipe = {**demos.recipe, **recipe_init}
     del demos  # the host copy of the video (tens of GB on the GPU machine)
     net = net.to(device)
     if cfg.channels_last and device.type == "cuda":

@@ -36,8 +36,12 @@ The expert's stage (``ScriptedExpert.stage``, the innermost running skill, read 
 per step.
 
 Outputs: one HDF5 file per finished episode (``rollouts_io``), merged into ``OUT/rollouts.safetensors``
-(``aura train --data``) and ``OUT/rollouts.json``. Jobs run on ``sim.libero.workers`` (one episode per job,
-retried on a crash, never fatal); a rerun skips episodes whose file exists.
+(``aura train --data``) and ``OUT/rollouts.json``. With ``images=True`` each file also holds what the
+backbone saw (both cameras, proprio) and ``actions`` = e_t, in the demo files' layout, so
+``aura train backbone --demos DEMOS OUT/episodes`` trains the backbone itself on the aggregated data
+(DAgger for the pixel policy: labels where the policy goes, not only where the expert went). Jobs run
+on ``sim.libero.workers`` (one episode per job, retried on a crash, never fatal); a rerun skips episodes
+whose file exists.
 """
 
 from __future__ import annotations
@@ -144,12 +148,16 @@ def rollout_episode(env, backbone, shadow: ShadowExpert, p: dict) -> dict:
     rows = {
         n: [] for n in ("features", "base_actions", "target_actions", "executed_actions", "expert_executed")
     }
+    seen: dict[str, list] = {"image": [], "wrist_image": [], "state": []} if p.get("images") else {}
     stages: list[str] = []
     timing = dict(backbone_s=0.0, expert_s=0.0, env_s=0.0)
     success = False
     while True:
         t0 = time.perf_counter()
-        z, base = backbone(env.observation(obs, backbone.spec.privileged))
+        o = env.observation(obs, backbone.spec.privileged)
+        z, base = backbone(o)
+        for key, frames in seen.items():
+            frames.append(np.asarray(o[key]))
         t1 = time.perf_counter()
         target, stage = shadow(env.raw_env, env.raw_obs)
         t2 = time.perf_counter()
@@ -177,10 +185,12 @@ def rollout_episode(env, backbone, shadow: ShadowExpert, p: dict) -> dict:
     arrays["expert_executed"] = arrays["expert_executed"].astype(np.uint8)
     names = sorted(set(stages))
     arrays["expert_stage"] = np.array([names.index(s) for s in stages], np.int16)
+    observed = {key: np.stack(v) for key, v in seen.items()}
     nearest, dist = env.nearest_init_state(env.layout)
     labelled = np.isfinite(arrays["target_actions"]).all(-1)
     record = dict(
         task=task,
+        language=env.language,
         k=k,
         placement_seed=p["placement_seed"],
         seed=seed,
@@ -196,7 +206,7 @@ def rollout_episode(env, backbone, shadow: ShadowExpert, p: dict) -> dict:
         stage_names=names,
         **timing,
     )
-    return dict(arrays=arrays, layout=env.layout.copy(), record=record)
+    return dict(arrays=arrays, observed=observed, layout=env.layout.copy(), record=record)
 
 
 def run_rollout(p: dict) -> dict:
@@ -221,7 +231,7 @@ def run_rollout(p: dict) -> dict:
             f"from fixed init state {rec['nearest_init_state']} (the evaluation set); not kept"
         )
     rec.update(wall_s=time.perf_counter() - t0, pid=os.getpid(), file=str(path))
-    write_episode(path, ep["arrays"], ep["layout"], rec, env.render_info)
+    write_episode(path, ep["arrays"], ep["layout"], rec, env.render_info, ep["observed"])
     return dict(rec, resumed=False)
 
 
@@ -273,7 +283,7 @@ def collect_rollouts(
     tasks: list[int],
     out: Path,
     *,
-    per_task: int,
+    per_task: int | dict[int, int],
     backbone: str = "libero_vla",
     backbone_args: dict | None = None,
     beta: float = 0.0,
@@ -282,6 +292,7 @@ def collect_rollouts(
     max_steps: int = MAX_STEPS,
     image_size: int = 128,
     render: str = "faithful",
+    images: bool = False,
     seed: int = 0,
     workers: int = 1,
     retries: int = 2,
@@ -289,8 +300,9 @@ def collect_rollouts(
     progress: bool = True,
     log=print,
 ) -> dict:
-    """Run (or resume) ``per_task`` rollouts of each task on ``workers`` processes, then merge every finished
-    episode into ``OUT/rollouts.safetensors`` and ``OUT/rollouts.json``; returns the record."""
+    """Run (or resume) ``per_task`` rollouts of each task (a dict: per task) on ``workers`` processes,
+    then merge every finished episode into ``OUT/rollouts.safetensors`` and ``OUT/rollouts.json``;
+    returns the record."""
     from tqdm.auto import tqdm
 
     from sim.libero.rollouts_io import episode_file, merge, read_episode_record
@@ -311,11 +323,14 @@ def collect_rollouts(
         max_steps=int(max_steps),
         image_size=int(image_size),
         render=render,
+        images=bool(images),
         seed=int(seed),
         out=str(out),
     )
     _pin(out, base)
-    wanted = [(t, k) for t in tasks for k in range(per_task)]
+    counts = per_task if isinstance(per_task, dict) else dict.fromkeys(tasks, per_task)
+    # k-major order: the long tasks of a weighted run are spread over the run, not left for its end
+    wanted = sorted(((t, k) for t in tasks for k in range(counts[t])), key=lambda tk: (tk[1], tk[0]))
     todo = [(t, k) for t, k in wanted if read_episode_record(episode_file(out, t, k)) is None]
     log(
         f"[rollouts] {len(wanted)} episodes ({len(wanted) - len(todo)} already done in {out}); backbone "
@@ -353,7 +368,8 @@ def collect_rollouts(
 def _pin(out: Path, base: dict) -> None:
     # Episode files are keyed by (task, k) only: resuming under settings that change an episode would mix
     # incomparable episodes in one data file, so those settings are pinned per output directory.
-    pinned = {k: v for k, v in base.items() if k != "out"}
+    # images=False is left out, so directories made before the option existed still resume
+    pinned = {k: v for k, v in base.items() if k != "out" and not (k == "images" and not v)}
     path = out / "config.json"
     if path.is_file() and any((out / "episodes").glob("*.hdf5")):
         old = json.loads(path.read_text())

@@ -10,6 +10,10 @@ Episode file ``OUT/episodes/task{t}_k{k:04d}.hdf5``, in the demo files' split la
       features [T, d]  base_actions [T, 7]  target_actions [T, 7] (NaN: unsupervised)
       executed_actions [T, 7]  expert_executed [T] (uint8)
       expert_stage [T] (int16, an index into the record's stage_names)
+      with images (``aura sim rollouts --images``), the demo files' training layout too:
+      actions [T, 7] (= target_actions, NaN: unsupervised)
+      obs/agentview_rgb, obs/eye_in_hand_rgb [T, S, S, 3] uint8 (what the backbone saw), obs/state [T, 8]
+    data attrs language, task_id (as in demo files, so ``policies.libero_vla.data.load_demos`` reads it)
 
 It is written to a temporary name and renamed, so an existing file is a finished episode.
 
@@ -38,14 +42,20 @@ def episode_file(out, task: int, k: int) -> Path:
     return Path(out) / "episodes" / f"task{task}_k{k:04d}.hdf5"
 
 
-def write_episode(path: Path, arrays: dict, layout: np.ndarray, record: dict, render: dict) -> None:
+def write_episode(
+    path: Path, arrays: dict, layout: np.ndarray, record: dict, render: dict, observed: dict | None = None
+) -> None:
     import h5py
+
+    from sim.libero.demos import IMAGE_DATASET
 
     tmp = path.with_suffix(".hdf5.tmp")
     with h5py.File(tmp, "w") as f:
         data = f.create_group("data")
         data.attrs["record"] = json.dumps(record)
         data.attrs["render"] = json.dumps(render)
+        data.attrs["language"] = record.get("language", "")
+        data.attrs["task_id"] = int(record["task"])
         g = data.create_group("demo_0")
         for key in ("init_state", "placement_seed", "seed", "nearest_init_state"):
             g.attrs[key] = int(record[key])
@@ -54,6 +64,12 @@ def write_episode(path: Path, arrays: dict, layout: np.ndarray, record: dict, re
         g.create_dataset("layout", data=layout)
         for name, value in arrays.items():
             g.create_dataset(name, data=value)
+        if observed:
+            g.create_dataset("actions", data=arrays["target_actions"])
+            o = g.create_group("obs")
+            o.create_dataset("agentview_rgb", data=observed["image"], **IMAGE_DATASET)
+            o.create_dataset("eye_in_hand_rgb", data=observed["wrist_image"], **IMAGE_DATASET)
+            o.create_dataset("state", data=np.asarray(observed["state"], np.float32))
         data.attrs["complete"] = 1
     tmp.replace(path)
 

@@ -72,6 +72,10 @@ def test_placement_seeds_are_disjoint_from_the_shipped_demos():
         ("--backbone libero_vla_onnx --checkpoint {d}/missing.onnx", "--checkpoint"),
         ("--workers 0", "--workers"),
         ("--out {d}/afile", "afile"),
+        ("--tasks 0-3 --task-episodes 7=5", "--task-episodes"),
+        ("--task-episodes 7=0", "--task-episodes"),
+        ("--task-episodes 7", "--task-episodes"),
+        ("--backbone libero_expert --images", "--images"),
     ],
 )
 def test_user_errors_are_one_line_naming_the_option(argv, needle, tmp_path, capsys):

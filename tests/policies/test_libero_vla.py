@@ -244,7 +244,8 @@ def test_loader_matches_h5py_on_both_decode_paths(tiny_demos):
                 s += t
     targets, valid = d.chunk_targets(4)
     last = d.episode_start[0] + d.episode_length[0] - 1  # last frame of the first demo
-    assert valid[last].tolist() == [True, False, False, False] and (targets[last] == d.action[last]).all()
+    assert valid[last].tolist() == [True, False, False, False] and (targets[last, 0] == d.action[last]).all()
+    assert not targets[last, 1:].any()  # masked targets are 0: a masked error stays finite
     assert (targets[0, 1] == d.action[1]).all()
     assert load_demos(tiny_demos, max_demos_per_task=1, progress=False).recipe["demos"] == 2
     with pytest.raises(DemoFileError, match="nowhere"):
@@ -404,3 +405,47 @@ def test_training_refuses_demos_from_the_evaluation_set(tmp_path, tiny_demos):
         f["data/demo_0"].attrs["init_state"] = 7
     with pytest.raises(DemoFileError, match="fixed init state 7"):
         load_demos(bad, progress=False)
+
+
+def test_unlabelled_frames_are_masked_and_init_fine_tunes(tiny_demos, train_tiny, tmp_path):
+    """DAgger episodes (``aura sim rollouts --images``) have NaN actions where the expert is undefined: those
+    frames are never a target, never in the statistics, and ``init`` fine-tunes a checkpoint under its own
+    statistics instead of refitting them."""
+    import h5py
+    import torch
+
+    from policies.libero_vla.checkpoint import load_checkpoint
+    from policies.libero_vla.data import DemoFileError, load_demos
+    from tests.policies.conftest import write_demo_file
+
+    dagger = tmp_path / "dagger"
+    dagger.mkdir()
+    write_demo_file(dagger / "task0_k0000.hdf5", 0, [10], seed=7)
+    with h5py.File(dagger / "task0_k0000.hdf5", "r+") as f:
+        f["data/demo_0/actions"][3:6] = np.nan
+    demos = load_demos([tiny_demos, dagger], progress=False, threads=1)
+    assert demos.frames == 56 + 10 and int(demos.labelled.sum()) == 63
+    assert demos.recipe["labelled_frames"] == 63 and len(demos.recipe["source"]) == 2
+    targets, valid = demos.chunk_targets(4)
+    assert np.isfinite(targets).all()
+    src = np.arange(demos.frames)[:, None] + np.arange(4)[None]  # the last episode: frames 56..65
+    nan_rows = np.isin(src, [59, 60, 61])
+    assert not valid[nan_rows].any() and valid[56:59, 0].all()
+
+    base = tmp_path / "base"
+    train_tiny(base, steps=5)
+    tuned = tmp_path / "tuned"
+    s = train_tiny(tuned, demos=[str(tiny_demos), str(dagger)], init=str(base), model={}, steps=5)
+    assert s["step"] == 5 and np.isfinite(s["final_loss"])
+    before, _ = load_checkpoint(base)
+    after, cfg = load_checkpoint(tuned)
+    for name in ("proprio_mean", "proprio_scale", "action_mean", "action_scale"):
+        assert torch.equal(getattr(before, name), getattr(after, name)), name  # kept, not refitted
+    assert cfg["model"] == json.loads((base / "config.json").read_text())["model"]
+    assert cfg["training"]["recipe"]["init"] == str(base)
+    with pytest.raises(ValueError, match="--init"):
+        train_tiny(tmp_path / "bad", init=str(base), steps=1)  # an architecture override with --init
+    with h5py.File(dagger / "task0_k0000.hdf5", "r+") as f:
+        f["data/demo_0/actions"][:] = np.nan
+    with pytest.raises(DemoFileError, match="no frame has a finite action label"):
+        load_demos(dagger, progress=False, threads=1)
