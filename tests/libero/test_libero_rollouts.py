@@ -182,3 +182,46 @@ def test_beta_one_is_the_experts_own_episode(onnx_backbone, tmp_path):
         env.close()
     assert ref["steps"] == 30
     np.testing.assert_array_equal(executed, ref["actions"].astype(np.float32))
+
+
+@pytest.mark.slow
+def test_images_make_backbone_training_data(onnx_backbone, tmp_path):
+    """--images: each episode file is also a demo file of what the backbone saw, labelled by the expert, and
+    `aura train backbone --init` fine-tunes the shipped checkpoint on it (DAgger for the pixel policy)."""
+    import h5py
+
+    from policies.libero_vla.data import load_demos
+    from sim.libero.rollouts_io import episode_file
+
+    out = tmp_path / "ro"
+    assert _rollouts(onnx_backbone, out, "--per-task", "1", "--max-steps", "12", "--images") == 0
+    path = episode_file(out, 0, 0)
+    with h5py.File(path) as f:
+        g = f["data/demo_0"]
+        np.testing.assert_array_equal(g["actions"][()], g["target_actions"][()])
+        assert (
+            g["obs/agentview_rgb"].shape == (12, 128, 128, 3) and g["obs/agentview_rgb"].compression == "gzip"
+        )
+        assert f["data"].attrs["task_id"] == 0 and "basket" in f["data"].attrs["language"]
+    demos = load_demos(out / "episodes", progress=False, threads=1)
+    assert demos.frames == 12 and demos.recipe["decoder"].startswith("2/2")  # the threaded zlib path
+    ckpt = tmp_path / "tuned"
+    train = [
+        "train",
+        "backbone",
+        "--demos",
+        str(out / "episodes"),
+        "--init",
+        str(ROOT / "checkpoints" / "libero-vla"),
+    ]
+    assert (
+        cli.main(
+            [*train, "--out", str(ckpt), "--steps", "2", "--batch", "4", "--device", "cpu", "--no-progress"]
+        )
+        == 0
+    )
+    assert json.loads((ckpt / "config.json").read_text())["training"]["recipe"]["init"].endswith("libero-vla")
+    # without --images the episode files carry no frames (the earlier, small format)
+    assert _rollouts(onnx_backbone, tmp_path / "plain", "--per-task", "1", "--max-steps", "5") == 0
+    with h5py.File(episode_file(tmp_path / "plain", 0, 0)) as f:
+        assert "obs" not in f["data/demo_0"] and "actions" not in f["data/demo_0"]
