@@ -1,4 +1,4 @@
-"""``ScriptedExpert``: the privileged waypoint expert for the 10 libero_10 tasks.
+"""``ScriptedExpert``: the privileged waypoint expert for the 10 libero_10 tasks and pick-and-place siblings.
 
 Contract (docs/ARCHITECTURE.md section 4)::
 
@@ -6,9 +6,12 @@ Contract (docs/ARCHITECTURE.md section 4)::
     expert.reset(raw_env)               # after the 10 no-op wait steps
     action = expert.act(raw_env, obs)   # each step, np.ndarray (7,) in [-1, 1]
 
-The plan for the task (``plans.PLANS``) is a generator; ``act`` stores the new observation where the
-skills read it and advances the generator by one action. When the plan is exhausted the expert holds
-its pose with the gripper as it was (a safe, logged fallback rather than an exception).
+``task_id`` is ``sim.libero.tasks``' id: libero_10's 0-9 have their plans by id; any other id (another
+suite's task, e.g. LIBERO-90's LIVING_ROOM_SCENE2 basket tasks) gets its plan from the task's BDDL goal at
+``reset`` (``plans.plan_for``), which raises ValueError for a goal it has no plan for. The plan is a
+generator; ``act`` stores the new observation where the skills read it and advances it by one action.
+When the plan is exhausted the expert holds its pose with the gripper as it was (a safe,
+logged fallback rather than an exception).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 
 import numpy as np
 
-from policies.libero_expert.plans import PLANS
+from policies.libero_expert.plans import plan_for
 from policies.libero_expert.scene import Scene
 from policies.libero_expert.skills import Ctx, servo, settle
 
@@ -28,8 +31,8 @@ class ScriptedExpert:
     """Reads simulator poses of LIBERO's raw env (never images) and emits OSC_POSE delta actions."""
 
     def __init__(self, task_id: int):
-        if isinstance(task_id, bool) or not isinstance(task_id, (int, np.integer)) or task_id not in PLANS:
-            raise ValueError(f"task_id must be an int in 0..{len(PLANS) - 1}, got {task_id!r}")
+        if isinstance(task_id, bool) or not isinstance(task_id, (int, np.integer)) or task_id < 0:
+            raise ValueError(f"task_id must be an int >= 0 (sim.libero.tasks' ids), got {task_id!r}")
         self.task_id = int(task_id)
         self._ctx: Ctx | None = None
         self._plan = None
@@ -41,8 +44,10 @@ class ScriptedExpert:
         obs = raw_env._get_observations() if hasattr(raw_env, "_get_observations") else None
         if obs is None:
             obs = raw_env.env._get_observations()
-        self._ctx = Ctx(raw=raw_env, scene=Scene(raw_env), obs=obs)
-        self._plan = self._run(PLANS[self.task_id])
+        scene = Scene(raw_env)
+        plan = plan_for(self.task_id, scene.goal, scene.inner.objects_dict)
+        self._ctx = Ctx(raw=raw_env, scene=scene, obs=obs)
+        self._plan = self._run(plan)
         self._hold = None
         self.finished = False
 

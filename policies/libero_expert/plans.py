@@ -1,7 +1,15 @@
-"""One short plan per libero_10 task, composed from ``skills`` and ``grasps``.
+"""One short plan per libero_10 task, and one by goal for other suites' pick-and-place tasks.
+
+Plans are composed from ``skills`` and ``grasps``.
 
 Object and region names come from the task's parsed BDDL goal (``scene.goal``); only grasp styles and
 the order of sub-goals are chosen here. Each plan is a generator of actions (see ``skills``).
+
+libero_10's tasks (ids 0-9) have their plans by id (:data:`PLANS`): some goals that read alike need
+different plans (task 5's book "in" the caddy, task 3's bowl "in" a drawer). Tasks of other suites
+(``sim.libero.tasks``: LIBERO-90's ids start at 100) get theirs from the goal (:func:`plan_for`): only
+goals whose every predicate puts a movable object in a basket or tray or on a plate, i.e. what
+:func:`plan_pick_place` does for tasks 0, 1, 4, 6 and 7; anything else is refused by name.
 """
 
 from __future__ import annotations
@@ -128,6 +136,41 @@ def plan_caddy(ctx: Ctx):
     """Task 5: book upright into the back compartment of the caddy."""
     (_, book, region) = _goal(ctx, "in")[0]
     yield from art.book_into_caddy(ctx, book, region)
+
+
+# The containers and supports plan_pick_place is measured on (docs/libero_expert.md); a region is
+# ``<object>_contain_region`` of one of these, an "on" support one of these objects.
+CONTAINERS = ("basket", "tray")
+SUPPORTS = ("plate",)
+
+
+def _is_pick_place(goal: list[list[str]], movable) -> bool:
+    def target_ok(kind: str, target: str) -> bool:
+        if kind == "in":
+            owner = next((m for m in movable if target.startswith(m + "_")), None)
+            return (
+                owner is not None
+                and target.endswith("_contain_region")
+                and any(c in owner for c in CONTAINERS)
+            )
+        return target in movable and any(s in target for s in SUPPORTS)
+
+    return bool(goal) and all(
+        len(g) == 3 and g[0] in ("in", "on") and g[1] in movable and target_ok(g[0], g[2]) for g in goal
+    )
+
+
+def plan_for(task_id: int, goal: list[list[str]], movable):
+    """The plan of ``task_id``: libero_10's by id, any other task's by its goal (module docstring);
+    ValueError naming the goal when no plan fits. ``movable``: the scene's movable object names."""
+    if task_id in PLANS:
+        return PLANS[task_id]
+    if _is_pick_place(goal, set(movable)):
+        return plan_pick_place
+    raise ValueError(
+        f"task {task_id}: the scripted expert has no plan for the goal {goal} (other suites' tasks: "
+        f"movable objects in a {' / '.join(CONTAINERS)} or on a {' / '.join(SUPPORTS)} only)"
+    )
 
 
 PLANS = {

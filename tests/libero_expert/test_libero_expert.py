@@ -25,10 +25,28 @@ def _bench():
     return mod
 
 
-@pytest.mark.parametrize("bad", [-1, 10, 2.0, "3", None, True])
+@pytest.mark.parametrize("bad", [-1, 2.0, "3", None, True])
 def test_rejects_bad_task_id(bad):
     with pytest.raises(ValueError, match="task_id"):
         ScriptedExpert(bad)
+
+
+def test_plans_by_id_for_libero_10_and_by_goal_for_other_suites():
+    from policies.libero_expert.plans import PLANS, plan_for, plan_pick_place
+
+    movable = {"butter_1", "basket_1", "milk_1", "plate_1", "akita_black_bowl_1"}
+    basket = [["in", "butter_1", "basket_1_contain_region"]]
+    assert plan_for(5, basket, movable) is PLANS[5]  # libero_10 keeps its plan by id, whatever the goal
+    assert plan_for(151, basket, movable) is plan_pick_place  # LIBERO-90's LIVING_ROOM_SCENE2 sibling
+    assert plan_for(160, [["on", "milk_1", "plate_1"]], movable) is plan_pick_place
+    for goal in (
+        [["in", "akita_black_bowl_1", "white_cabinet_1_top_region"]],  # a fixture's region: no plan
+        [["turnon", "flat_stove_1"]],
+        [["in", "butter_1", "basket_1_contain_region"], ["close", "microwave_1"]],
+        [],
+    ):
+        with pytest.raises(ValueError, match="no plan for the goal"):
+            plan_for(151, goal, movable)
 
 
 def test_act_before_reset_is_a_clear_error():
