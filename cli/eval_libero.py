@@ -1,5 +1,8 @@
 """Closed-loop LIBERO-Long evaluation of memory arms around a frozen backbone.
 
+--tasks takes libero_10 ids, suite-qualified names (libero_90:NAME) and task groups (sim.libero.tasks);
+records keep each task's id (other suites' ids are printed with their names at the start).
+
 An episode is (task, init state, arm, seed); one JSON line per episode goes to
 OUT/episodes[.shard-i-of-n].jsonl, failed attempts included. A rerun with the same OUT resumes (episodes with
 an ok record are skipped); --shard i/n takes every n-th (task, init state) pair with all its arms (the
@@ -22,13 +25,14 @@ from pathlib import Path
 
 from cli.common import add_backbone_arguments, at_least, int_list
 from sim.libero.arms import ARMS
-from sim.libero.env import CAMERAS, MAX_STEPS, N_INIT_STATES, N_TASKS
+from sim.libero.env import CAMERAS, MAX_STEPS, N_INIT_STATES
 from sim.libero.evaluate import EvalPlan, parse_shard, rebuild_summary, run_evaluation
 from sim.libero.render import add_render_argument
+from sim.libero.tasks import N_TASKS, TASKS_HELP, parse_tasks, task_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", default="0-9", help="libero_10 task ids, e.g. 0,2,5-9")
+    parser.add_argument("--tasks", default="0-9", help=TASKS_HELP)
     parser.add_argument("--episodes", type=int, default=N_INIT_STATES, help="init states 0..N-1 per task")
     parser.add_argument(
         "--init-states", default=None, help="explicit init states, e.g. 0-4,10 (overrides --episodes)"
@@ -113,7 +117,7 @@ def _memory_d_model(args: argparse.Namespace) -> int | None:
 def _plan(args: argparse.Namespace) -> EvalPlan:
     from policies.factory import make_backbone, parse_fields
 
-    tasks = int_list(args.tasks, N_TASKS, "--tasks")
+    tasks = parse_tasks(args.tasks, "--tasks")
     if args.init_states:
         inits = int_list(args.init_states, N_INIT_STATES, "--init-states")
     elif 1 <= args.episodes <= N_INIT_STATES:
@@ -207,4 +211,7 @@ def run(args: argparse.Namespace) -> int:
             "head: its actions equal the base arm's; only its bytes (256 B appended per step) are real",
             file=sys.stderr,
         )
+    named = [t for t in plan.tasks if t >= N_TASKS]  # other suites' ids: say which task each one is
+    if named:
+        print("[eval] tasks outside libero_10: " + "; ".join(f"{t} = {task_name(t)}" for t in named))
     return run_evaluation(plan)

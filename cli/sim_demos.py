@@ -15,14 +15,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.common import add_backbone_arguments, at_least, int_list
-from sim.libero.env import N_INIT_STATES, N_TASKS
+from cli.common import add_backbone_arguments, at_least
+from sim.libero.env import N_INIT_STATES
 from sim.libero.recording import record_demos
 from sim.libero.render import add_render_argument
+from sim.libero.tasks import TASKS_HELP, parse_tasks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", default="0-9", help="libero_10 task ids, e.g. 0,2,5-9")
+    parser.add_argument("--tasks", default="0-9", help=TASKS_HELP)
     parser.add_argument("--per-task", type=int, default=10, help="successful demos to keep per task")
     parser.add_argument(
         "--placements",
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from policies.factory import parse_fields
 
-    tasks = int_list(args.tasks, N_TASKS, "--tasks")
+    tasks = parse_tasks(args.tasks, "--tasks")
     if not 1 <= args.per_task <= (N_INIT_STATES if args.placements == "fixed" else 10_000):
         raise ValueError(
             f"--per-task must be in 1..{N_INIT_STATES} with fixed placements, got {args.per_task}"

@@ -3,7 +3,7 @@
 =======================  ================================================================================
 ``noise``                the numpy noise robot (``deploy.runtime.robots.NoiseRobot``) sized to the model
 ``synthetic[:CONFIG]``   the controlled synthetic benchmark (``sim.synthetic.robot``), ``hard`` by default
-``libero:TASK[:INIT]``   a libero_10 task from a fixed init state (default: seed mod 50; ``sim.libero.robot``)
+``libero:TASK[:INIT]``   a LIBERO task (id or SUITE:NAME) from a fixed init state (default: seed mod 50)
 ``module:Class``         ``Class(**fields)``, fields from ``--env-arg KEY=VALUE`` (a real robot, say)
 =======================  ================================================================================
 

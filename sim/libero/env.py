@@ -1,5 +1,7 @@
-"""`LiberoEnv`: a gymnasium.Env over the ten LIBERO-Long (libero_10) tasks.
+"""`LiberoEnv`: a gymnasium.Env over LIBERO tasks: LIBERO-Long (libero_10, ids 0-9) and the other suites'.
 
+``task_id`` is an id or a name (``sim.libero.tasks.resolve_task``: ``3``, ``"libero_90:NAME"``,
+``"libero_90:51"``); ``env.task_id`` is the id, ``env.task_name`` the suite-qualified name.
 One episode is ``(task_id, init_state, seed)``: reset loads LIBERO's fixed init state ``init_state``
 (0..49), runs ``wait_steps`` no-op steps (zero delta pose, gripper open) so that objects thrown by
 the state load settle, then hands control to the policy for at most ``max_steps`` steps.
@@ -41,7 +43,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sim.libero.tasks import N_TASKS, SUITE, task_spec  # noqa: F401  (N_TASKS, SUITE: the env's constants too)
+from sim.libero.tasks import N_TASKS, SUITE, resolve_task, task_name, task_spec  # noqa: F401  (N_TASKS, SUITE: the env's constants too)
 
 N_INIT_STATES = 50
 WAIT_STEPS = 10
@@ -73,13 +75,13 @@ def proprio(raw_obs: dict) -> np.ndarray:
 
 
 class LiberoEnv(gym.Env):
-    """libero_10 task ``task_id`` from init state ``init_state`` (see the module docstring)."""
+    """LIBERO task ``task_id`` (an id or a name) from init state ``init_state`` (see the module docstring)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(
         self,
-        task_id: int,
+        task_id: int | str,
         init_state: int = 0,
         seed: int = 0,
         image_size: int = 128,
@@ -113,7 +115,8 @@ class LiberoEnv(gym.Env):
         self.instruction_steps = None if instruction_steps is None else int(instruction_steps)
         if render_mode == "rgb_array" and "image" not in cameras:
             raise ValueError("render_mode='rgb_array' returns the 'image' camera: include it in cameras")
-        self.task_id = int(task_id)
+        self.task_id = resolve_task(task_id)
+        self.task_name = task_name(self.task_id)
         self.language, bddl, self.init_states = task_spec(self.task_id)
         self._check_init(init_state)
         self.init_state, self.seed, self.image_size = int(init_state), int(seed), int(image_size)

@@ -1,4 +1,8 @@
-"""``aura run --env libero:TASK[:INIT]``: a libero_10 task as a robot of the torch-free control loop.
+"""``aura run --env libero:TASK[:INIT]``: a LIBERO task as a robot of the torch-free control loop.
+
+``TASK`` is a libero_10 id (``3``) or a suite-qualified name (``libero_90:NAME`` or ``libero_90:INDEX``,
+``sim.libero.tasks``), e.g.
+``libero:libero_90:LIVING_ROOM_SCENE2_pick_up_the_milk_and_put_it_in_the_basket:7``.
 
 Episode ``i`` (reset with seed ``s = --seed + i``) starts from LIBERO's fixed init state ``INIT`` when given,
 else from init state ``s mod 50``; the observation is the backbone's dict (``policies.backbone``: both
@@ -18,21 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.libero.env import CAMERAS, MAX_STEPS, N_INIT_STATES, N_TASKS, LiberoEnv
+from sim.libero.env import CAMERAS, MAX_STEPS, N_INIT_STATES, LiberoEnv
+from sim.libero.tasks import SUITES, resolve_task
 
 
 def parse_spec(rest: str) -> tuple[int, int | None]:
-    """``"TASK[:INIT]"`` -> (task, init state or None); ValueError naming ``--env``."""
+    """``"TASK[:INIT]"`` -> (task id, init state or None); ValueError naming ``--env``."""
     parts = rest.split(":") if rest else []
-    try:
-        task = int(parts[0])
-        init = int(parts[1]) if len(parts) > 1 and parts[1] != "" else None
-    except (IndexError, ValueError):
-        raise ValueError(f"--env libero:{rest}: expected libero:TASK[:INIT] with integers") from None
-    if len(parts) > 2 or not 0 <= task < N_TASKS or (init is not None and not 0 <= init < N_INIT_STATES):
-        raise ValueError(
-            f"--env libero:{rest}: TASK must be in 0..{N_TASKS - 1}, INIT in 0..{N_INIT_STATES - 1}"
-        )
+    if parts and parts[0] in SUITES:  # SUITE:NAME[:INIT]
+        parts = [":".join(parts[:2]), *parts[2:]]
+    if not parts or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        raise ValueError(f"--env libero:{rest}: expected libero:TASK[:INIT] (TASK an id or SUITE:NAME)")
+    task = resolve_task(parts[0], option=f"--env libero:{rest}")
+    init = int(parts[1]) if len(parts) > 1 else None
+    if init is not None and not 0 <= init < N_INIT_STATES:
+        raise ValueError(f"--env libero:{rest}: INIT must be in 0..{N_INIT_STATES - 1}")
     return task, init
 
 
