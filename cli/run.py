@@ -297,25 +297,66 @@ def _timeline(args: argparse.Namespace, out: Path) -> None:
     print(f"timeline: {timeline_png(out / 'steps.jsonl', out / 'timeline.png', title)}")
 
 
+# The final table's numeric columns, in order; "accuracy" and "success" are NaN for robots without them.
+TABLE_FIELDS = (
+    "episode",
+    "steps",
+    "writes",
+    "write_rate",
+    "writes_suppressed",
+    "fallbacks",
+    "bytes_written",
+    "pages_written",
+    "kv_equivalent_bytes",
+    "latency_us_median",
+    "latency_us_p99",
+    "accuracy",
+    "success",
+)
+
+
 class EpisodeTally:
-    """The episodes the final table shows, in fixed memory: the last ``rows`` summaries (all of them are in
-    episodes.jsonl) and streaming counts, so a robot that runs episodes without end does not grow."""
+    """The episodes the final table shows, in fixed memory: the table's columns of the last ``rows`` episodes
+    in a ring preallocated at start-up (all summaries are in episodes.jsonl), the last summary and streaming
+    counts. Nothing grows per episode: keeping the summary dicts themselves (~3 KB of malloc'd dict tables
+    each) grew the heap of a long ``aura run`` by that much per episode until the ring was full."""
 
     def __init__(self, rows: int = 50):
-        from collections import deque
+        import numpy as np
 
-        self.rows: deque[dict] = deque(maxlen=rows)
+        self.table = np.full((rows, len(TABLE_FIELDS)), np.nan)
         self.count = 0
         self.wins = 0
+        self.last: dict | None = None
+        self.has_accuracy = self.has_success = False
 
     def add(self, summary: dict) -> None:
-        self.rows.append(summary)
+        row = self.table[self.count % len(self.table)]
+        for i, key in enumerate(TABLE_FIELDS):
+            value = summary.get(key)
+            row[i] = float("nan") if value is None else float(value)
+        if self.count == 0:
+            self.has_accuracy, self.has_success = "accuracy" in summary, "success" in summary
         self.count += 1
         self.wins += bool(summary.get("success"))
+        self.last = summary
+
+    def rows(self) -> list[dict]:
+        """The kept rows, oldest first, as {field: value} (counts as ints)."""
+        n = min(self.count, len(self.table))
+        first = self.count - n
+        out = []
+        for k in range(first, self.count):
+            row = dict(zip(TABLE_FIELDS, self.table[k % len(self.table)].tolist()))
+            for key in TABLE_FIELDS:
+                if key not in ("write_rate", "latency_us_median", "latency_us_p99", "accuracy", "success"):
+                    row[key] = int(row[key])
+            out.append(row)
+        return out
 
 
 def print_table(tally: EpisodeTally) -> None:
-    summaries = list(tally.rows)
+    summaries = tally.rows()
     from rich.console import Console
     from rich.table import Table
 
@@ -334,8 +375,7 @@ def print_table(tally: EpisodeTally) -> None:
         "med us",
         "p99 us",
     ]
-    acc = "accuracy" in summaries[0]
-    success = "success" in summaries[0]
+    acc, success = tally.has_accuracy, tally.has_success
     for c in cols + (["acc."] if acc else []) + (["success"] if success else []):
         table.add_column(c, justify="right")
     for s in summaries:
@@ -353,22 +393,22 @@ def print_table(tally: EpisodeTally) -> None:
             f"{s['latency_us_p99']:.1f}",
         ]
         if acc:
-            row.append(f"{s.get('accuracy', float('nan')):.3f}")
+            row.append(f"{s['accuracy']:.3f}")
         if success:
-            row.append("yes" if s.get("success") else "no")
+            row.append("yes" if s["success"] == 1.0 else "no")
         table.add_row(*map(str, row))
     Console(width=150).print(table)
     if success:
         print(f"success: {tally.wins}/{tally.count} episodes")
-    last = summaries[-1]
+    last = tally.last
     ms = {k: last.get(f"{k}_us_median", 0.0) / 1000 for k in ("sim", "backbone", "latency", "journal")}
     print(
         f"step time, median (last episode): robot (observe + act) {ms['sim']:.2f} ms, backbone "
         f"{ms['backbone']:.2f} ms, memory step {ms['latency']:.3f} ms, journal {ms['journal']:.3f} ms"
     )
-    f = summaries[-1]["flash"]
+    f = last["flash"]
     print(
-        f"state {summaries[-1]['state_bytes']} B, record {summaries[-1]['record_bytes']} B/write; flash: "
+        f"state {last['state_bytes']} B, record {last['record_bytes']} B/write; flash: "
         f"{f['bytes_per_hour'] / 1e6:.3f} MB/h, {f['pages_per_hour']:.0f} pages/h, "
         f"{f['flash_bytes_per_hour'] / 1e6:.3f} MB/h incl. WA "
         f"(allowed {f['allowed_flash_bytes_per_hour'] / 1e6:.1f}); "

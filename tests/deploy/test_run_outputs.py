@@ -66,6 +66,41 @@ def test_no_buffer_is_sized_by_the_horizon(tiny_onnx, tmp_path):
     assert s["steps"] == 500 and 0 < s["latency_us_min"] <= s["latency_us_median"] <= s["latency_us_max"]
 
 
+def test_the_episode_table_keeps_no_summary_but_the_last(capsys):
+    """aura run's final table lives in a ring allocated at start: a long run of many episodes does not keep
+    their summary dicts (each ~3 KB of malloc'd dict tables, which grew a LIBERO soak's heap per episode)."""
+    import weakref
+
+    from cli.run import EpisodeTally, print_table
+
+    class Summary(dict):  # a dict that can be weakly referenced
+        pass
+
+    tally = EpisodeTally(rows=4)
+    ring = tally.table
+    refs = []
+    for ep in range(10):
+        s = Summary(
+            episode=ep, steps=100 + ep, writes=ep, write_rate=ep / 100, writes_suppressed=0, fallbacks=0,
+            bytes_written=10 * ep, pages_written=ep, kv_equivalent_bytes=1000, latency_us_median=1.5,
+            latency_us_p99=2.5, success=ep % 2 == 0, state_bytes=64, record_bytes=32,
+            flash={k: 1.0 for k in ("bytes_per_hour", "pages_per_hour", "flash_bytes_per_hour",
+                                    "allowed_flash_bytes_per_hour", "projected_lifetime_years",
+                                    "target_lifetime_years", "allowed_writes_per_hour")},
+        )  # fmt: skip
+        refs.append(weakref.ref(s))
+        tally.add(s)
+        del s
+    assert tally.table is ring and ring.shape[0] == 4
+    assert [r() is None for r in refs] == [True] * 9 + [False]  # only the last summary is held
+    rows = tally.rows()
+    assert [r["episode"] for r in rows] == [6, 7, 8, 9] and rows[-1]["steps"] == 109
+    assert (tally.count, tally.wins) == (10, 5)
+    print_table(tally)
+    out = capsys.readouterr().out
+    assert "the last 4 of 10" in out and "success: 5/10 episodes" in out
+
+
 @pytest.mark.parametrize("mode,lines", [("off", 0), ("sample:25", 12), ("full", 300)])
 def test_step_log_modes_and_their_bytes_are_charged_to_the_budget(tiny_onnx, tmp_path, mode, lines, capsys):
     path, _ = tiny_onnx
