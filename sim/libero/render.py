@@ -24,10 +24,26 @@ Two independent pieces, installed on robosuite's ``MjRenderContext`` by :class:`
   seams: a vertex is ``(cell, round(2 n), floor(uv / 0.02))`` and carries the mean normal
   (renormalised) and mean uv of its corners. Only the OpenGL display list changes - ``mjModel``,
   collision geometry and physics are untouched.
+
+* **A GL thread of its own (EGL contexts).** All GL work of an installed renderer (``render``,
+  ``read_pixels``) runs on one long-lived thread per process, so Mesa's per-frame allocations land in
+  that thread's malloc arena, not in the main thread's heap next to the Python loop's objects. Why: with
+  ``LP_NUM_THREADS=0`` llvmpipe bins and rasterises in the calling thread, ~20 MB of 64 KiB scene blocks
+  malloc'd and freed per frame, plus, every ~30 frames, a new 1 MiB constant-upload buffer
+  (``posix_memalign(4096, 1 MiB + 48)``, alive ~2 s). In glibc 2.36's main arena the Python objects
+  allocated meanwhile settle in the holes those buffers leave, and an aligned 1 MiB request needs 4 KiB
+  of slack more than the hole: the heap grew by brk (``sysmalloc`` from that ``posix_memalign``, caught
+  with gdb) in ~0.6-1.7 MB steps over a long ``aura run`` on LIBERO (``benchmarks/heap_probe.py``,
+  docs/deploy.md "RSS soak on LIBERO"). The thread is invisible to callers: each job makes the context
+  current and releases it, so code on the caller's thread (``LiberoEnv.close``, robosuite's renderer
+  after :meth:`SceneRenderer.uninstall`) still finds it free.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import mujoco
@@ -229,6 +245,44 @@ def decimate_model_meshes(m: mujoco.MjModel, meshes, cell: float) -> dict[int, D
     return {int(k): cluster_mesh(*mesh_corners(m, int(k)), cell) for k in meshes}
 
 
+# ----------------------------------------------------------------------------- the GL thread
+
+_GL_POOL: ThreadPoolExecutor | None = None
+_GL_LOCK = threading.Lock()
+
+
+def _forget_gl_thread() -> None:  # a forked child has no GL thread, whatever the parent had
+    global _GL_POOL
+    _GL_POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_gl_thread)
+
+
+def on_gl_thread(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on the process's GL thread (module docstring), started on first use."""
+    global _GL_POOL
+    with _GL_LOCK:
+        if _GL_POOL is None:
+            _GL_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aura-gl")
+        pool = _GL_POOL
+    if threading.current_thread().name.startswith("aura-gl"):
+        return fn(*args, **kwargs)  # already there (a job calling another)
+    return pool.submit(fn, *args, **kwargs).result()
+
+
+def _is_egl(ctx) -> bool:
+    return type(ctx.gl_ctx).__module__.endswith("egl_context")
+
+
+def release_current_egl() -> None:
+    """Make no EGL context current on the calling thread (so another thread may take it)."""
+    from OpenGL import EGL
+    from robosuite.renderers.context.egl_context import EGL_DISPLAY
+
+    EGL.eglMakeCurrent(EGL_DISPLAY, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
+
+
 # ----------------------------------------------------------------------------- the render hook
 
 
@@ -238,15 +292,27 @@ class SceneRenderer:
     with frustum-culled geoms left out of the scene and, for ``quality="fast"`` / ``"fastest"``,
     decimated display lists for the meshes of rendered geoms. :meth:`uninstall` restores robosuite's
     renderer and the original display lists. Segmentation renders go through robosuite's own path,
-    unculled.
+    unculled. With ``gl_thread`` (default: for EGL contexts) ``render`` and ``read_pixels`` run on the
+    process's GL thread (module docstring); uninstalled, the context is current on the caller's thread
+    again, as robosuite expects.
     """
 
-    def __init__(self, ctx, quality: str = "faithful", cell: float = FAST_CELL_M, cull: bool = True):
+    def __init__(
+        self,
+        ctx,
+        quality: str = "faithful",
+        cell: float = FAST_CELL_M,
+        cull: bool = True,
+        gl_thread: bool | None = None,
+    ):
         if quality not in QUALITIES:
             raise ValueError(f"render quality must be one of {QUALITIES}, got {quality!r}")
         if not cell > 0:
             raise ValueError(f"cell must be > 0 metres, got {cell!r}")
         self.ctx, self.quality, self.cell, self.cull = ctx, quality, float(cell), bool(cull)
+        self.gl_thread = _is_egl(ctx) if gl_thread is None else bool(gl_thread)
+        if self.gl_thread and not _is_egl(ctx):
+            raise ValueError("gl_thread needs an EGL context (MUJOCO_GL=egl)")
         self.model = ctx.model._model
         hidden = [g for g in range(len(ctx.vopt.geomgroup)) if not ctx.vopt.geomgroup[g]]
         # Culled geoms are moved for one mjv_updateScene call into a group the scene skips anyway.
@@ -273,6 +339,9 @@ class SceneRenderer:
             self._new_context()
         self._con = None
         self.ctx.render = self.render
+        if self.gl_thread:
+            self.ctx.read_pixels = self.read_pixels
+            release_current_egl()  # robosuite (or _new_context) made it current here: hand it over
         self.installed = True
 
     def visual_meshes(self) -> list[int]:
@@ -308,6 +377,23 @@ class SceneRenderer:
             _compile_lists(con, self.decimated)
 
     def render(self, width, height, camera_id=None, segmentation=False):
+        if self.gl_thread:
+            return on_gl_thread(self._on_gl_thread, self._render, width, height, camera_id, segmentation)
+        return self._render(width, height, camera_id, segmentation)
+
+    def read_pixels(self, width, height, depth=False, segmentation=False):
+        """robosuite's ``read_pixels`` (called right after ``render``), on the GL thread."""
+        fn = type(self.ctx).read_pixels
+        return on_gl_thread(self._on_gl_thread, fn, self.ctx, width, height, depth, segmentation)
+
+    def _on_gl_thread(self, fn, *args):
+        self.ctx.gl_ctx.make_current()
+        try:
+            return fn(*args)
+        finally:
+            release_current_egl()
+
+    def _render(self, width, height, camera_id=None, segmentation=False):
         ctx = self.ctx
         if width > ctx.con.offWidth or height > ctx.con.offHeight:
             ctx.update_offscreen_size(
@@ -342,7 +428,10 @@ class SceneRenderer:
         """Back to robosuite's renderer and MuJoCo's own display lists."""
         ctx = self.ctx
         ctx.__dict__.pop("render", None)
+        ctx.__dict__.pop("read_pixels", None)
         self.installed = False
+        if self.gl_thread:  # robosuite renders on the caller's thread without selecting the context
+            ctx.gl_ctx.make_current()
         if self._saved_offsamples is not None:  # a new MjrContext also rebuilds MuJoCo's own lists
             self.model.vis.quality.offsamples = self._saved_offsamples
             self._saved_offsamples = None

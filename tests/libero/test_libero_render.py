@@ -191,3 +191,41 @@ def test_fastest_drops_multisampling_and_uninstall_restores_it(envs):
         fast.renderer.install()
     assert q.offsamples == samples > 0
     np.testing.assert_array_equal(sim.render(32, 32, camera_name="agentview"), fast_img)
+
+
+def test_gl_work_runs_on_the_gl_thread_and_the_context_stays_free(envs, monkeypatch):
+    """render and read_pixels run on the process's GL thread (its own malloc arena: Mesa's per-frame
+    allocations stay out of the main heap), and between frames no thread holds the context, so the
+    caller's thread can take it (LiberoEnv.close, robosuite after uninstall)."""
+    import threading
+
+    import sim.libero.render as render
+
+    env = envs[0]
+    r = env.renderer
+    assert r.gl_thread  # EGL: on by default
+    seen = []
+    mjr_render, read_pixels = render.mujoco.mjr_render, type(r.ctx).read_pixels
+
+    def traced_render(*a, **kw):
+        seen.append(("render", threading.current_thread().name))
+        return mjr_render(*a, **kw)
+
+    def traced_read(*a, **kw):
+        seen.append(("read", threading.current_thread().name))
+        return read_pixels(*a, **kw)
+
+    monkeypatch.setattr(render.mujoco, "mjr_render", traced_render)
+    monkeypatch.setattr(type(r.ctx), "read_pixels", traced_read)
+    obs, _ = env.reset(options={"init_state": 0})
+    env.step(np.zeros(7))
+    assert {k for k, _ in seen} == {"render", "read"}
+    assert all(name.startswith("aura-gl") for _, name in seen), seen
+    monkeypatch.undo()
+    from OpenGL import EGL
+
+    assert not EGL.eglGetCurrentContext()  # nothing current on this thread while installed
+    r.ctx.gl_ctx.make_current()  # and the GL thread does not hold it either (else EGL_BAD_ACCESS)
+    render.release_current_egl()
+    img = env.raw_env.env.sim.render(32, 32, camera_name="agentview")
+    assert img.shape == (32, 32, 3) and img.any()
