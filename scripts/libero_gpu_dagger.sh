@@ -17,14 +17,14 @@ cd "$(dirname "$0")/.." || exit 2
 WORK=${WORK:-/tmp/aura-dagger}
 INIT=${INIT:-checkpoints/libero-vla}   # the backbone that acts and is fine-tuned
 TASKS=${TASKS:-0-9}
-PER_TASK=${PER_TASK:-20}
+PER_TASK=${PER_TASK:-12}
 # weighted by the shipped backbone's open-loop failures (benchmarks/results/libero_vla_open_loop):
 # tasks 7-9 solve 26-28 %, 0/3/5 56-60 %, 1/2/4 68-76 %, 6 90 %
-TASK_EPISODES=${TASK_EPISODES-7-9=55 0,3,5=32 6=12}
+TASK_EPISODES=${TASK_EPISODES-7-9=40 0,3,5=20 6=6}
 BETA=${BETA:-0.2}                      # per-episode probability that the expert drives
 DEMOS=${DEMOS:-}                       # optional demo directory trained on together with the rollouts
 WORKERS=${WORKERS:-15}
-TRAIN_S=${TRAIN_S:-270}                # fine-tuning time limit, seconds (loading included)
+TRAIN_S=${TRAIN_S:-210}                # fine-tuning time limit, seconds (loading included)
 TRAIN_ARGS=${TRAIN_ARGS:---lr 3e-4 --warmup 100}
 EPISODES=${EPISODES:-50}               # fixed init states per task in the evaluation
 # the deployed execution: open-loop chunks of 8, one network call per chunk (the same actions as with

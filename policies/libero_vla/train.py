@@ -210,12 +210,12 @@ def train(cfg: TrainConfig, t_start: float | None = None) -> dict:
         raise ValueError(
             f"{cfg.demos}: demos are {demos.recipe['image_size']} px, the model {mcfg.image_size} px"
         )
+    recipe_init = dict(init=cfg.init, init_sha256=_weights_sha(cfg.init)) if cfg.init else {}
     if start is not None:
         net = start.train()  # weights and normalisation statistics as fitted before
-        recipe_init = dict(init=cfg.init, init_sha256=_weights_sha(cfg.init))
     else:
-        net, recipe_init = LiberoVLANet(mcfg), {}
-        fit_stats(net, demos)
+        net = LiberoVLANet(mcfg)
+        fit_stats(net, demos)  # a resumed run gets its own statistics back with its state below
     data = DeviceData(demos, mcfg.chunk, mcfg.tokenizer(), device)
     recipe = {**demos.recipe, **recipe_init}
     del demos  # the host copy of the video (tens of GB on the GPU machine)

@@ -443,6 +443,12 @@ def test_unlabelled_frames_are_masked_and_init_fine_tunes(tiny_demos, train_tiny
         assert torch.equal(getattr(before, name), getattr(after, name)), name  # kept, not refitted
     assert cfg["model"] == json.loads((base / "config.json").read_text())["model"]
     assert cfg["training"]["recipe"]["init"] == str(base)
+    s = train_tiny(
+        tuned, demos=[str(tiny_demos), str(dagger)], init=str(base), model={}, steps=7, resume=True
+    )
+    resumed, cfg = load_checkpoint(tuned)
+    assert s["step"] == 7 and cfg["training"]["recipe"]["init"] == str(base)
+    assert torch.equal(resumed.action_scale, before.action_scale)  # the state's statistics, not refitted
     with pytest.raises(ValueError, match="--init"):
         train_tiny(tmp_path / "bad", init=str(base), steps=1)  # an architecture override with --init
     with h5py.File(dagger / "task0_k0000.hdf5", "r+") as f:
