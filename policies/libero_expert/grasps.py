@@ -32,10 +32,14 @@ def grasp_body(name: str, z_frac: float = 0.5, z_max_above: float = 0.05):
         wlo, whi = sc.aabb(name)
         z = max(wlo[2] + min(z_frac * (whi[2] - wlo[2]), z_max_above), sc.table_z + 0.012)
         point = np.array([center[0], center[1], z])
-        ax_x = np.arctan2(r[1, 0], r[0, 0])  # world angle of the body's local x axis
-        short = ax_x if ext[0] <= ext[1] else ax_x + np.pi / 2
+        # The body's horizontal local axes: x and y when it stands (local z up), the other two when it
+        # has toppled (e.g. a carton thrown by LIBERO's init state and landed on its side).
+        up = int(np.argmax(np.abs(r[2, :])))
+        a, b = [i for i in range(3) if i != up]
+        ax_a = np.arctan2(r[1, a], r[0, a])  # world angle of local axis a
+        short = ax_a if ext[a] <= ext[b] else ax_a + np.pi / 2
         yaws = [_finger_yaw(short)]
-        if max(ext[0], ext[1]) < 1.3 * min(ext[0], ext[1]):
+        if max(ext[a], ext[b]) < 1.3 * min(ext[a], ext[b]):
             yaws.append(_finger_yaw(short + np.pi / 2))
         scores = [clearance(sc, point, y, (name,), z - 0.03) for y in yaws]
         return Grasp(point, yaws[int(np.argmax(np.round(scores, 3)))])
