@@ -12,16 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from cli.common import at_least, int_list
+from cli.common import at_least
 from sim.libero.bench import run_throughput
-from sim.libero.env import N_TASKS
 from sim.libero.render import add_render_argument
+from sim.libero.tasks import TASKS_HELP, parse_tasks
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="env worker processes")
     p.add_argument("--steps", type=int, default=60, help="steps per worker and phase")
-    p.add_argument("--tasks", default="0,1", help="tasks, one per worker in turn (e.g. 0,1 or 0-9)")
+    p.add_argument("--tasks", default="0,1", help="tasks, one per worker in turn: " + TASKS_HELP)
     p.add_argument("--cameras", default="image,wrist_image", help="cameras of the 'cameras' phase")
     p.add_argument("--image-size", type=int, default=128, help="rendered image side in pixels")
     p.add_argument("--backbone", default="libero_expert", help="backbone whose base action drives the arm")
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     at_least(args, 1, "workers", "steps", "image_size")
     if args.no_cull and args.render != "faithful":
         raise ValueError("--no-cull measures the faithful baseline; drop --render")
-    args.tasks = int_list(args.tasks, N_TASKS, "--tasks")
+    args.tasks = parse_tasks(args.tasks, "--tasks")
     summary = run_throughput(args)
     if args.json:
         with open(args.json, "w") as f:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from cli.common import at_least, int_list
-from sim.libero.env import N_TASKS
+from cli.common import at_least
 from sim.libero.render_check import check_task
+from sim.libero.tasks import TASKS_HELP, parse_tasks
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tasks", default="0-9", help="e.g. 0-9 or 0,3,8")
+    p.add_argument("--tasks", default="0-9", help=TASKS_HELP)
     p.add_argument("--steps", type=int, default=10, help="random-action steps per task")
     p.add_argument("--image-size", type=int, default=128, help="rendered image side in pixels")
     p.add_argument("--json", default=None, help="write the results here")
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     at_least(args, 1, "steps", "image_size")
     results = []
-    for t in int_list(args.tasks, N_TASKS, "--tasks"):
+    for t in parse_tasks(args.tasks, "--tasks"):
         r = check_task(t, args.steps, args.image_size)
         results.append(r)
         for key, d in r["diff"].items():
