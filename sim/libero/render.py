@@ -25,9 +25,11 @@ Two independent pieces, installed on robosuite's ``MjRenderContext`` by :class:`
   (renormalised) and mean uv of its corners. Only the OpenGL display list changes - ``mjModel``,
   collision geometry and physics are untouched.
 
-* **A GL thread of its own (EGL contexts).** All GL work of an installed renderer (``render``,
-  ``read_pixels``) runs on one long-lived thread per process, so Mesa's per-frame allocations land in
-  that thread's malloc arena, not in the main thread's heap next to the Python loop's objects. Why: with
+* **A GL thread of its own (EGL contexts).** The GL calls of an installed renderer (``mjr_render``,
+  ``mjr_readPixels``) run on one long-lived thread per process, so Mesa's per-frame allocations land in
+  that thread's malloc arena, not in the main thread's heap next to the Python loop's objects; the scene
+  update (culling, ``mjv_updateScene``) and the image arrays, which outlive the frame, stay on the
+  caller's thread. Why: with
   ``LP_NUM_THREADS=0`` llvmpipe bins and rasterises in the calling thread, ~20 MB of 64 KiB scene blocks
   malloc'd and freed per frame, plus, every ~30 frames, a new 1 MiB constant-upload buffer
   (``posix_memalign(4096, 1 MiB + 48)``, alive ~2 s). In glibc 2.36's main arena the Python objects
@@ -377,34 +379,11 @@ class SceneRenderer:
             _compile_lists(con, self.decimated)
 
     def render(self, width, height, camera_id=None, segmentation=False):
-        if self.gl_thread:
-            return on_gl_thread(self._on_gl_thread, self._render, width, height, camera_id, segmentation)
-        return self._render(width, height, camera_id, segmentation)
-
-    def read_pixels(self, width, height, depth=False, segmentation=False):
-        """robosuite's ``read_pixels`` (called right after ``render``), on the GL thread."""
-        fn = type(self.ctx).read_pixels
-        return on_gl_thread(self._on_gl_thread, fn, self.ctx, width, height, depth, segmentation)
-
-    def _on_gl_thread(self, fn, *args):
-        self.ctx.gl_ctx.make_current()
-        try:
-            return fn(*args)
-        finally:
-            release_current_egl()
-
-    def _render(self, width, height, camera_id=None, segmentation=False):
         ctx = self.ctx
-        if width > ctx.con.offWidth or height > ctx.con.offHeight:
-            ctx.update_offscreen_size(
-                max(width, ctx.model.vis.global_.offwidth), max(height, ctx.model.vis.global_.offheight)
-            )
-        # robosuite never re-selects its GL context, so with several envs in one process every env
-        # would draw into the newest one, with that context's display lists.
-        ctx.gl_ctx.make_current()
-        self._sync_context()
         if segmentation or not self.cull or self._hide_group is None:
-            return type(ctx).render(ctx, width, height, camera_id=camera_id, segmentation=segmentation)
+            return self._gl(self._robosuite_render, width, height, camera_id, segmentation)
+        # The scene (camera, culling, mjv_updateScene: MuJoCo, no GL) on the caller's thread, so that the
+        # GL thread allocates nothing but GL's own memory; only the draw goes there.
         if camera_id is not None:
             ctx.cam.type = (
                 mujoco.mjtCamera.mjCAMERA_FREE if camera_id == -1 else mujoco.mjtCamera.mjCAMERA_FIXED
@@ -422,7 +401,55 @@ class SceneRenderer:
             m.geom_group[hide] = saved
         culled = sum(_rendered(ctx.vopt.geomgroup, g) for g in saved)
         self.last_ngeom = (ctx.scn.ngeom, ctx.scn.ngeom + culled)
-        mujoco.mjr_render(mujoco.MjrRect(0, 0, width, height), ctx.scn, ctx.con)
+        self._gl(self._draw, width, height)
+
+    def read_pixels(self, width, height, depth=False, segmentation=False):
+        """robosuite's ``read_pixels`` (called right after ``render``): the images are allocated on the
+        caller's thread (they outlive the frame: in the GL thread's arena they would sit between Mesa's
+        per-frame blocks), only ``mjr_readPixels`` runs on the GL thread."""
+        if segmentation:
+            return self._gl(type(self.ctx).read_pixels, self.ctx, width, height, depth, segmentation)
+        rgb = np.empty((height, width, 3), dtype=np.uint8)
+        dep = np.empty((height, width), dtype=np.float32) if depth else None
+        self._gl(self._read, rgb, dep, width, height)
+        return (rgb, dep) if depth else rgb
+
+    def _gl(self, fn, *args):
+        """``fn(*args)`` with the context current: on the GL thread (released after), or right here."""
+        if self.gl_thread:
+            return on_gl_thread(self._on_gl_thread, fn, *args)
+        self.ctx.gl_ctx.make_current()
+        return fn(*args)
+
+    def _on_gl_thread(self, fn, *args):
+        self.ctx.gl_ctx.make_current()
+        try:
+            return fn(*args)
+        finally:
+            release_current_egl()
+
+    def _prepare(self, width, height) -> None:
+        """GL side of a render: buffer size, the decimated lists (the context is current)."""
+        ctx = self.ctx
+        if width > ctx.con.offWidth or height > ctx.con.offHeight:
+            ctx.update_offscreen_size(
+                max(width, ctx.model.vis.global_.offwidth), max(height, ctx.model.vis.global_.offheight)
+            )
+        self._sync_context()
+
+    def _draw(self, width, height) -> None:
+        self._prepare(width, height)
+        mujoco.mjr_render(mujoco.MjrRect(0, 0, width, height), self.ctx.scn, self.ctx.con)
+
+    def _robosuite_render(self, width, height, camera_id, segmentation):
+        self._prepare(width, height)
+        ctx = self.ctx
+        return type(ctx).render(ctx, width, height, camera_id=camera_id, segmentation=segmentation)
+
+    def _read(self, rgb, depth, width, height) -> None:
+        mujoco.mjr_readPixels(
+            rgb=rgb, depth=depth, viewport=mujoco.MjrRect(0, 0, width, height), con=self.ctx.con
+        )
 
     def uninstall(self) -> None:
         """Back to robosuite's renderer and MuJoCo's own display lists."""

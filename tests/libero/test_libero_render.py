@@ -194,9 +194,9 @@ def test_fastest_drops_multisampling_and_uninstall_restores_it(envs):
 
 
 def test_gl_work_runs_on_the_gl_thread_and_the_context_stays_free(envs, monkeypatch):
-    """render and read_pixels run on the process's GL thread (its own malloc arena: Mesa's per-frame
-    allocations stay out of the main heap), and between frames no thread holds the context, so the
-    caller's thread can take it (LiberoEnv.close, robosuite after uninstall)."""
+    """mjr_render and mjr_readPixels run on the process's GL thread (its own malloc arena: Mesa's
+    per-frame allocations stay out of the main heap), and between frames no thread holds the context,
+    so the caller's thread can take it (LiberoEnv.close, robosuite after uninstall)."""
     import threading
 
     import sim.libero.render as render
@@ -205,7 +205,7 @@ def test_gl_work_runs_on_the_gl_thread_and_the_context_stays_free(envs, monkeypa
     r = env.renderer
     assert r.gl_thread  # EGL: on by default
     seen = []
-    mjr_render, read_pixels = render.mujoco.mjr_render, type(r.ctx).read_pixels
+    mjr_render, read_pixels = render.mujoco.mjr_render, render.mujoco.mjr_readPixels
 
     def traced_render(*a, **kw):
         seen.append(("render", threading.current_thread().name))
@@ -216,7 +216,7 @@ def test_gl_work_runs_on_the_gl_thread_and_the_context_stays_free(envs, monkeypa
         return read_pixels(*a, **kw)
 
     monkeypatch.setattr(render.mujoco, "mjr_render", traced_render)
-    monkeypatch.setattr(type(r.ctx), "read_pixels", traced_read)
+    monkeypatch.setattr(render.mujoco, "mjr_readPixels", traced_read)
     obs, _ = env.reset(options={"init_state": 0})
     env.step(np.zeros(7))
     assert {k for k, _ in seen} == {"render", "read"}
