@@ -35,10 +35,11 @@ Two independent pieces, installed on robosuite's ``MjRenderContext`` by :class:`
   (``posix_memalign(4096, 1 MiB + 48)``, alive ~2 s). In glibc 2.36's main arena the Python objects
   allocated meanwhile settle in the holes those buffers leave, and an aligned 1 MiB request needs 4 KiB
   of slack more than the hole: the heap grew by brk (``sysmalloc`` from that ``posix_memalign``, caught
-  with gdb) in ~0.6-1.7 MB steps over a long ``aura run`` on LIBERO (``benchmarks/heap_probe.py``,
-  docs/deploy.md "RSS soak on LIBERO"). The thread is invisible to callers: each job makes the context
-  current and releases it, so code on the caller's thread (``LiberoEnv.close``, robosuite's renderer
-  after :meth:`SceneRenderer.uninstall`) still finds it free.
+  with gdb) in ~0.6-1.7 MB steps over a long ``aura run`` on LIBERO (``benchmarks/heap_probe.py``;
+  docs/deploy.md, "Soak of `aura run` on LIBERO", also for what remains: the GL thread's own arena still
+  steps up now and then). The thread is invisible to callers: each job makes the context current and
+  releases it, so code on the caller's thread (``LiberoEnv.close``, robosuite's renderer after
+  :meth:`SceneRenderer.uninstall`) still finds it free.
 """
 
 from __future__ import annotations
