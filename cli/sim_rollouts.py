@@ -20,18 +20,19 @@ import argparse
 import json
 from pathlib import Path
 
-from cli.common import add_backbone_arguments, at_least, int_list
-from sim.libero.env import MAX_STEPS, N_TASKS
+from cli.common import add_backbone_arguments, at_least
+from sim.libero.env import MAX_STEPS
 from sim.libero.render import add_render_argument
 from sim.libero.rollouts import BETA_MODES, PLACEMENT_BASE
 from sim.libero.rollouts_io import DEFAULT_DEMOS_RECORD
+from sim.libero.tasks import TASKS_HELP, parse_tasks
 
 # the path field of each shipped pixel backbone's config, filled from --checkpoint
 PATH_FIELDS = {"libero_vla": "checkpoint", "libero_vla_onnx": "model"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", default="0-9", help="libero_10 task ids, e.g. 0,2,5-9")
+    parser.add_argument("--tasks", default="0-9", help=TASKS_HELP)
     parser.add_argument("--per-task", type=int, default=10, help="rollouts per task")
     parser.add_argument(
         "--task-episodes",
@@ -93,7 +94,7 @@ def episode_counts(args: argparse.Namespace, tasks: list[int]) -> dict[int, int]
             n = -1
         if not sep or n < 1:
             raise ValueError(f"--task-episodes {item!r}: use TASKS=N with N >= 1, e.g. 7-9=60")
-        for t in int_list(which, N_TASKS, "--task-episodes"):
+        for t in parse_tasks(which, "--task-episodes"):
             if t not in counts:
                 raise ValueError(f"--task-episodes {item!r}: task {t} is not in --tasks {args.tasks}")
             counts[t] = n
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from sim.libero.rollouts import collect_rollouts
     from sim.libero.rollouts_io import check_disjoint, print_summary
 
-    tasks = int_list(args.tasks, N_TASKS, "--tasks")
+    tasks = parse_tasks(args.tasks, "--tasks")
     at_least(args, 1, "per_task", "workers", "max_steps")
     at_least(args, 0, "retries", "placement_base")
     if not 16 <= args.image_size <= 1024:

@@ -76,6 +76,7 @@ def test_placement_seeds_are_disjoint_from_the_shipped_demos():
         ("--task-episodes 7=0", "--task-episodes"),
         ("--task-episodes 7", "--task-episodes"),
         ("--backbone libero_expert --images", "--images"),
+        ("--tasks libero_90:no_such_task", "--tasks"),
     ],
 )
 def test_user_errors_are_one_line_naming_the_option(argv, needle, tmp_path, capsys):
@@ -86,6 +87,21 @@ def test_user_errors_are_one_line_naming_the_option(argv, needle, tmp_path, caps
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and err.startswith("aura sim rollouts:"), err
+
+
+def test_task_episodes_weight_the_rollouts_per_task():
+    """--task-episodes overrides --per-task for the named tasks (ids, ranges or a task group)."""
+    import argparse
+
+    from cli.sim_rollouts import episode_counts
+    from sim.libero.tasks import parse_tasks
+
+    args = argparse.Namespace(tasks="0-9", per_task=4, task_episodes=["7-9=30", "0,3=12"])
+    counts = episode_counts(args, parse_tasks(args.tasks))
+    assert counts == {0: 12, 1: 4, 2: 4, 3: 12, 4: 4, 5: 4, 6: 4, 7: 30, 8: 30, 9: 30}
+    group = parse_tasks("living_room_scene2")
+    args = argparse.Namespace(tasks="living_room_scene2", per_task=2, task_episodes=["living_room_scene2=5"])
+    assert episode_counts(args, group) == dict.fromkeys(group, 5) and len(group) == 5
 
 
 @pytest.fixture(scope="module")
