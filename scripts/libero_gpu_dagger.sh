@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # One DAgger round for the LIBERO pixel backbone on the GPU machine, after scripts/libero_gpu.sh has set
 # LIBERO up (docs/libero_vla.md, "DAgger"):
-#   rollouts: the frozen backbone (INIT) drives libero_10 on fresh placements, the scripted expert labels
+#   demos:    DEMOS_PER_TASK > 0 records fresh expert demos here (`aura sim demos`, as the backbone's own
+#             pipeline): DAgger trains on the aggregate, expert states and the policy's together
+#   rollouts: the frozen backbone (ACTOR) drives libero_10 on fresh placements, the scripted expert labels
 #             every visited state as a shadow, camera frames kept (`aura sim rollouts --images`); per-task
 #             counts weighted towards the tasks it fails (TASK_EPISODES); BETA of the episodes are the
-#             expert's own (fresh demos as an anchor)
-#   finetune: `aura train backbone --init INIT` on those episodes (+ DEMOS when given)
+#             expert's own
+#   train:    `aura train backbone` on rollouts + demos (+ DEMOS given): from INIT (fine-tune) or, with
+#             INIT empty, from scratch
 #   eval:     the base arm on all 500 fixed init states (never trained on), results packed under $WORK/results
+# Measured 2026-12-06 (benchmarks/results/libero_vla_dagger1): fine-tuning the shipped checkpoint on 147
+# rollouts alone at lr 3e-4 collapsed it from 58 % to 4 % (weights moved 20-54 % of their norm): hence the
+# aggregate with demos and a fine-tuning lr 10x lower by default.
 # Every step is resumable ($WORK/<step>.done; rollouts, training and evaluation resume inside the step).
 # Run it in the background and poll its log (a device call lasts at most 10 minutes), copying
 # $WORK/eval/episodes.jsonl and $WORK/ckpt/{config.json,model.safetensors} into each call's $OUT as they
@@ -15,17 +21,23 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 WORK=${WORK:-/tmp/aura-dagger}
-INIT=${INIT:-checkpoints/libero-vla}   # the backbone that acts and is fine-tuned
+ACTOR=${ACTOR:-checkpoints/libero-vla} # the backbone that drives the rollouts
+INIT=${INIT-$ACTOR}                    # fine-tuned from; empty: train from scratch on the aggregate
 TASKS=${TASKS:-0-9}
-PER_TASK=${PER_TASK:-12}
+PER_TASK=${PER_TASK:-6}
 # weighted by the shipped backbone's open-loop failures (benchmarks/results/libero_vla_open_loop):
 # tasks 7-9 solve 26-28 %, 0/3/5 56-60 %, 1/2/4 68-76 %, 6 90 %
-TASK_EPISODES=${TASK_EPISODES-7-9=40 0,3,5=20 6=6}
+TASK_EPISODES=${TASK_EPISODES-7-9=30 0,3,5=12 6=3}
 BETA=${BETA:-0.2}                      # per-episode probability that the expert drives
 DEMOS=${DEMOS:-}                       # optional demo directory trained on together with the rollouts
+DEMOS_PER_TASK=${DEMOS_PER_TASK:-0}    # > 0: record that many fresh demos per task here and train on them
 WORKERS=${WORKERS:-15}
-TRAIN_S=${TRAIN_S:-210}                # fine-tuning time limit, seconds (loading included)
-TRAIN_ARGS=${TRAIN_ARGS:---lr 3e-4 --warmup 100}
+TRAIN_S=${TRAIN_S:-150}                # training time limit, seconds (loading included)
+if [ -n "$INIT" ]; then # fine-tuning: 10x below the 3e-4 that collapsed the first round
+    TRAIN_ARGS=${TRAIN_ARGS:---lr 3e-5 --warmup 100}
+else # from scratch: the first training's settings
+    TRAIN_ARGS=${TRAIN_ARGS:---lr 6e-4 --warmup 300}
+fi
 EPISODES=${EPISODES:-50}               # fixed init states per task in the evaluation
 # the deployed execution: open-loop chunks of 8, one network call per chunk (the same actions as with
 # fresh features; docs/libero_vla.md); rollouts act the same way, so they visit the states the eval will
@@ -37,23 +49,30 @@ mkdir -p "$WORK/results"
 . scripts/lib/steps.sh
 echo running >"$WORK/pipeline.status"
 
+demos() {
+    $AURA sim demos --tasks "$TASKS" --per-task "$DEMOS_PER_TASK" --tries-per-job 6 --workers "$WORKERS" \
+        --placements fresh --first-pass cameras --image-size 128 --out "$WORK/demos"
+    [ $? -le 1 ] # 1: a task kept fewer demos than asked; train on what there is (demos.json says so)
+}
 rollouts() {
     local overrides=() item
     for item in $TASK_EPISODES; do overrides+=(--task-episodes "$item"); done
     # shellcheck disable=SC2086
     $AURA sim rollouts --tasks "$TASKS" --per-task "$PER_TASK" "${overrides[@]}" --images --beta "$BETA" \
-        --checkpoint "$INIT" --backbone-arg "device=$DEVICE" $EXEC_ARGS --workers "$WORKERS" \
+        --checkpoint "$ACTOR" --backbone-arg "device=$DEVICE" $EXEC_ARGS --workers "$WORKERS" \
         --out "$WORK/rollouts" --quiet
     local rc=$?
     cp "$WORK/rollouts/rollouts.json" "$WORK/results/rollouts.json" 2>/dev/null
     [ "$rc" -eq 0 ] || [ -s "$WORK/rollouts/rollouts.safetensors" ] # a few lost episodes do not stop it
 }
 finetune() {
-    local resume=() data=("$WORK/rollouts/episodes")
+    local resume=() init=() data=("$WORK/rollouts/episodes")
     [ -e "$WORK/ckpt/config.json" ] && resume=(--resume)
+    [ -n "$INIT" ] && init=(--init "$INIT")
     [ -n "$DEMOS" ] && data+=("$DEMOS")
+    [ "$DEMOS_PER_TASK" -gt 0 ] && data+=("$WORK/demos")
     # shellcheck disable=SC2086
-    $AURA train backbone --demos "${data[@]}" --init "$INIT" --out "$WORK/ckpt" --device "$DEVICE" \
+    $AURA train backbone --demos "${data[@]}" "${init[@]}" --out "$WORK/ckpt" --device "$DEVICE" \
         --time-limit "$TRAIN_S" --fit-to-time --no-progress "${resume[@]}" $TRAIN_ARGS
 }
 evaluate() {
@@ -66,13 +85,15 @@ pack() {
     cp "$WORK/ckpt/model.safetensors" "$WORK/results/model.safetensors"
     local f files=()
     for f in "$WORK"/ckpt/config.json "$WORK"/ckpt/train.jsonl "$WORK"/eval/summary.json "$WORK"/eval/summary.md \
-        "$WORK"/eval/config.json "$WORK"/eval/*.png "$WORK"/eval/episodes*.jsonl "$WORK"/results/rollouts.json; do
+        "$WORK"/eval/config.json "$WORK"/eval/*.png "$WORK"/eval/episodes*.jsonl "$WORK"/results/rollouts.json \
+        "$WORK"/demos/demos.json; do
         [ -e "$f" ] && files+=("${f#"$WORK"/}")
     done
     tar -C "$WORK" -cf "$WORK/results/results.tar" "${files[@]}" || return 1
     ls -la "$WORK/results"
 }
 
+[ "$DEMOS_PER_TASK" -gt 0 ] && step demos demos
 step rollouts rollouts
 step finetune finetune
 step eval evaluate
