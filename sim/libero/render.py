@@ -278,6 +278,19 @@ def _is_egl(ctx) -> bool:
     return type(ctx.gl_ctx).__module__.endswith("egl_context")
 
 
+def _software_gl() -> bool:
+    """Whether the current GL context renders on the CPU (Mesa llvmpipe / softpipe): the case whose
+    per-frame mallocs fragment the caller's heap. A GPU driver (the GPU machine's NVIDIA EGL) keeps its
+    frame memory on the device, and the GL thread has not been run there: it stays off."""
+    from OpenGL import GL
+
+    try:
+        name = GL.glGetString(GL.GL_RENDERER) or b""
+    except Exception:  # no current context: nothing to tell, keep robosuite's own threading
+        return False
+    return any(s in name.lower() for s in (b"llvmpipe", b"softpipe"))
+
+
 def release_current_egl() -> None:
     """Make no EGL context current on the calling thread (so another thread may take it)."""
     from OpenGL import EGL
@@ -295,9 +308,9 @@ class SceneRenderer:
     with frustum-culled geoms left out of the scene and, for ``quality="fast"`` / ``"fastest"``,
     decimated display lists for the meshes of rendered geoms. :meth:`uninstall` restores robosuite's
     renderer and the original display lists. Segmentation renders go through robosuite's own path,
-    unculled. With ``gl_thread`` (default: for EGL contexts) ``render`` and ``read_pixels`` run on the
-    process's GL thread (module docstring); uninstalled, the context is current on the caller's thread
-    again, as robosuite expects.
+    unculled. With ``gl_thread`` (default: EGL contexts of a CPU renderer, Mesa llvmpipe) ``render`` and
+    ``read_pixels`` run on the process's GL thread (module docstring); uninstalled, the context is current
+    on the caller's thread again, as robosuite expects.
     """
 
     def __init__(
@@ -313,7 +326,9 @@ class SceneRenderer:
         if not cell > 0:
             raise ValueError(f"cell must be > 0 metres, got {cell!r}")
         self.ctx, self.quality, self.cell, self.cull = ctx, quality, float(cell), bool(cull)
-        self.gl_thread = _is_egl(ctx) if gl_thread is None else bool(gl_thread)
+        if gl_thread is None:
+            gl_thread = _is_egl(ctx) and _software_gl()
+        self.gl_thread = bool(gl_thread)
         if self.gl_thread and not _is_egl(ctx):
             raise ValueError("gl_thread needs an EGL context (MUJOCO_GL=egl)")
         self.model = ctx.model._model

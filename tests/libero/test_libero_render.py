@@ -203,7 +203,7 @@ def test_gl_work_runs_on_the_gl_thread_and_the_context_stays_free(envs, monkeypa
 
     env = envs[0]
     r = env.renderer
-    assert r.gl_thread  # EGL: on by default
+    assert r.gl_thread  # EGL on Mesa llvmpipe (this machine): on by default
     seen = []
     mjr_render, read_pixels = render.mujoco.mjr_render, render.mujoco.mjr_readPixels
 
