@@ -49,11 +49,7 @@ mkdir -p "$WORK/results"
 . scripts/lib/steps.sh
 echo running >"$WORK/pipeline.status"
 
-demos() {
-    $AURA sim demos --tasks "$TASKS" --per-task "$DEMOS_PER_TASK" --tries-per-job 6 --workers "$WORKERS" \
-        --placements fresh --first-pass cameras --image-size 128 --out "$WORK/demos"
-    [ $? -le 1 ] # 1: a task kept fewer demos than asked; train on what there is (demos.json says so)
-}
+demos() { record_demos "$WORK/demos" "$DEMOS_PER_TASK" 6; }
 rollouts() {
     local overrides=() item
     for item in $TASK_EPISODES; do overrides+=(--task-episodes "$item"); done

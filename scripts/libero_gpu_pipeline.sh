@@ -30,12 +30,10 @@ mkdir -p "$WORK/results"
 echo running >"$WORK/pipeline.status"
 
 demos() {
-    # rc 1 means a task kept fewer demos than asked: train on what there is, the summary says so
-    $AURA sim demos --tasks "$TASKS" --per-task "$PER_TASK" --tries-per-job "$TRIES_PER_JOB" --workers "$WORKERS" \
-        --placements fresh --first-pass cameras --image-size 128 --out "$WORK/demos"
+    record_demos "$WORK/demos" "$PER_TASK" "$TRIES_PER_JOB"
     local rc=$?
     cp "$WORK/demos/demos.json" "$WORK/results/demos.json"
-    [ "$rc" -le 1 ]
+    return $rc
 }
 split_check() {
     python3 - "$WORK/demos" "$WORK/results/split.json" <<'EOF'

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Resumable pipeline steps, sourced by scripts/libero_gpu_pipeline.sh and scripts/libero_panel.sh.
+# Resumable pipeline steps, sourced by scripts/libero_gpu_pipeline.sh, libero_gpu_dagger.sh and libero_panel.sh.
 # Needs WORK set. `step NAME COMMAND...` runs COMMAND once: success leaves $WORK/NAME.done (holding the
 # seconds it took) and a rerun skips it; a failure is logged, written to $WORK/pipeline.status and stops
 # the pipeline (exit 1).
@@ -21,4 +21,13 @@ step() {
         echo "failed $name" >"$WORK/pipeline.status"
         exit 1
     fi
+}
+
+# record_demos OUT PER_TASK TRIES: fresh-placement expert demos of $TASKS at the backbone's 128 px on
+# $WORKERS processes, as the GPU pipelines record them. Exit 1 of `aura sim demos` (a task kept fewer demos
+# than asked) is not a failure: train on what there is, OUT/demos.json says so.
+record_demos() {
+    $AURA sim demos --tasks "$TASKS" --per-task "$2" --tries-per-job "$3" --workers "$WORKERS" \
+        --placements fresh --first-pass cameras --image-size 128 --out "$1"
+    [ $? -le 1 ]
 }
