@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from cli.common import add_backbone_arguments, at_least, int_list
-from sim.libero.arms import ARMS
+from sim.libero.arms import ARMS, DEFAULT_ARMS
 from sim.libero.env import CAMERAS, MAX_STEPS, N_INIT_STATES
 from sim.libero.evaluate import EvalPlan, parse_shard, rebuild_summary, run_evaluation
 from sim.libero.render import add_render_argument
@@ -37,7 +37,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init-states", default=None, help="explicit init states, e.g. 0-4,10 (overrides --episodes)"
     )
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma list of {', '.join(ARMS)}")
+    parser.add_argument(
+        "--arms",
+        default=None,
+        help=f"comma list of {', '.join(ARMS)} (default: {','.join(DEFAULT_ARMS)}, and oracle with "
+        "--instruction-steps)",
+    )
+    parser.add_argument(
+        "--instruction-steps",
+        type=int,
+        default=None,
+        metavar="K",
+        help="transient-instruction variant: the instruction only at steps t < K, then '' (default: always)",
+    )
     add_backbone_arguments(parser, "libero_expert", "registered backbone name or module:Class")
     parser.add_argument("--checkpoint", default=None, help="trained AuraMem checkpoint dir (default: fresh)")
     parser.add_argument(
@@ -124,9 +136,15 @@ def _plan(args: argparse.Namespace) -> EvalPlan:
         inits = list(range(args.episodes))
     else:
         raise ValueError(f"--episodes must be in 1..{N_INIT_STATES}, got {args.episodes}")
-    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    k = args.instruction_steps
+    if k is not None and k < 1:
+        raise ValueError(f"--instruction-steps must be >= 1, got {k}")
+    text = args.arms if args.arms is not None else ",".join(DEFAULT_ARMS + (("oracle",) if k else ()))
+    arms = [a.strip() for a in text.split(",") if a.strip()]
     if not arms or any(a not in ARMS for a in arms):
         raise ValueError(f"--arms must be a comma list of {ARMS}, got {args.arms!r}")
+    if "oracle" in arms and k is None:
+        raise ValueError("--arms oracle writes at the instruction steps: give --instruction-steps K")
     at_least(args, 1, "workers", "max_steps", "image_size", "d_model")
     at_least(args, 0, "retries", "video", "budget_rate")
     if args.max_steps > 10_000:
@@ -184,6 +202,7 @@ def _plan(args: argparse.Namespace) -> EvalPlan:
         render=args.render,
         video=args.video,
         budget_rate=args.budget_rate,
+        instruction_steps=k,
     )
 
 

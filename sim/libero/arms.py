@@ -12,6 +12,9 @@ The backbone (``policies.backbone``: any registered one, e.g. the scripted exper
 ``periodic`` ``n`` writes evenly spaced over ``[0, T)``, centred            (budget-matched)
 ``kv``       the always-write KV-cache baseline (``aura.baselines.kv``): appends (k_t, v_t) every step,
              softmax read over the cache with a recency slope; ``a_t = a_t^base + W_o o_t``
+``oracle``   writes exactly at the instruction steps ``t < k`` of the transient-instruction variant
+             (``LiberoEnv(instruction_steps=k)``, ``aura eval libero --instruction-steps k``): the
+             writes a perfect gate would make when only those steps carry the goal
 ===========  ====================================================================================
 
 ``n`` and ``T`` are the AURA arm's write count and episode length on the same (task, init state), so
@@ -42,9 +45,11 @@ import math
 
 import numpy as np
 
-ARMS = ("base", "always", "aura", "random", "periodic", "kv")
+DEFAULT_ARMS = ("base", "always", "aura", "random", "periodic", "kv")  # the paper's panel
+ARMS = (*DEFAULT_ARMS, "oracle")
 BUDGET_ARMS = ("random", "periodic")
-MEMORY_ARMS = ("always", "aura", "random", "periodic")  # AuraMem arms (the journal applies)
+SCHEDULE_ARMS = (*BUDGET_ARMS, "oracle")  # arms whose writes are a given schedule
+MEMORY_ARMS = ("always", "aura", "random", "periodic", "oracle")  # AuraMem arms (the journal applies)
 CONTROL_HZ = 20.0  # LIBERO's control rate: time = steps / 20 Hz for the flash budget
 
 
@@ -62,9 +67,10 @@ class MemoryArm:
         self.t = 0
 
     def reset(self, schedule=None) -> None:
-        if self.arm in BUDGET_ARMS:
+        if self.arm in SCHEDULE_ARMS:
             if schedule is None:
-                raise ValueError(f"arm {self.arm!r} needs a write schedule (the AURA arm's budget)")
+                what = "the instruction steps" if self.arm == "oracle" else "the AURA arm's budget"
+                raise ValueError(f"arm {self.arm!r} needs a write schedule ({what})")
             self.schedule = {int(s) for s in schedule}
         if self.model is None:
             self.state = None

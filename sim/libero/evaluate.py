@@ -56,7 +56,8 @@ def run_episode(p: dict) -> dict:
     _crash_hook(p)
     cams = tuple(p["cameras"])
     render = p.get("render", "faithful")
-    env_key = (p["task"], p["image_size"], cams, p["max_steps"], render)
+    k = p.get("instruction_steps")
+    env_key = (p["task"], p["image_size"], cams, p["max_steps"], render, k)
     if _CACHE.get("env_key") != env_key:
         if _CACHE.get("env") is not None:
             _CACHE["env"].close()  # one env per worker: each holds 1.6-2.7 GB
@@ -66,6 +67,7 @@ def run_episode(p: dict) -> dict:
             cameras=cams,
             max_steps=p["max_steps"],
             render_quality=render,
+            instruction_steps=k,
         )
         _CACHE["env_key"] = env_key
     env = _CACHE["env"]
@@ -190,6 +192,8 @@ class EvalScheduler(RetryQueue):
                     payload["schedule"] = random_schedule(n, horizon, rng).tolist()
                 else:
                     payload["schedule"] = periodic_schedule(n, horizon).tolist()
+            if arm == "oracle":  # the steps that carry the goal in the transient-instruction variant
+                payload["schedule"] = list(range(self.base["instruction_steps"]))
             if self.base.get("video_states", 0) > i and self.base.get("video_dir"):
                 payload["video"] = str(Path(self.base["video_dir"]) / f"task{t}_init{i}_{arm}.mp4")
             job.payload = payload
@@ -262,6 +266,7 @@ class EvalPlan:
     render: str = "faithful"
     video: int = 0
     budget_rate: float = 0.1
+    instruction_steps: int | None = None  # the transient-instruction variant: the goal at t < k only
 
 
 def rebuild_summary(out_dir: Path, throughput: dict | None = None) -> dict:
@@ -287,10 +292,15 @@ def _pin_configuration(plan: EvalPlan, out_dir: Path) -> None:
         pinned["backbone_args"] = plan.backbone_args
     if plan.render != "faithful":  # only pinned when set, so results dirs from before the option still resume
         pinned["render"] = plan.render
+    if plan.instruction_steps is not None:  # likewise
+        pinned["instruction_steps"] = plan.instruction_steps
     cfg_path = out_dir / "config.json"
     if cfg_path.is_file() and any(out_dir.glob("episodes*.jsonl")):
         old = json.loads(cfg_path.read_text())
-        diff = {k: (old.get(k), v) for k, v in pinned.items() if old.get(k) != v}
+        # the settings pinned only when set count when either side has them (a fast-render or
+        # transient-instruction directory is not resumed by a run without the option, nor the reverse)
+        keys = set(pinned) | (set(old) & {"kv_checkpoint", "backbone_args", "render", "instruction_steps"})
+        diff = {k: (old.get(k), pinned.get(k)) for k in sorted(keys) if old.get(k) != pinned.get(k)}
         if diff:
             raise ValueError(
                 f"--out {out_dir} holds results of another configuration {diff} (was, now); use another --out"
@@ -333,6 +343,7 @@ def run_evaluation(plan: EvalPlan) -> int:
         d_model=plan.d_model,
         video_states=plan.video,
         video_dir=str(video_dir),
+        instruction_steps=plan.instruction_steps,
     )
     sched = EvalScheduler(pairs, plan.arms, base, done, plan.retries, out, plan.budget_rate)
     print(

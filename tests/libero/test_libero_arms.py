@@ -110,3 +110,20 @@ def test_write_positions_plot_and_near_subgoal(tmp_path):
     path = plot_write_positions(recs, tmp_path / "w.png")
     assert path.stat().st_size > 1000
     assert plot_write_positions([_rec("base", 0, 0)], tmp_path / "none.png") is None
+
+
+def test_oracle_arm_writes_exactly_at_its_schedule():
+    """The oracle arm of the transient-instruction variant writes at the instruction steps and nowhere
+    else, whatever its gate would say; it needs the schedule."""
+    rng = np.random.default_rng(1)
+    z, base = (
+        rng.standard_normal((12, 16)).astype(np.float32),
+        rng.standard_normal((12, 7)).astype(np.float32),
+    )
+    torch.manual_seed(0)
+    arm = MemoryArm("oracle", AuraMem(AuraMemConfig(d_model=16, d_action=7)))
+    arm.reset(schedule=range(3))
+    wrote = [arm.step(z[t], base[t])[1] for t in range(12)]
+    assert wrote == [True] * 3 + [False] * 9
+    with pytest.raises(ValueError, match="instruction steps"):
+        arm.reset()

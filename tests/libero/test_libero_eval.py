@@ -140,3 +140,20 @@ def test_ray_executor_retries_crashed_and_failing_tasks(tmp_path, monkeypatch):
     errs = sorted(r["error"].split(":")[0] for r in recs if r["status"] != "ok")
     assert errs == ["RayTaskError(RuntimeError)", "WorkerCrashedError"]
     assert sum(r["status"] == "ok" for r in recs) == 12  # 2 pairs x the 6 default arms
+
+
+def test_transient_instruction_variant_and_its_oracle_arm(tmp_path, capsys):
+    """--instruction-steps k: the oracle arm writes at t < k only, the setting is pinned with the results,
+    and the oracle without k is a usage error naming the option."""
+    out = tmp_path / "transient"
+    args = ["eval", "libero", "--tasks", "0", "--init-states", "0", "--backbone", "libero_noop"]
+    args += ["--max-steps", "5", "--workers", "1", "--instruction-steps", "2", "--out", str(out)]
+    assert cli.main([*args, "--arms", "base,oracle"]) == 0
+    recs = {r["arm"]: r for r in _lines(out / "episodes.jsonl")}
+    assert recs["oracle"]["write_steps"] == [0, 1] and recs["base"]["writes"] == 0
+    assert json.loads((out / "config.json").read_text())["instruction_steps"] == 2
+    capsys.readouterr()
+    assert cli.main([*args[:-4], "--out", str(out)]) == 2  # the same results dir without the variant
+    assert "instruction_steps" in capsys.readouterr().err
+    assert cli.main(["eval", "libero", "--arms", "base,oracle", "--out", str(tmp_path / "x")]) == 2
+    assert "--instruction-steps" in capsys.readouterr().err
