@@ -5,7 +5,8 @@ Layout read (``sim/libero/demos.py``; one file per task): ``data`` (attrs ``lang
 (row 0 = top, as LiberoEnv gives), ``obs/state [T, 8]``. ``obs[t]`` is what the expert saw before
 ``actions[t]``. The episode files of ``aura sim rollouts --images`` (DAgger data) follow the same layout with
 ``actions`` = the shadow expert's label at the visited state: a non-finite row there is unsupervised (masked
-out of every chunk target, left out of the action statistics), never an error.
+out of every chunk target, left out of the action statistics). Such files say so (``data`` attr
+``unlabelled_rows`` = ``"nan"``); a non-finite action in any other demo file is corruption, an error.
 
 Decoding is the cost: the image datasets are gzip-compressed in small chunks (h5py picks (40, 32, 32, 1)
 for [T, 128, 128, 3]), and h5py decodes them at ~135 MB/s on one core holding a global lock, so threads do
@@ -29,6 +30,7 @@ import numpy as np
 
 CAMERAS = {"image": "agentview_rgb", "wrist_image": "eye_in_hand_rgb"}
 H5Z_FILTER_DEFLATE = 1
+UNLABELLED_ATTR = "unlabelled_rows"  # data attr of files whose NaN action rows are unsupervised (DAgger)
 
 
 class DemoFileError(ValueError):
@@ -186,9 +188,15 @@ def load_demos(
                 languages.append(language)
             names = _demo_names(data, f)
             used = names[:max_demos_per_task] if max_demos_per_task else names
+            nan_ok = _text(data.attrs.get(UNLABELLED_ATTR, "")) == "nan"
             lengths = []
             for name in used:
                 t = _check_demo(data[name], f, name, size)
+                if not nan_ok and not np.isfinite(data[name]["actions"][()]).all():
+                    raise DemoFileError(
+                        f"{f}: data/{name}/actions has non-finite values (corrupt: only `aura sim rollouts "
+                        f"--images` episodes, data attr {UNLABELLED_ATTR}='nan', leave rows unlabelled)"
+                    )
                 size = data[name][f"obs/{CAMERAS['image']}"].shape[1]
                 entries.append((f, name, t, languages.index(language)))
                 lengths.append(t)

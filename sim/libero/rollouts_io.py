@@ -13,7 +13,8 @@ Episode file ``OUT/episodes/task{t}_k{k:04d}.hdf5``, in the demo files' split la
       with images (``aura sim rollouts --images``), the demo files' training layout too:
       actions [T, 7] (= target_actions, NaN: unsupervised)
       obs/agentview_rgb, obs/eye_in_hand_rgb [T, S, S, 3] uint8 (what the backbone saw), obs/state [T, 8]
-    data attrs language, task_id (as in demo files, so ``policies.libero_vla.data.load_demos`` reads it)
+    data attrs language, task_id (as in demo files, so ``policies.libero_vla.data.load_demos`` reads it),
+      unlabelled_rows = "nan" (its NaN label rows are unsupervised, not corrupt)
 
 It is written to a temporary name and renamed, so an existing file is a finished episode.
 
@@ -47,6 +48,7 @@ def write_episode(
 ) -> None:
     import h5py
 
+    from policies.libero_vla.data import UNLABELLED_ATTR
     from sim.libero.demos import IMAGE_DATASET
 
     tmp = path.with_suffix(".hdf5.tmp")
@@ -65,6 +67,7 @@ def write_episode(
         for name, value in arrays.items():
             g.create_dataset(name, data=value)
         if observed:
+            data.attrs[UNLABELLED_ATTR] = "nan"  # NaN labels are unsupervised rows, not corruption
             g.create_dataset("actions", data=arrays["target_actions"])
             o = g.create_group("obs")
             o.create_dataset("agentview_rgb", data=observed["image"], **IMAGE_DATASET)

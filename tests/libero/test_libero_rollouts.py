@@ -219,6 +219,7 @@ def test_images_make_backbone_training_data(onnx_backbone, tmp_path):
             g["obs/agentview_rgb"].shape == (12, 128, 128, 3) and g["obs/agentview_rgb"].compression == "gzip"
         )
         assert f["data"].attrs["task_id"] == 0 and "basket" in f["data"].attrs["language"]
+        assert f["data"].attrs["unlabelled_rows"] == "nan"  # its NaN labels are unsupervised, not corrupt
     demos = load_demos(out / "episodes", progress=False, threads=1)
     assert demos.frames == 12 and demos.recipe["decoder"].startswith("2/2")  # the threaded zlib path
     ckpt = tmp_path / "tuned"

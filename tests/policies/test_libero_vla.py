@@ -423,6 +423,10 @@ def test_unlabelled_frames_are_masked_and_init_fine_tunes(tiny_demos, train_tiny
     write_demo_file(dagger / "task0_k0000.hdf5", 0, [10], seed=7)
     with h5py.File(dagger / "task0_k0000.hdf5", "r+") as f:
         f["data/demo_0/actions"][3:6] = np.nan
+    with pytest.raises(DemoFileError, match="non-finite"):  # a demo file with NaN actions is corrupt ...
+        load_demos(dagger, progress=False, threads=1)
+    with h5py.File(dagger / "task0_k0000.hdf5", "r+") as f:
+        f["data"].attrs["unlabelled_rows"] = "nan"  # ... a DAgger episode's NaN rows are unsupervised
     demos = load_demos([tiny_demos, dagger], progress=False, threads=1)
     assert demos.frames == 56 + 10 and int(demos.labelled.sum()) == 63
     assert demos.recipe["labelled_frames"] == 63 and len(demos.recipe["source"]) == 2
