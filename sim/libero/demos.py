@@ -8,7 +8,9 @@ Recording (``sim.libero.recording``, ``aura sim demos``) keeps each job's succes
                                      render (JSON: quality, culling, MSAA samples, triangles drawn),
                                      placements, batch, tries, complete
     data/demo_i               attrs: num_samples, init_state (-1 when fresh), placement_seed (-1 when
-                                     fixed), seed, nearest_init_state, nearest_init_mm
+                                     fixed), seed, nearest_init_task, nearest_init_state, nearest_init_mm
+                                     (the nearest fixed init state of any task of the same scene:
+                                     ``LiberoEnv.nearest_scene_init_state``)
       layout [S] (the flattened MuJoCo state right after reset, before the wait steps)
       actions [T, 7]  rewards [T]  dones [T]  states [T, S] (MuJoCo flattened)  robot_states [T, 9]
       obs/agentview_rgb [T, H, W, 3]  obs/eye_in_hand_rgb [T, H, W, 3]    (upright, as LiberoEnv gives)
@@ -52,7 +54,7 @@ def write_task_file(path: Path, demos: list[dict], meta: dict) -> None:
         for i, d in enumerate(demos):
             g = data.create_group(f"demo_{i}")
             g.attrs["num_samples"] = len(d["actions"])
-            for key in ("init_state", "seed", "placement_seed", "nearest_init_state"):
+            for key in ("init_state", "seed", "placement_seed", "nearest_init_task", "nearest_init_state"):
                 g.attrs[key] = int(d.get(key, -1))
             g.attrs["nearest_init_mm"] = float(d.get("nearest_init_mm", 0.0))
             if "layout" in d:

@@ -43,7 +43,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sim.libero.tasks import N_TASKS, SUITE, resolve_task, task_name, task_spec  # noqa: F401  (N_TASKS, SUITE: the env's constants too)
+from sim.libero.tasks import N_TASKS, SUITE, resolve_task, scene_tasks, task_name, task_spec  # noqa: F401  (N_TASKS, SUITE: the env's constants too)
 
 N_INIT_STATES = 50
 WAIT_STEPS = 10
@@ -216,6 +216,21 @@ class LiberoEnv(gym.Env):
         pos = self.object_positions(flat_state)
         d = [float(np.abs(self.object_positions(s) - pos).max()) for s in self.init_states]
         return int(np.argmin(d)), float(np.min(d))
+
+    def nearest_scene_init_state(self, flat_state: np.ndarray) -> tuple[int, int, float]:
+        """``(task, i, d)``: :meth:`nearest_init_state` over the fixed init states of every task of this
+        task's scene (``sim.libero.tasks.scene_tasks``: the task group's siblings share the scene, and
+        each one's 50 init states are evaluation layouts of it). For a task without siblings it is
+        ``(task_id, *nearest_init_state(...))``; what training data records and the split check reads."""
+        pos = self.object_positions(flat_state)
+        best = (self.task_id, -1, np.inf)
+        for task in scene_tasks(self.task_id):
+            states = self.init_states if task == self.task_id else task_spec(task)[2]
+            d = [float(np.abs(self.object_positions(s) - pos).max()) for s in states]
+            i = int(np.argmin(d))
+            if d[i] < best[2]:
+                best = (task, i, d[i])
+        return best
 
     def set_cameras(self, on: bool) -> None:
         """Switch rendering of this env's cameras; while off, image observations are all zeros

@@ -137,18 +137,19 @@ def record_task(p: dict) -> dict:
             dropped.append(episode)
             print(f"[demos] task {task} {what}: replay diverged, dropped", flush=True)
             continue
-        nearest, dist = env.nearest_init_state(ep["layout"])
+        near_task, nearest, dist = env.nearest_scene_init_state(ep["layout"])
         ep.update(
             init_state=env.init_state,
             placement_seed=episode.get("placement_seed", -1),
             seed=p["seed"],
+            nearest_init_task=near_task,
             nearest_init_state=nearest,
             nearest_init_mm=1000 * dist,
         )
         demos.append(ep)
         print(
             f"[demos] task {task} {what}: kept ({ep['steps']} steps, {1000 * dist:.0f} mm from init state "
-            f"{nearest})",
+            f"{nearest}{'' if near_task == task else f' of task {near_task}'})",
             flush=True,
         )
     result = dict(

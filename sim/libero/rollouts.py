@@ -186,7 +186,7 @@ def rollout_episode(env, backbone, shadow: ShadowExpert, p: dict) -> dict:
     names = sorted(set(stages))
     arrays["expert_stage"] = np.array([names.index(s) for s in stages], np.int16)
     observed = {key: np.stack(v) for key, v in seen.items()}
-    nearest, dist = env.nearest_init_state(env.layout)
+    near_task, nearest, dist = env.nearest_scene_init_state(env.layout)
     labelled = np.isfinite(arrays["target_actions"]).all(-1)
     record = dict(
         task=task,
@@ -201,6 +201,7 @@ def rollout_episode(env, backbone, shadow: ShadowExpert, p: dict) -> dict:
         labelled_fraction=float(labelled.mean()),
         expert_executed_fraction=float(arrays["expert_executed"].mean()),
         expert_error=shadow.error,
+        nearest_init_task=near_task,
         nearest_init_state=nearest,
         nearest_init_mm=1000 * dist,
         stage_names=names,
@@ -228,7 +229,8 @@ def run_rollout(p: dict) -> dict:
     if rec["init_state"] >= 0 or rec["nearest_init_mm"] < SPLIT_MIN_MM:
         raise ValueError(
             f"task {p['task']} placement seed {p['placement_seed']}: layout {rec['nearest_init_mm']:.2f} mm "
-            f"from fixed init state {rec['nearest_init_state']} (the evaluation set); not kept"
+            f"from fixed init state {rec['nearest_init_state']} of task {rec['nearest_init_task']} (the "
+            "evaluation set); not kept"
         )
     rec.update(wall_s=time.perf_counter() - t0, pid=os.getpid(), file=str(path))
     write_episode(path, ep["arrays"], ep["layout"], rec, env.render_info, ep["observed"])

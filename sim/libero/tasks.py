@@ -59,6 +59,10 @@ class TaskGroup:
     scene: str
     tasks: tuple[str, ...]  # task names (BDDL stems) within ``suite``
     why: str
+    # other tasks (ids) whose BDDL scene is identical too (same objects, fixtures, regions; a test checks
+    # it) but whose goals overlap the group's: not in the group, but their init states are evaluation
+    # layouts of the same scene (``scene_tasks``)
+    same_scene: tuple[int, ...] = ()
 
     @property
     def chance(self) -> float:
@@ -80,8 +84,22 @@ GROUPS = {
         why="libero_10 tasks 0 and 1's scene (basket, alphabet soup, cream cheese, tomato sauce, ketchup, "
         "orange juice, milk, butter); each task puts one object in the basket. Tasks 0 and 1 are left out: "
         "their two-object goals overlap these (task 0's success is also the soup's and the sauce's).",
+        same_scene=(0, 1),
     ),
 }
+
+
+def scene_tasks(task) -> list[int]:
+    """Ids of every task whose BDDL scene is identical to ``task``'s, itself included (a group's tasks and
+    its ``same_scene``; else just ``task``). Their fixed init states are all evaluation layouts of one
+    scene, so a training layout of any of them is checked against all of them
+    (``LiberoEnv.nearest_scene_init_state``)."""
+    t = resolve_task(task)
+    for g in GROUPS.values():
+        ids = {resolve_task(n) for n in g.names()} | set(g.same_scene)
+        if t in ids:
+            return sorted(ids)
+    return [t]
 
 
 TASKS_HELP = (

@@ -7,7 +7,7 @@ import pytest
 
 h5py = pytest.importorskip("h5py")
 
-from sim.libero.demos import write_task_file  # noqa: E402
+from sim.libero.demos import job_file, write_task_file  # noqa: E402
 
 
 def _episode(t, rng):
@@ -60,7 +60,7 @@ def test_expert_demo_of_task_0_replays_to_success(tmp_path):
     args = ["sim", "demos", "--tasks", "0", "--per-task", "1", "--image-size", "32", "--workers", "1"]
     args += ["--render", "fast"]
     assert cli.main([*args, "--out", str(out)]) == 0
-    with h5py.File(out / "task0_demo.hdf5") as f:
+    with h5py.File(job_file(out, 0, 0)) as f:  # one job, batch 0 (files are per job since batching)
         d = f["data/demo_0"]
         t = d.attrs["num_samples"]
         assert 0 < t <= 520 and d["rewards"][-1] == 1.0 and d["dones"][-1] == 1

@@ -31,6 +31,20 @@ def test_fresh_layouts_are_not_fixed_init_states(env):
     assert env.nearest_init_state(env.layout) == (7, 0.0)
 
 
+def test_a_sibling_tasks_init_state_is_evaluation_data_too(env):
+    """Task 0's scene is the living_room_scene2 group's: a training layout is checked against all their
+    fixed init states (350), and sits at distance 0 from a sibling's own init state."""
+    from sim.libero.tasks import parse_tasks, scene_tasks, task_spec
+
+    assert scene_tasks(0) == [0, 1, *parse_tasks("living_room_scene2")] and scene_tasks(5) == [5]
+    assert env.nearest_scene_init_state(task_spec(151)[2][3]) == (151, 3, 0.0)
+    env.reset(options={"init_state": 7})
+    assert env.nearest_scene_init_state(env.layout) == (0, 7, 0.0)
+    env.reset(options={"placement_seed": placement_seed(0, 0, 0)})
+    task, i, d = env.nearest_scene_init_state(env.layout)
+    assert 1000 * d > SPLIT_MIN_MM and d <= env.nearest_init_state(env.layout)[1]
+
+
 def test_placement_seeds_are_distinct():
     seeds = {placement_seed(0, t, k) for t in range(10) for k in range(1000)}
     assert len(seeds) == 10 * 1000
