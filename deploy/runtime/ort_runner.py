@@ -56,9 +56,12 @@ def load_verified_session(path: str | os.PathLike, threads: int = 1) -> tuple[ob
     so.log_severity_level = 3
     try:
         sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        # a flipped byte inside a metadata string parses as protobuf but is not UTF-8 any more: pybind11
+        # raises UnicodeDecodeError converting the map, which is the same corruption
+        meta = dict(sess.get_modelmeta().custom_metadata_map)
     except Exception as err:  # ORT raises its own pybind classes (InvalidProtobuf, Fail, ...)
         raise ModelFileError(path, f"not a loadable ONNX model ({type(err).__name__}: {err})") from err
-    confirm_metadata(path, digest, dict(sess.get_modelmeta().custom_metadata_map))
+    confirm_metadata(path, digest, meta)
     return sess, digest
 
 
