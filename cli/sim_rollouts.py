@@ -137,16 +137,16 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.beta <= 1.0:
         raise ValueError(f"--beta must be in [0, 1], got {args.beta}")
     counts = episode_counts(args, tasks)
-    if max(counts.values()) > 10_007:
+    most = max(counts.values())
+    if most > 10_007:
         raise ValueError(
-            f"--per-task/--task-episodes must be <= 10007 (placement seeds of tasks would overlap), got "
-            f"{max(counts.values())}"
+            f"--per-task/--task-episodes must be <= 10007 (placement seeds of tasks would overlap), "
+            f"got {most}"
         )
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
     demos = args.exclude_demos or (DEFAULT_DEMOS_RECORD if DEFAULT_DEMOS_RECORD.is_file() else None)
-    most = max(counts.values())
     compared = check_disjoint(Path(demos), tasks, most, args.placement_base) if demos else 0
     fields = backbone_fields(args)
     spec = make_backbone(args.backbone, fields).spec  # fail here, naming the option, not in every worker

@@ -61,7 +61,7 @@ rollouts() {
     cp "$WORK/rollouts/rollouts.json" "$WORK/results/rollouts.json" 2>/dev/null
     [ "$rc" -eq 0 ] || [ -s "$WORK/rollouts/rollouts.safetensors" ] # a few lost episodes do not stop it
 }
-finetune() {
+train() {
     local resume=() init=() data=("$WORK/rollouts/episodes")
     [ -e "$WORK/ckpt/config.json" ] && resume=(--resume)
     [ -n "$INIT" ] && init=(--init "$INIT")
@@ -91,7 +91,7 @@ pack() {
 
 [ "$DEMOS_PER_TASK" -gt 0 ] && step demos demos
 step rollouts rollouts
-step finetune finetune
+step train train
 step eval evaluate
 step pack pack
 echo "done" >"$WORK/pipeline.status"

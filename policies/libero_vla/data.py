@@ -174,6 +174,7 @@ def load_demos(
     files = [f for p in paths for f in demo_files(p)]
     threads = threads or min(32, os.cpu_count() or 1)
     entries, languages, recipe_files, size = [], [], [], None  # entries: (file, demo name, T, task index)
+    unlabelled_ok: set = set()  # files whose NaN action rows are unsupervised (UNLABELLED_ATTR)
     for f in files:
         try:
             h = h5py.File(f, "r")
@@ -188,15 +189,11 @@ def load_demos(
                 languages.append(language)
             names = _demo_names(data, f)
             used = names[:max_demos_per_task] if max_demos_per_task else names
-            nan_ok = _text(data.attrs.get(UNLABELLED_ATTR, "")) == "nan"
+            if _text(data.attrs.get(UNLABELLED_ATTR, "")) == "nan":
+                unlabelled_ok.add(f)
             lengths = []
             for name in used:
                 t = _check_demo(data[name], f, name, size)
-                if not nan_ok and not np.isfinite(data[name]["actions"][()]).all():
-                    raise DemoFileError(
-                        f"{f}: data/{name}/actions has non-finite values (corrupt: only `aura sim rollouts "
-                        f"--images` episodes, data attr {UNLABELLED_ATTR}='nan', leave rows unlabelled)"
-                    )
                 size = data[name][f"obs/{CAMERAS['image']}"].shape[1]
                 entries.append((f, name, t, languages.index(language)))
                 lengths.append(t)
@@ -258,6 +255,12 @@ def load_demos(
             os.close(fd)
     if not np.isfinite(out.state).all():
         raise DemoFileError(f"{path}: non-finite states in the demos")
+    for (f, name, t, _), s0 in zip(entries, starts):
+        if f not in unlabelled_ok and not np.isfinite(out.action[s0 : s0 + t]).all():
+            raise DemoFileError(
+                f"{f}: data/{name}/actions has non-finite values (corrupt: only `aura sim rollouts "
+                f"--images` episodes, data attr {UNLABELLED_ATTR}='nan', leave rows unlabelled)"
+            )
     labelled = out.labelled
     if not labelled.any():
         raise DemoFileError(f"{path}: no frame has a finite action label")

@@ -118,6 +118,7 @@ class LiberoEnv(gym.Env):
         self.task_id = resolve_task(task_id)
         self.task_name = task_name(self.task_id)
         self.language, bddl, self.init_states = task_spec(self.task_id)
+        self._scene_states: list | None = None  # (task, init states) of its scene, on first use
         self._check_init(init_state)
         self.init_state, self.seed, self.image_size = int(init_state), int(seed), int(image_size)
         self.placement_seed: int | None = None  # set by reset(options={"placement_seed": s})
@@ -213,24 +214,26 @@ class LiberoEnv(gym.Env):
     def nearest_init_state(self, flat_state: np.ndarray) -> tuple[int, float]:
         """``(i, d)``: the fixed init state whose object layout is nearest to ``flat_state``, and the largest
         object displacement between them in metres (the evaluation-split check of training data)."""
-        pos = self.object_positions(flat_state)
-        d = [float(np.abs(self.object_positions(s) - pos).max()) for s in self.init_states]
-        return int(np.argmin(d)), float(np.min(d))
+        return self._nearest(self.object_positions(flat_state), self.init_states)
 
     def nearest_scene_init_state(self, flat_state: np.ndarray) -> tuple[int, int, float]:
         """``(task, i, d)``: :meth:`nearest_init_state` over the fixed init states of every task of this
         task's scene (``sim.libero.tasks.scene_tasks``: the task group's siblings share the scene, and
         each one's 50 init states are evaluation layouts of it). For a task without siblings it is
         ``(task_id, *nearest_init_state(...))``; what training data records and the split check reads."""
+        if self._scene_states is None:  # the siblings' init states, read once per env, not per episode
+            own = self.task_id
+            self._scene_states = [
+                (t, self.init_states if t == own else task_spec(t)[2]) for t in scene_tasks(own)
+            ]
         pos = self.object_positions(flat_state)
-        best = (self.task_id, -1, np.inf)
-        for task in scene_tasks(self.task_id):
-            states = self.init_states if task == self.task_id else task_spec(task)[2]
-            d = [float(np.abs(self.object_positions(s) - pos).max()) for s in states]
-            i = int(np.argmin(d))
-            if d[i] < best[2]:
-                best = (task, i, d[i])
-        return best
+        return min(((t, *self._nearest(pos, states)) for t, states in self._scene_states), key=lambda r: r[2])
+
+    def _nearest(self, pos: np.ndarray, states) -> tuple[int, float]:
+        """(index, largest object displacement in metres) of the state in ``states`` nearest to ``pos``."""
+        d = [float(np.abs(self.object_positions(s) - pos).max()) for s in states]
+        i = int(np.argmin(d))
+        return i, d[i]
 
     def set_cameras(self, on: bool) -> None:
         """Switch rendering of this env's cameras; while off, image observations are all zeros

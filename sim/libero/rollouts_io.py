@@ -56,11 +56,11 @@ def write_episode(
         data = f.create_group("data")
         data.attrs["record"] = json.dumps(record)
         data.attrs["render"] = json.dumps(render)
-        data.attrs["language"] = record.get("language", "")
+        data.attrs["language"] = record["language"]
         data.attrs["task_id"] = int(record["task"])
         g = data.create_group("demo_0")
         for key in ("init_state", "placement_seed", "seed", "nearest_init_task", "nearest_init_state"):
-            g.attrs[key] = int(record.get(key, -1))
+            g.attrs[key] = int(record[key])
         g.attrs["nearest_init_mm"] = float(record["nearest_init_mm"])
         g.attrs["num_samples"] = int(record["steps"])
         g.create_dataset("layout", data=layout)
