@@ -41,3 +41,24 @@ def add_fields_argument(parser, option: str, what: str) -> None:
     parser.add_argument(
         option, action="append", default=[], metavar="KEY=VALUE", help=f"{what} (JSON value; repeatable)"
     )
+
+
+def per_task_counts(tasks: list[int], default: int, items: list[str], option: str, tasks_arg: str) -> dict:
+    """Per-task counts: ``default`` for every task of ``tasks``, overridden by each ``TASKS=N`` of ``items``
+    (ids, ranges, names or a group, all within ``tasks_arg``); errors name ``option``."""
+    from sim.libero.tasks import parse_tasks
+
+    counts = dict.fromkeys(tasks, default)
+    for item in items:
+        which, sep, n = item.partition("=")
+        try:
+            n = int(n)
+        except ValueError:
+            n = -1
+        if not sep or n < 1:
+            raise ValueError(f"{option} {item!r}: use TASKS=N with N >= 1, e.g. 7-9=60")
+        for t in parse_tasks(which, option):
+            if t not in counts:
+                raise ValueError(f"{option} {item!r}: task {t} is not in --tasks {tasks_arg}")
+            counts[t] = n
+    return counts

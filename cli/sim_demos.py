@@ -5,7 +5,8 @@ The arm is driven by a backbone's base action (--backbone, default the scripted 
 uses LIBERO's 50 fixed init states (the evaluation set; each demo records its distance to the nearest one);
 --placements fixed tries init states --start, --start+1, ... (analysis only, never training data). The work is
 split into jobs of --tries-per-job episodes of one task, each writing its own file
-(OUT/task{t}_b{batch}_demo.hdf5); the next job goes to the task furthest from --per-task, so --workers
+(OUT/task{t}_b{batch}_demo.hdf5); the next job goes to the task furthest from its target (--per-task, or
+--task-demos TASKS=N to weight the tasks a policy finds hard), so --workers
 processes share the work, a task whose expert fails more gets more jobs, and a rerun skips finished jobs.
 OUT/demos.json records every try.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.common import add_backbone_arguments, at_least
+from cli.common import add_backbone_arguments, at_least, per_task_counts
 from sim.libero.env import N_INIT_STATES
 from sim.libero.recording import record_demos
 from sim.libero.render import add_render_argument
@@ -25,6 +26,13 @@ from sim.libero.tasks import TASKS_HELP, parse_tasks
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="0-9", help=TASKS_HELP)
     parser.add_argument("--per-task", type=int, default=10, help="successful demos to keep per task")
+    parser.add_argument(
+        "--task-demos",
+        action="append",
+        default=[],
+        metavar="TASKS=N",
+        help="fresh placements: keep N demos of these tasks instead of --per-task (repeatable), e.g. 7-9=90",
+    )
     parser.add_argument(
         "--placements",
         choices=("fresh", "fixed"),
@@ -64,13 +72,18 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.start < N_INIT_STATES:
         raise ValueError(f"--start must be in 0..{N_INIT_STATES - 1}, got {args.start}")
     at_least(args, 1, "workers", "image_size", "tries_per_job", "max_tries")
+    targets = per_task_counts(tasks, args.per_task, args.task_demos, "--task-demos", args.tasks)
+    if args.placements == "fixed" and args.task_demos:
+        raise ValueError("--task-demos: only with --placements fresh (fixed tries the init states in order)")
+    if max(targets.values()) > 10_000:
+        raise ValueError(f"--task-demos: at most 10000 demos per task, got {max(targets.values())}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
     doc = record_demos(
         tasks,
         out,
-        per_task=args.per_task,
+        per_task=targets,
         tries_per_job=args.tries_per_job,
         placements=args.placements,
         start=args.start,
@@ -92,5 +105,7 @@ def run(args: argparse.Namespace) -> int:
             f"| {len(r['files'])} |"
         )
     print(f"[demos] {sum(r['demos'] for r in results)} demos in {doc['wall_s']:.0f} s; {out / 'demos.json'}")
-    short = [r["task"] for r in results if r["demos"] < args.per_task] + [e["task"] for e in doc["errors"]]
+    short = [r["task"] for r in results if r["demos"] < targets[r["task"]]] + [
+        e["task"] for e in doc["errors"]
+    ]
     return 1 if short else 0

@@ -20,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cli.common import add_backbone_arguments, at_least
+from cli.common import add_backbone_arguments, at_least, per_task_counts
 from sim.libero.env import MAX_STEPS
 from sim.libero.render import add_render_argument
 from sim.libero.rollouts import BETA_MODES, PLACEMENT_BASE
@@ -85,20 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def episode_counts(args: argparse.Namespace, tasks: list[int]) -> dict[int, int]:
     """Rollouts per task: --per-task, overridden by each --task-episodes TASKS=N (tasks within --tasks)."""
-    counts = dict.fromkeys(tasks, args.per_task)
-    for item in args.task_episodes:
-        which, sep, n = item.partition("=")
-        try:
-            n = int(n)
-        except ValueError:
-            n = -1
-        if not sep or n < 1:
-            raise ValueError(f"--task-episodes {item!r}: use TASKS=N with N >= 1, e.g. 7-9=60")
-        for t in parse_tasks(which, "--task-episodes"):
-            if t not in counts:
-                raise ValueError(f"--task-episodes {item!r}: task {t} is not in --tasks {args.tasks}")
-            counts[t] = n
-    return counts
+    return per_task_counts(tasks, args.per_task, args.task_episodes, "--task-episodes", args.tasks)
 
 
 def backbone_fields(args: argparse.Namespace) -> dict:

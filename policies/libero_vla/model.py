@@ -112,22 +112,37 @@ def proprio_features(state: torch.Tensor) -> torch.Tensor:
     return torch.cat([state[..., :3], rotation_6d(state[..., 3:6]), state[..., 6:8]], dim=-1)
 
 
-class GroupNorm(nn.GroupNorm):
-    """``nn.GroupNorm`` with two-pass float32 statistics: mean, then the mean square about it.
+def group_norm_two_pass(
+    x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """GroupNorm with two-pass float32 statistics: mu_g = mean(x_g), then var_g = mean((x_g - mu_g)^2);
+    y = (x - mu_g) / sqrt(var_g + eps) * weight + bias. The naive twin of ``F.group_norm``."""
+    dt = torch.promote_types(x.dtype, torch.float32)  # bf16 / fp16 / fp32 -> fp32; a float64 copy stays
+    xf = x.to(dt).reshape(x.shape[0], groups, -1)
+    mean = xf.mean(-1, keepdim=True)
+    var = (xf - mean).square().mean(-1, keepdim=True)
+    y = ((xf - mean) / torch.sqrt(var + eps)).reshape(x.shape)
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return y * weight.to(dt).reshape(shape) + bias.to(dt).reshape(shape)
 
-    Same parameters and function; torch's fused CPU kernel accumulates the variance in one pass, which on
-    some LIBERO frames put the eager network ~1.6e-4 from a float64 copy (ONNX Runtime's decomposition:
-    ~1.5e-5), more than the export's 1e-4 parity budget. Returns float32, as GroupNorm does under autocast.
+
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm``, two-pass on the CPU (``group_norm_two_pass``), torch's fused kernel elsewhere.
+
+    Same parameters and function. On the CPU, torch's fused kernel accumulates the variance in one pass,
+    which on some LIBERO frames put the eager network ~1.6e-4 from a float64 copy (ONNX Runtime's
+    decomposition: ~1.5e-5), more than the export's 1e-4 parity budget; export and CPU inference run there.
+    On CUDA the fused (Welford) kernel is kept for training speed: the unfused two-pass version (a float32
+    copy, channels-last inputs regrouped, five kernels) is the likely cause of the drop from 14.2 k to
+    8.9 k samples/s between the first two GPU trainings (docs/libero_vla.md).
+    Returns float32, as GroupNorm does under autocast.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dt = torch.promote_types(x.dtype, torch.float32)  # bf16 / fp16 / fp32 -> fp32; a float64 copy stays
-        xf = x.to(dt).reshape(x.shape[0], self.num_groups, -1)
-        mean = xf.mean(-1, keepdim=True)
-        var = (xf - mean).square().mean(-1, keepdim=True)
-        y = ((xf - mean) / torch.sqrt(var + self.eps)).reshape(x.shape)
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        return y * self.weight.to(dt).reshape(shape) + self.bias.to(dt).reshape(shape)
+        if x.device.type == "cpu":
+            return group_norm_two_pass(x, self.num_groups, self.weight, self.bias, self.eps)
+        dt = torch.promote_types(x.dtype, torch.float32)
+        return F.group_norm(x.to(dt), self.num_groups, self.weight.to(dt), self.bias.to(dt), self.eps)
 
 
 class FiLMBlock(nn.Module):

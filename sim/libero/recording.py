@@ -202,12 +202,13 @@ def record_task(p: dict) -> dict:
 
 
 class _DemoScheduler:
-    """Hands out (task, batch) jobs until every task has ``per_task`` demos kept: next the task furthest
+    """Hands out (task, batch) jobs until every task has its target of demos kept: next the task furthest
     from its target, counting in-flight jobs at the task's success rate so far. Tasks whose expert often
     fails simply get more batches; the last job to finish is one batch, not a whole task."""
 
-    def __init__(self, tasks, per_task: int, max_batches: int, base: dict, retries: int = 1):
-        self.per_task, self.max_batches, self.base, self.retries = per_task, max_batches, base, retries
+    def __init__(self, targets: dict, max_batches: dict, base: dict, retries: int = 1):
+        self.targets, self.max_batches, self.base, self.retries = targets, max_batches, base, retries
+        tasks = list(targets)
         self.kept = dict.fromkeys(tasks, 0)
         self.tries = dict.fromkeys(tasks, 0)
         self.inflight = dict.fromkeys(tasks, 0)
@@ -225,14 +226,14 @@ class _DemoScheduler:
 
     def _need(self, t: int) -> float:
         rate = (self.kept[t] + 1.8) / (self.tries[t] + 2)  # prior: the expert succeeds ~90 % of the time
-        return self.per_task - self.kept[t] - self.inflight[t] * rate * self.base["tries"]
+        return self.targets[t] - self.kept[t] - self.inflight[t] * rate * self.base["tries"]
 
     def next_job(self):
         from sim.libero.workers import Job
 
         if self.retry:
             return self.retry.pop(0)
-        ready = [t for t in self.kept if self._need(t) > 0 and self.next_batch[t] < self.max_batches]
+        ready = [t for t in self.kept if self._need(t) > 0 and self.next_batch[t] < self.max_batches[t]]
         if not ready:
             return None
         t = max(ready, key=self._need)
@@ -260,7 +261,7 @@ class _DemoScheduler:
 
     def open(self):
         return bool(self.retry) or any(
-            self._need(t) > 0 and self.next_batch[t] < self.max_batches for t in self.kept
+            self._need(t) > 0 and self.next_batch[t] < self.max_batches[t] for t in self.kept
         )
 
 
@@ -268,7 +269,7 @@ def record_demos(
     tasks: list[int],
     out: Path,
     *,
-    per_task: int,
+    per_task: int | dict[int, int],
     placements: str = "fresh",
     tries_per_job: int = 8,
     max_tries: int | None = None,
@@ -281,9 +282,10 @@ def record_demos(
     backbone: str = "libero_expert",
     backbone_args: dict | None = None,
 ) -> dict:
-    """Record at least ``per_task`` successful demos of each task in jobs of ``tries_per_job`` episodes on
-    ``workers`` processes (resuming finished jobs; at most ``max_tries`` episodes per task, default 10 x
-    ``per_task``, and for fixed placements the init states left after ``start``); ``OUT/demos.json``."""
+    """Record at least ``per_task`` successful demos of each task (an int, or a dict task -> count) in jobs
+    of ``tries_per_job`` episodes on ``workers`` processes (resuming finished jobs; at most ``max_tries``
+    episodes per task, default 10 x its count, and for fixed placements the init states left after
+    ``start``); ``OUT/demos.json``."""
     from sim.libero.workers import run_local
 
     if placements not in ("fresh", "fixed"):
@@ -292,7 +294,13 @@ def record_demos(
         raise ValueError(f"--first-pass must be auto, camera-free or cameras, got {first_pass!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    budget = (N_INIT_STATES - start) if placements == "fixed" else (max_tries or 10 * per_task)
+    targets = per_task if isinstance(per_task, dict) else dict.fromkeys(tasks, per_task)
+    if set(targets) != set(tasks):
+        raise ValueError(f"per_task: counts for tasks {sorted(targets)}, recording {sorted(tasks)}")
+    budget = {
+        t: (N_INIT_STATES - start) if placements == "fixed" else (max_tries or 10 * n)
+        for t, n in targets.items()
+    }
     base = dict(
         tries=tries_per_job,
         placements=placements,
@@ -305,7 +313,7 @@ def record_demos(
         backbone=backbone,
         backbone_args=backbone_args or {},
     )
-    sched = _DemoScheduler(tasks, per_task, -(-budget // tries_per_job), base)
+    sched = _DemoScheduler(targets, {t: -(-b // tries_per_job) for t, b in budget.items()}, base)
     t0 = time.perf_counter()
     if sched.open():
         run_local(sched, record_task, workers)
@@ -327,7 +335,7 @@ def record_demos(
         results=rows,
         jobs=sorted(sched.results, key=lambda r: (r["task"], r["batch"])),
         errors=sched.errors,
-        args=dict(base, per_task=per_task, max_tries=budget),
+        args=dict(base, per_task=per_task, max_tries=max_tries or budget),
         wall_s=time.perf_counter() - t0,
     )
     (out / "demos.json").write_text(json.dumps(doc, indent=1))

@@ -108,7 +108,7 @@ def test_a_finished_job_is_counted_not_rerecorded(tmp_path):
 def test_the_scheduler_gives_more_batches_to_the_task_that_fails_more(tmp_path):
     from sim.libero.recording import _DemoScheduler
 
-    s = _DemoScheduler([0, 1], per_task=7, max_batches=20, base=dict(tries=4, out=str(tmp_path)))
+    s = _DemoScheduler({0: 7, 1: 7}, max_batches={0: 20, 1: 20}, base=dict(tries=4, out=str(tmp_path)))
     jobs = [s.next_job() for _ in range(4)]  # 2 per task: 2 x 4 tries x the 0.9 prior covers 7 each
     assert sorted(j.key[0] for j in jobs) == [0, 0, 1, 1] and s.next_job() is None
     for j in jobs:  # task 0 succeeds every time, task 1 once in four
@@ -118,3 +118,36 @@ def test_the_scheduler_gives_more_batches_to_the_task_that_fails_more(tmp_path):
         more.append(j)
         s.finished(j, dict(task=1, batch=j.key[1], demos=1, tries=4))
     assert {j.key[0] for j in more} == {1} and s.kept == {0: 8, 1: 7} and not s.open()
+
+
+def test_per_task_targets_weight_the_demos(tmp_path):
+    """--task-demos: each task is recorded to its own target, and its try budget scales with it."""
+    import argparse
+
+    from cli.common import per_task_counts
+    from cli.sim_demos import run
+    from sim.libero.recording import _DemoScheduler
+
+    targets = per_task_counts([0, 1, 2], 3, ["1-2=9", "2=5"], "--task-demos", "0-2")
+    assert targets == {0: 3, 1: 9, 2: 5}
+    s = _DemoScheduler(targets, max_batches={0: 1, 1: 9, 2: 9}, base=dict(tries=3, out=str(tmp_path)))
+    kept = dict.fromkeys(targets, 0)
+    while (j := s.next_job()) is not None:  # the expert always succeeds
+        kept[j.key[0]] += 3
+        s.finished(j, dict(task=j.key[0], batch=j.key[1], demos=3, tries=3))
+    assert kept == {0: 3, 1: 9, 2: 6} and not s.open()
+    for bad, word in (("1=0", "N >= 1"), ("7=4", "not in --tasks"), ("1", "TASKS=N")):
+        args = argparse.Namespace(
+            tasks="0-2",
+            per_task=3,
+            task_demos=[bad],
+            placements="fresh",
+            start=0,
+            workers=1,
+            image_size=128,
+            tries_per_job=3,
+            max_tries=None,
+            out=str(tmp_path / "d"),
+        )
+        with pytest.raises(ValueError, match=word):
+            run(args)

@@ -101,6 +101,31 @@ def test_rotation_features_are_continuous_where_axis_angle_flips():
     )
 
 
+def test_fused_group_norm_matches_its_two_pass_twin():
+    """The fused kernel (CUDA path) and the two-pass naive twin (CPU path) are one function: fresh random
+    inputs, both memory formats, float64 and float32."""
+    import torch
+    import torch.nn.functional as F
+
+    from policies.libero_vla.model import group_norm_two_pass
+
+    g = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 2e-5)):
+        x = (3 * torch.randn(4, 32, 9, 7, generator=g) + 5).to(dtype)
+        w, b = torch.randn(32, generator=g).to(dtype), torch.randn(32, generator=g).to(dtype)
+        for xin in (x, x.to(memory_format=torch.channels_last)):
+            want = F.group_norm(xin, 8, w, b, 1e-5)
+            got = group_norm_two_pass(xin, 8, w, b, 1e-5)
+            assert got.dtype == dtype and (got - want).abs().max().item() < tol
+    # and the module's dispatch: CPU goes through the twin, bit for bit
+    from policies.libero_vla.model import GroupNorm
+
+    m = GroupNorm(8, 32).double()
+    torch.nn.init.normal_(m.weight, generator=g)
+    x = torch.randn(2, 32, 5, 5, dtype=torch.float64, generator=g)
+    assert torch.equal(m(x), group_norm_two_pass(x, 8, m.weight, m.bias, m.eps))
+
+
 def test_corrupt_or_mismatched_checkpoints_raise_naming_the_file(tiny_ckpt, tmp_path):
     import shutil
 
