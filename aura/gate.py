@@ -14,6 +14,8 @@ is applied (one head shown, s = d_k^-1/2, W_c^h the correction head's columns fo
     p_t = sigmoid(MLP([log(e + eps), log(m + eps), log(da + eps), log(n + eps), P z_t]))
 
 P z_t is a small linear view of the features (the gate must also recognise the *kind* of observation).
+With ``readout="mlp"`` (aura.readout) W_c is the read-out's linear part only: m_t bounds and da_t measures the
+move of W_c r_t, and the move of the MLP term W_2 GELU(W_1 [z_t; r_t] + b_1) is not among the signals.
 The signals are detached: the gate learns to use the memory, the memory learns from the action loss,
 and the gate's own parameters receive the closed-loop gradient through the straight-through mask.
 

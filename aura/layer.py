@@ -13,6 +13,7 @@ Per step t, from backbone features z_t [B, d_model] and base action a_t^base [B,
     state       (S_t, aux_t) = (S~_t, w_t * v_t) if write_t else (S_{t-1}, aux_{t-1})   (skipped, not * 0)
     read        r_t = S_t^T (s q_t)          (after the optional write; on a skip r_t = S_{t-1}^T s q_t)
     action      a_t = a_t^base + W_c [r_t^1; ...; r_t^H],   W_c = 0 at init, so a fresh AuraMem == backbone
+                readout="mlp" adds W_2 GELU(W_1 [z_t ; r_t] + b_1) + b_2 (W_2 = b_2 = 0 at init; aura.readout)
 
 Rules (``rule=``): "gdn2" as above; "kda": b = w = beta_t 1 with beta_t = sigmoid(W_beta z_t) per head;
 "gdn": additionally one decay per head; "deltanet": additionally g = 0.
@@ -54,10 +55,12 @@ from aura.checkpoint import (
 from aura.contract import RULES, StateLayout
 from aura.gate import SurpriseGate, logistic_noise, straight_through
 from aura.memory import gdn2_chunk, gdn2_write
+from aura.readout import READOUTS, make_readout
 
 ESTIMATORS = ("st", "gumbel")
 CHECKPOINT_FORMAT = "aura-mem"
-__all__ = ["RULES", "AuraMem", "AuraMemConfig", "CheckpointError", "SeqOutput", "StepOutput"]
+READOUT_HIDDEN = 128
+__all__ = ["READOUTS", "RULES", "AuraMem", "AuraMemConfig", "CheckpointError", "SeqOutput", "StepOutput"]
 
 
 @dataclass
@@ -76,9 +79,13 @@ class AuraMemConfig:
     # adversarial input cycle grows ||S|| by 1.118x per step). None disables it. The runtime may rely on
     # ||S_t||_F <= max_state_norm (up to fp32 rounding) for every head and step.
     max_state_norm: float | None = 1.0e4
+    # The action's read-out (aura/readout.py): "linear" a^base + W_c r (the paper's), "mlp" adds
+    # W_2 GELU(W_1 [z; r] + b_1) + b_2 with readout_hidden units. The gate's move signals read W_c only.
+    readout: str = "linear"
+    readout_hidden: int = READOUT_HIDDEN
 
     def __post_init__(self):
-        for name in ("d_model", "d_key", "d_val", "d_action", "heads", "gate_hidden"):
+        for name in ("d_model", "d_key", "d_val", "d_action", "heads", "gate_hidden", "readout_hidden"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"AuraMemConfig.{name} must be a positive int, got {value!r}")
@@ -95,6 +102,8 @@ class AuraMemConfig:
             self.max_state_norm = float(self.max_state_norm)
         if self.rule not in RULES:
             raise ValueError(f"AuraMemConfig.rule must be one of {RULES}, got {self.rule!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"AuraMemConfig.readout must be one of {READOUTS}, got {self.readout!r}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"AuraMemConfig.estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
         if not (isinstance(self.threshold, (int, float)) and 0.0 < float(self.threshold) < 1.0):
@@ -102,7 +111,12 @@ class AuraMemConfig:
         self.threshold = float(self.threshold)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as JSON. A default (linear) read-out is left out, so such a checkpoint's config.json
+        is the same as before the option existed (older code loads it); a missing field loads as linear."""
+        d = dataclasses.asdict(self)
+        if self.readout == "linear" and self.readout_hidden == READOUT_HIDDEN:
+            del d["readout"], d["readout_hidden"]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict) -> AuraMemConfig:
@@ -187,6 +201,8 @@ class AuraMem(nn.Module):
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
         self.head = nn.Linear(h * v, cfg.d_action, bias=False)
         nn.init.zeros_(self.head.weight)  # a fresh wrapper returns the base action exactly
+        # None for "linear" (so a linear checkpoint holds exactly the weights it always did)
+        self.readout = make_readout(cfg.readout, cfg.d_model, h * v, cfg.d_action, cfg.readout_hidden)
         self.gate = SurpriseGate(cfg.d_model, h, cfg.gate_hidden, cfg.gate_z_features)
 
     # -- pieces ---------------------------------------------------------------------------------
@@ -222,8 +238,14 @@ class AuraMem(nn.Module):
         """r = S^T (s q): [B, H, V]."""
         return torch.einsum("bhkv,bhk->bhv", state[:, :, : self.config.d_key], self.scale * q)
 
-    def correction(self, r: torch.Tensor) -> torch.Tensor:
-        return self.head(r.flatten(1))
+    def correction(self, r: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """a_t - a_t^base from the read r [N, H, V] and, for readout "mlp", the features z [N, d_model]."""
+        r = r.flatten(1)
+        if self.readout is None:
+            return self.head(r)
+        if z is None:
+            raise ValueError("AuraMem.correction: readout 'mlp' needs the features z_t")
+        return self.head(r) + self.readout(z, r)
 
     def candidate(self, p: Proj, state: torch.Tensor):
         """The write that step t would make: (decay, key, delta, aux_new, full new state).
@@ -239,8 +261,9 @@ class AuraMem(nn.Module):
         wv = p.w * p.v
         return decay, p.k, delta, wv, torch.cat([s_new, wv[:, :, None, :]], dim=2)
 
-    def _core(self, p, zf, base, state, force=None, allowed=None, generator=None):
-        """One step on projections p and gate features zf = gate.z_features(z_t). -> (StepOutput, mask)."""
+    def _core(self, p, zf, base, state, force=None, allowed=None, generator=None, z=None):
+        """One step on projections p, gate features zf = gate.z_features(z_t) and features z = z_t (the
+        "mlp" read-out's input). -> (StepOutput, mask)."""
         cfg = self.config
         decay, key, delta, wv, new_state = self.candidate(p, state)
         with torch.no_grad():
@@ -266,13 +289,13 @@ class AuraMem(nn.Module):
         else:
             m = write.to(state.dtype)
             state_out = torch.where(write[:, None, None, None], new_state, state)
-        action = base + self.correction(self.read(state_out, p.q))
+        action = base + self.correction(self.read(state_out, p.q), z)
         return StepOutput(action, state_out, write, prob, decay, key, delta, wv), m
 
     # -- public API -----------------------------------------------------------------------------
     def step(self, z: torch.Tensor, base_action: torch.Tensor, state: torch.Tensor) -> StepOutput:
         """One control step: z [B, d_model], base_action [B, d_action], state [B, H, K+1, V]."""
-        out, _ = self._core(self.project(z), self.gate.z_features(z), base_action, state)
+        out, _ = self._core(self.project(z), self.gate.z_features(z), base_action, state, z=z)
         return out
 
     def forward(
@@ -308,7 +331,7 @@ class AuraMem(nn.Module):
                 p, zf = self.project(z[:, t]), self.gate.z_features(z[:, t])
             allowed = None if max_writes is None else spent < max_writes
             force = None if schedule is None else schedule[:, t]
-            out, m = self._core(p, zf, base_action[:, t], state, force, allowed, generator)
+            out, m = self._core(p, zf, base_action[:, t], state, force, allowed, generator, z[:, t])
             state = out.state
             spent = spent + out.write.long()
             actions.append(out.action)
@@ -351,7 +374,8 @@ class AuraMem(nn.Module):
         aux = torch.where(
             (last >= 0)[:, None, None], wv[torch.arange(bsz), last.clamp(min=0)], state[:, :, kd]
         )
-        action = base_action + self.correction(o.reshape(bsz * t_len, *o.shape[2:])).reshape(bsz, t_len, -1)
+        r, flat_z = o.reshape(bsz * t_len, *o.shape[2:]), z.reshape(bsz * t_len, -1)
+        action = base_action + self.correction(r, flat_z).reshape(bsz, t_len, -1)
         new_state = torch.cat([s_fin.to(state.dtype), aux[:, :, None]], dim=2)
         nan = torch.full(schedule.shape, float("nan"), dtype=z.dtype, device=z.device)
         return SeqOutput(action, new_state, schedule.to(torch.bool), nan, schedule.to(z.dtype))

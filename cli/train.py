@@ -7,6 +7,12 @@ HDF5 with features / base_actions / target_actions, e.g. from `aura sim features
 (fresh benchmark episodes). Defaults not given come from the synthetic benchmark's training budget.
 Writes OUT/model.safetensors, OUT/config.json (the training record in meta) and OUT/train.jsonl.
 
+--readout mlp (default linear) gives the action a non-linear read-out of the memory read r_t and the current
+features z_t (aura.readout): a_t = a_t^base + W_c r_t + W_2 GELU(W_1 [z_t ; r_t] + b_1) + b_2 with
+--readout-hidden units, W_c = W_2 = b_2 = 0 at init (so a fresh model returns a_t^base exactly, as with the
+paper's linear a_t = a_t^base + W_c r_t). The gate's action-move signals read W_c only. With --init the
+checkpoint's read-out is used; a different --readout / --readout-hidden is refused.
+
 --arm kv trains the always-write KV-cache attention baseline (aura.baselines.kv.KVAttentionArm: appends
 (k_t, v_t) every step, softmax read with a recency slope) on the same data with the same closed-loop action
 loss (aura.training.train.fit / action_loss), for --kv-steps steps at --lr; it has no gate, so the gate
@@ -23,12 +29,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from aura.contract import RULES
+from aura.readout import READOUTS
 
 ARMS = ("aura", "kv")
 # Options that only mean something for AuraMem's memory rule and gate (their defaults when not given).
 _AURA_ONLY = dict(
     dense_steps=None, gate_steps=None, gate_lr=None, sparsity=None, budget=None, heads=1, rule="gdn2",
-    estimator="st",
+    estimator="st", readout=None, readout_hidden=None,
 )  # fmt: skip
 
 
@@ -45,6 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--d-val", type=int, default=32, help="value size V per head")
     parser.add_argument("--heads", type=int, default=1, help="memory heads H")
     parser.add_argument("--rule", default="gdn2", choices=RULES, help="memory rule")
+    parser.add_argument(
+        "--readout",
+        default=None,
+        choices=READOUTS,
+        help="action read-out: linear a^base + W_c r, or mlp adding W_2 GELU(W_1 [z; r] + b_1) + b_2;"
+        " unset: linear, or --init's",
+    )
+    parser.add_argument(
+        "--readout-hidden", type=int, default=None, help="--readout mlp: hidden units; unset: 128"
+    )
     parser.add_argument("--estimator", default="st", choices=("st", "gumbel"), help="gate gradient estimator")
     parser.add_argument("--loss", default=None, choices=("ce", "mse"), help="default: ce synthetic, mse data")
     parser.add_argument("--dense-steps", type=int, default=None, help="phase 1 steps (default: bench budget)")
@@ -69,7 +86,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--budget must be a write rate in [0, 1], got {args.budget}")
     if not 0.0 <= args.val_frac < 1.0:
         raise ValueError(f"--val-frac must be in [0, 1), got {args.val_frac}")
-    for name in ("d_key", "d_val", "heads", "threads", "batch"):
+    for name in ("d_key", "d_val", "heads", "threads", "batch", "readout_hidden"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -80,6 +97,8 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--arm kv writes every step and has no gate: {opts} do(es) not apply")
     elif args.kv_steps is not None:
         raise ValueError("--kv-steps applies only to --arm kv")
+    if args.readout_hidden is not None and (args.readout or "linear") == "linear" and not args.init:
+        raise ValueError("--readout-hidden applies only to --readout mlp")
     for name in ("dense_steps", "gate_steps", "kv_steps"):
         value = getattr(args, name)
         if value is not None and value < 0:
@@ -136,6 +155,17 @@ def _check_init(path, config, d_model: int, d_action: int) -> None:
         )
 
 
+def _check_init_readout(args: argparse.Namespace, config) -> None:
+    """--init keeps the checkpoint's read-out: a --readout / --readout-hidden that differs is refused."""
+    for name in ("readout", "readout_hidden"):
+        value = getattr(args, name)
+        if value is not None and value != getattr(config, name):
+            raise ValueError(
+                f"--{name.replace('_', '-')} {value}: the --init {args.init} checkpoint has "
+                f"{name} {getattr(config, name)!r} (its config wins)"
+            )
+
+
 def _kv_model(args: argparse.Namespace, d_model: int, d_action: int):
     import torch
 
@@ -152,7 +182,7 @@ def _kv_model(args: argparse.Namespace, d_model: int, d_action: int):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from aura.layer import AuraMem, AuraMemConfig
+    from aura.layer import READOUT_HIDDEN, AuraMem, AuraMemConfig
     from aura.training.train import evaluate, train_kv, train_memory
     from sim.synthetic.arms import Budget
 
@@ -173,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.init:
         model = AuraMem.load(args.init)
         _check_init(args.init, model.config, d_model, d_action)
+        _check_init_readout(args, model.config)
     else:
         torch.manual_seed(args.seed)
         model = AuraMem(
@@ -184,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
                 heads=args.heads,
                 rule=args.rule,
                 estimator=args.estimator,
+                readout=args.readout or "linear",
+                readout_hidden=args.readout_hidden or READOUT_HIDDEN,
             )
         )
     out_dir = Path(args.out)

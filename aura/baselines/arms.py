@@ -70,7 +70,7 @@ class SkipRNNArm(nn.Module):
             mask = straight_through(acc, hard) if self.training else hard.to(z.dtype)
             mb = mask[:, None, None, None]
             state = mb * new_state + (1 - mb) * state
-            actions.append(base[:, t] + m_.correction(m_.read(state, p.q)))
+            actions.append(base[:, t] + m_.correction(m_.read(state, p.q), z[:, t]))
             writes.append(hard)
             probs.append(acc.detach().clamp(0, 1))
             masks.append(mask)

@@ -51,6 +51,8 @@ CASES = [
     ("train --data {d}/missing.safetensors --out {d}/t2", "missing.safetensors"),
     ("train --synthetic easy --batch 0 --out {d}/t3", "--batch"),
     ("train --synthetic easy --out {d}/afile", "afile"),
+    ("train --synthetic easy --readout-hidden 0 --out {d}/t4", "--readout-hidden"),
+    ("train --synthetic easy --arm kv --readout mlp --out {d}/t5", "--readout"),
     ("export {d}/missing_ckpt --out {d}/m.onnx", "missing_ckpt"),
     ("export {d}/ckpt_corrupt --out {d}/m.onnx", "config.json"),
     ("export {d}/ckpt8 --out {d}/outdir", "outdir"),
