@@ -7,7 +7,8 @@ on the GPU in two buffers; graph ``i`` reads ``states[i]`` and writes ``states[1
 writes ``where(write, S~, S)``), and the runner alternates the graphs: ping-pong without a copy.
 
 ``fused=True`` captures :class:`deploy.fused_step.FusedStep` (two Triton kernels); ``fused=False`` captures
-the eager ``AuraMem.step`` (its naive twin, ~60 small kernels). On this runner the GPU state is authoritative:
+the eager ``AuraMem.step`` (its naive twin, ~60 small kernels). A ``readout="mlp"`` layer runs only eager (the
+fused step refuses it, naming the option). On this runner the GPU state is authoritative:
 its writes are not bit-identical to the numpy replay of the journal (the GPU fuses multiply-adds), so use
 the ONNX Runtime / TensorRT runners where the journal must be bit-exact.
 

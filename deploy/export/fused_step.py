@@ -11,6 +11,8 @@ Same math as ``aura.layer.AuraMem.step`` (rule "gdn2", one head; s = K^-1/2, l2n
         write = p > tau;  (S, aux) <- (S~, w*v) if write
         a = a_base + W_c S^T s q;  a_skip = a_base + W_c S_old^T s q
 
+The read-out is the linear one only: a layer with ``readout="mlp"`` (aura.readout) is refused at construction.
+
 The AURA-sized step (d_model 4096, 32 x 32 state) reads ~3.3 MB of weights, a small fraction of a GPU's
 latency budget; the rest is launch latency, so the point is the kernel count: eager ``AuraMem.step``
 launches ~60 kernels (docs/deploy.md, "Measured costs").
@@ -42,6 +44,11 @@ class FusedStep:
         echo: str | None = None,
     ):
         cfg = layer.config
+        if cfg.readout != "linear":  # the tail computes a = a_base + W_c r; it would drop the MLP term
+            raise NotImplementedError(
+                f"fused step supports AuraMemConfig.readout 'linear' only (got readout {cfg.readout!r}); "
+                "use the eager CUDA graph (fused=False) or the ONNX step graph"
+            )
         if cfg.rule != "gdn2" or cfg.heads != 1 or cfg.gate_z_features <= 0:
             raise NotImplementedError(
                 f"fused step supports rule 'gdn2', heads 1, gate_z_features > 0 (got {cfg.rule!r}, "

@@ -168,7 +168,7 @@ def aura_step_module(layer):
 
         def skip_action(self, z, base_action, state):
             p = self.inner.project(z)
-            return base_action + self.inner.correction(self.inner.read(state, p.q))
+            return base_action + self.inner.correction(self.inner.read(state, p.q), z)
 
     return AuraMemStep(layer).eval()
 
@@ -196,7 +196,7 @@ def export_checkpoint(checkpoint, out, opset: int = 18):
     from aura.layer import AuraMem
 
     layer = AuraMem.load(checkpoint)  # verifies the weights against config.json's weights_sha256
-    meta = {"checkpoint": Path(checkpoint).name, "rule": layer.config.rule}
+    meta = {"checkpoint": Path(checkpoint).name, "rule": layer.config.rule, "readout": layer.config.readout}
     if getattr(layer, "weights_sha256", None):
         meta["weights_sha256"] = layer.weights_sha256
         # false for a checkpoint saved before config.json recorded the digest: computed, not checked

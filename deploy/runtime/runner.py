@@ -4,7 +4,8 @@ The per-step graph (``aura.contract.STEP_INPUTS`` -> ``STEP_OUTPUTS``; docs/ARCH
 
     features z_t [1, d_model], base_action a_t^base [1, d_action], state S_{t-1} [1, H, K+1, V]
       -> action a_t, new_state, write (bool), gate_prob p_t, decay alpha_t, key k_t, delta u_t, aux,
-         action_skip (the action had the write not been made: a_t^base + W_c S_{t-1}^T s q_t)
+         action_skip (the action had the write not been made: a_t^base + W_c S_{t-1}^T s q_t, plus the MLP
+         term of the read-out, aura.readout, for a readout="mlp" model)
 
 A runner executes it into preallocated buffers (:meth:`StepRunner.step`), then the control loop decides
 whether the requested write is committed (the flash budget may refuse it) and calls either

@@ -80,6 +80,19 @@ def test_fused_step_matches_float64_in_the_triton_interpreter(triton_interpreter
         _assert_close(json.loads(line))
 
 
+def test_fused_step_refuses_an_mlp_readout():
+    """The fused tail computes a = a_base + W_c r only: it refuses readout="mlp", naming the option."""
+    pytest.importorskip("triton", reason="the fused step needs the triton package")
+    from aura.layer import AuraMem, AuraMemConfig
+    from deploy.export.fused_step import FusedStep
+
+    layer = AuraMem(AuraMemConfig(d_model=256, d_action=7, readout="mlp")).eval()
+    with pytest.raises(
+        NotImplementedError, match=r"AuraMemConfig.readout 'linear' only \(got readout 'mlp'\)"
+    ):
+        FusedStep(layer)
+
+
 def _runner_layer(seed: int):
     """An AURA-sized layer with a non-trivial action head, for the CUDA-graph runner tests."""
     import torch
