@@ -50,6 +50,8 @@ ARMS = (*DEFAULT_ARMS, "oracle")
 BUDGET_ARMS = ("random", "periodic")
 SCHEDULE_ARMS = (*BUDGET_ARMS, "oracle")  # arms whose writes are a given schedule
 MEMORY_ARMS = ("always", "aura", "random", "periodic", "oracle")  # AuraMem arms (the journal applies)
+GATE_ARMS = ("aura",)  # arms whose writes are the gate's own decisions: their records keep p_t per step
+GATE_PROB_DECIMALS = 4  # gate_probs are rounded: ~8 B of JSON per step, ~4 KB for a 520-step episode
 CONTROL_HZ = 20.0  # LIBERO's control rate: time = steps / 20 Hz for the flash budget
 
 
@@ -108,6 +110,19 @@ class MemoryArm:
         if not np.all(np.isfinite(a)):  # documented fallback: never send a non-finite action
             return base.astype(np.float64)
         return a
+
+
+def gate_fields(arm: str, model, probs) -> dict:
+    """The per-step gate record of a :data:`GATE_ARMS` episode: ``gate_probs`` (p_t at every step t, rounded
+    to :data:`GATE_PROB_DECIMALS`) and ``gate_threshold`` (tau: the arm wrote iff p_t > tau; its writes are
+    ``write_steps``, not a re-thresholding of the rounded p_t). ``{}`` for the other arms: the schedule arms'
+    p_t is the gate's opinion on a state it did not steer, kv has no gate, base no model."""
+    if arm not in GATE_ARMS or model is None:
+        return {}
+    return dict(
+        gate_probs=[round(float(p), GATE_PROB_DECIMALS) for p in probs],
+        gate_threshold=float(model.config.threshold),
+    )
 
 
 def build_model(checkpoint: str | None, d_model: int, seed: int):

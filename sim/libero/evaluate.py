@@ -3,7 +3,9 @@
 An episode is (task, init state, arm, seed). Per episode one JSON line is appended to
 ``OUT/episodes[.shard-i-of-n].jsonl`` (task, init_state, arm, status, success, steps, writes, write_steps,
 the bytes / pages / lifetime of ``sim.libero.arms.episode_bytes``, subgoals and subgoal_steps of
-``sim.libero.subgoals``, wall_s, attempt, ...), failed attempts included (status ``error``). A rerun with
+``sim.libero.subgoals``, gate_prob_mean, the gated arm's per-step gate_probs and gate_threshold of
+``sim.libero.arms.gate_fields``, instruction_steps (K, None: the instruction at every step), wall_s,
+attempt, ...), failed attempts included (status ``error``). A rerun with
 the same ``OUT`` resumes: episodes with an ``ok`` record are skipped. ``--shard i/n`` takes every n-th
 (task, init state) pair, with all its arms (the budget-matched arms need the AURA arm's write count
 of the same pair). Crashed or failing episodes are retried ``--retries`` times and recorded, never
@@ -48,7 +50,7 @@ def _crash_hook(p: dict) -> None:
 def run_episode(p: dict) -> dict:
     """Run one episode in this process (envs and models are cached across calls)."""
     from policies.factory import make_backbone
-    from sim.libero.arms import MemoryArm, build_kv_model, build_model, episode_bytes
+    from sim.libero.arms import MemoryArm, build_kv_model, build_model, episode_bytes, gate_fields
     from sim.libero.env import LiberoEnv
     from sim.libero.subgoals import SubgoalTracker
 
@@ -122,6 +124,8 @@ def run_episode(p: dict) -> dict:
         subgoals=subgoals.names,
         subgoal_steps=subgoals.steps,
         gate_prob_mean=float(np.mean(probs)) if probs else 0.0,
+        **gate_fields(p["arm"], model, probs),
+        instruction_steps=k,
         env_step_s=t_env,
         wall_s=time.perf_counter() - t0,
         pid=os.getpid(),

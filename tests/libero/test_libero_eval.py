@@ -68,6 +68,12 @@ def test_worker_crash_and_episode_error_are_retried_and_recorded(first_run):
         assert kv["journal_bytes"] is None and kv["write_steps"] == [0, 1, 2, 3]
         for r in (a, kv, ok[(i, "base")]):  # task 0: alphabet soup and tomato sauce in the basket
             assert len(r["subgoals"]) == 2 and r["subgoal_steps"] == [None, None]
+        # the gated arm keeps p_t per step and tau; its writes are exactly the steps with p_t > tau
+        assert len(a["gate_probs"]) == a["steps"] == 4 and a["gate_threshold"] == 0.5
+        assert a["write_steps"] == [t for t, p in enumerate(a["gate_probs"]) if p > a["gate_threshold"]]
+        assert a["gate_prob_mean"] == pytest.approx(sum(a["gate_probs"]) / 4, abs=1e-4)
+        assert all("gate_probs" not in ok[(i, arm)] for arm in ("base", "always", "random", "periodic", "kv"))
+        assert all(r["instruction_steps"] is None for r in ok.values())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed_attempts"] == 2
     assert {r["arm"] for r in summary["rows"]} == {"base", "always", "aura", "random", "periodic", "kv"}
@@ -80,6 +86,26 @@ def test_worker_crash_and_episode_error_are_retried_and_recorded(first_run):
     md = (out / "summary.md").read_text()
     assert "journal B" in md and "KV bytes / AURA journal bytes" in md
     assert (out / "write_positions.png").stat().st_size > 1000
+    assert (out / "gate_prob.png").stat().st_size > 1000
+
+
+def test_results_without_the_gate_fields_resume_and_summarise(first_run, tmp_path, capsys):
+    """A results directory from before gate_probs / gate_threshold / instruction_steps: nothing is rerun, the
+    summary is rebuilt, and there is no gate_prob.png."""
+    _, out, _ = first_run
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text((out / "config.json").read_text())
+    new = ("gate_probs", "gate_threshold", "instruction_steps")
+    recs = [{k: v for k, v in r.items() if k not in new} for r in _lines(out / "episodes.jsonl")]
+    (old / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    capsys.readouterr()
+    assert cli.main([*ARGS, "--out", str(old)]) == 0
+    assert "0 episodes to run" in capsys.readouterr().out
+    assert len(_lines(old / "episodes.jsonl")) == len(recs)
+    summary = json.loads((old / "summary.json").read_text())
+    assert {r["arm"] for r in summary["rows"]} == {"base", "always", "aura", "random", "periodic", "kv"}
+    assert (old / "write_positions.png").exists() and not (old / "gate_prob.png").exists()
 
 
 def test_rerun_resumes_and_skips_finished_episodes(first_run, capsys):
@@ -151,6 +177,7 @@ def test_transient_instruction_variant_and_its_oracle_arm(tmp_path, capsys):
     assert cli.main([*args, "--arms", "base,oracle"]) == 0
     recs = {r["arm"]: r for r in _lines(out / "episodes.jsonl")}
     assert recs["oracle"]["write_steps"] == [0, 1] and recs["base"]["writes"] == 0
+    assert recs["oracle"]["instruction_steps"] == recs["base"]["instruction_steps"] == 2
     assert json.loads((out / "config.json").read_text())["instruction_steps"] == 2
     capsys.readouterr()
     assert cli.main([*args[:-4], "--out", str(out)]) == 2  # the same results dir without the variant
