@@ -14,7 +14,8 @@ module:Class (fields via --backbone-arg); the cameras rendered are the ones it d
 --arms kv is the always-write KV-cache baseline; --kv-checkpoint loads it (from `aura train --arm kv`).
 Each record and the summary count bytes per episode (journal, dense rewrite, KV), flash pages and the
 projected lifetime at 20 Hz (sim.libero.arms.episode_bytes); write_positions.png shows where the arms
-write against the sub-task boundaries (first step each BDDL goal predicate holds).
+write against the sub-task boundaries (first step each BDDL goal predicate holds); gate_prob.png the aura
+arm's per-step gate probability (records' gate_probs) against tau, with the instruction steps t < K shaded.
 """
 
 from __future__ import annotations

@@ -306,11 +306,14 @@ def write_summary(records: list[dict], out_dir: Path, throughput: dict | None = 
         summary["throughput"] = throughput
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     (out_dir / "summary.md").write_text(table_markdown(summary) + "\n")
+    from sim.libero.gate_plot import plot_gate_probs
     from sim.libero.write_plot import plot_write_positions
 
+    final = final_records(records)
     paths = plot(summary, out_dir)
-    where = plot_write_positions(final_records(records), out_dir / "write_positions.png")
-    summary["plots"] = [str(p) for p in [*paths, *([where] if where else [])]]
+    where = plot_write_positions(final, out_dir / "write_positions.png")
+    gate = plot_gate_probs(final, out_dir / "gate_prob.png")  # only records with gate_probs
+    summary["plots"] = [str(p) for p in [*paths, *(x for x in (where, gate) if x)]]
     return summary
 
 
