@@ -61,7 +61,8 @@ def load_sequences(path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def save_sequences(path, features, base_actions, target_actions) -> None:
+def save_sequences(path, features, base_actions, target_actions, metadata: dict | None = None) -> None:
+    """Write the three arrays as safetensors; ``metadata`` (str -> str) goes into the file's header."""
     from safetensors.numpy import save_file
 
     save_file(
@@ -71,6 +72,7 @@ def save_sequences(path, features, base_actions, target_actions) -> None:
             "target_actions": np.ascontiguousarray(target_actions, dtype=np.float32),
         },
         str(path),
+        metadata=metadata,
     )
 
 

@@ -52,6 +52,14 @@ CAMERAS = {"image": "agentview", "wrist_image": "robot0_eye_in_hand"}
 NOOP = np.array([0, 0, 0, 0, 0, 0, -1.0])
 
 
+def instruction_at(language: str, instruction_steps: int | None, step: int) -> str:
+    """The instruction a policy sees at policy step ``step`` (0 = the first after reset): ``language`` at
+    steps ``t < instruction_steps``, ``""`` from then on; always ``language`` when ``instruction_steps`` is
+    None. The one definition of the transient-instruction variant (issue 13), shared by
+    :meth:`LiberoEnv.observation` and ``sim.libero.features`` (demo step t = policy step t)."""
+    return language if instruction_steps is None or step < instruction_steps else ""
+
+
 def quat2axisangle(q: np.ndarray) -> np.ndarray:
     """Axis-angle vector ``theta * u`` of an xyzw quaternion (``theta`` in ``[0, pi]``)."""
     x, y, z, w = (float(v) for v in q)
@@ -258,8 +266,7 @@ class LiberoEnv(gym.Env):
         """A backbone's observation (``policies.backbone``): ``obs`` plus the ``language`` instruction, and
         for a privileged backbone the simulator (``sim``: ``raw_env``, ``raw``: ``raw_obs``, ``task_id``).
         With ``instruction_steps=k`` the instruction is "" from step k on (steps 0..k-1 see it)."""
-        k = self.instruction_steps
-        language = self.language if k is None or self.steps < k else ""
+        language = instruction_at(self.language, self.instruction_steps, self.steps)
         out: dict[str, Any] = dict(obs, language=language)
         if privileged:
             out.update(sim=self.raw_env, raw=self.raw_obs, task_id=self.task_id)

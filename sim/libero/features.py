@@ -11,6 +11,11 @@ set with MuJoCo's flattened state and forwarded). Then ``features[i, t], base_ac
 and ``target_actions[i, t] = actions[t]`` (the demonstrator's). Sequences are padded to the longest demo by
 repeating the last step's features and base action with NaN targets (unsupervised), so a padded step
 teaches nothing. The backbone is reset at the start of every demo.
+
+With ``instruction_steps=k`` (the transient-instruction variant, issue 13) ``language`` is the file's at steps
+t < k and ``""`` from step k on (``sim.libero.env.instruction_at``: what ``LiberoEnv(task,
+instruction_steps=k)`` hands a policy at its step t, and demo step t is that policy step), so the features and
+base actions are those the deployed policy gets; the targets stay the demonstrator's actions.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 CAMERA_KEYS = {"image": "agentview_rgb", "wrist_image": "eye_in_hand_rgb"}
+# the safetensors header key of `aura sim features` files: JSON with instruction_steps (K or null), backbone
+FEATURES_META_KEY = "aura.features"
 
 
 def demo_files(demos: Path) -> list[Path]:
@@ -56,14 +63,23 @@ class _PrivilegedReplay:
             self.env.close()
 
 
-def extract(backbone, files: list[Path], progress: bool = True) -> tuple[dict[str, np.ndarray], dict]:
-    """Run ``backbone`` over every demo of ``files``; returns the three arrays and a per-file record."""
+def extract(
+    backbone, files: list[Path], progress: bool = True, instruction_steps: int | None = None
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Run ``backbone`` over every demo of ``files``; returns the three arrays and a per-file record.
+    ``instruction_steps=k``: the instruction at steps t < k only (module docstring); None: at every step."""
     import h5py
     from tqdm.auto import tqdm
 
+    from sim.libero.env import instruction_at
+
+    k = instruction_steps
+    if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+        raise ValueError(f"--instruction-steps must be >= 1, got {k!r}")
     spec = backbone.spec
     replay = _PrivilegedReplay() if spec.privileged else None
-    seqs, record = [], {"files": [], "demos": 0, "steps": 0}
+    seqs = []
+    record = {"files": [], "demos": 0, "steps": 0, "instruction_steps": None if k is None else int(k)}
     try:
         for path in files:
             try:
@@ -87,7 +103,7 @@ def extract(backbone, files: list[Path], progress: bool = True) -> tuple[dict[st
                     z, base = [], []
                     for t in range(len(actions)):
                         obs = {c: arrays[c][t] for c in spec.cameras}
-                        obs.update(state=state[t].astype(np.float32), language=language)
+                        obs.update(state=state[t].astype(np.float32), language=instruction_at(language, k, t))
                         if replay is not None:
                             obs = replay.observation(task, flat[t], obs)
                         zt, bt = backbone(obs)

@@ -68,6 +68,7 @@ CASES = [
     ("sim demos --out {d}/afile", "afile"),
     ("sim features --demos {d}/missing_demos --out {d}/f.safetensors", "missing_demos"),
     ("sim features --demos {d} --out {d}/f.safetensors", "task*_demo.hdf5"),
+    ("sim features --demos {d} --out {d}/f.safetensors --instruction-steps 0", "--instruction-steps"),
     ("sim render-check --steps 0", "--steps"),
     ("sim render-check --tasks 99", "--tasks"),
     ("sim bundle --part-mb 70", "--part-mb"),
