@@ -1,10 +1,11 @@
-"""Pack what libero_10 needs into checksummed parts for the GPU machine, and plan the device calls.
+"""Pack what the LIBERO tasks need into checksummed parts for the GPU machine, and plan the device calls.
 
     aura sim bundle --wheels --gl          # build .libero_bundle/, fetch cp312 wheels to .whl, debs to .gl
     aura sim bundle --no-build             # only print the plan (after the repo changed size, say)
     aura sim bundle --no-build --wheels --python-version 3.11 --wheel-dir /tmp/whl311   # a local test
 
-The file set is what the 10 task envs open and reference (probed in subprocesses, ~2-3 min on 2 cores)
+The file set is what the --tasks envs open and reference (default libero_10; probed in subprocesses,
+~2-3 min on 2 cores; the living_room_scene2 group needs exactly libero_10's files: same manifest)
 plus every non-asset file of robosuite, libero and bddl (sim/libero/bundle.py). Output: parts of at
 most --part-mb MiB, index.json (sha256 of each part, wheel and deb) and manifest.tsv (sha256, size,
 path of every file). The plan packs the parts, the wheel folder and the deb folder into as few device
@@ -21,28 +22,20 @@ import time
 from pathlib import Path
 
 from sim.libero import bundle
+from sim.libero.tasks import TASKS_HELP, parse_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _tasks(text: str) -> list[int]:
-    out: list[int] = []
-    for tok in text.split(","):
-        lo, _, hi = tok.partition("-")
-        try:
-            out += range(int(lo), int(hi or lo) + 1)
-        except ValueError:
-            raise ValueError(f"--tasks: {tok!r} is not N or N-M") from None
-    if not out or not all(0 <= t < 10 for t in out):
-        raise ValueError(f"--tasks must name tasks in 0-9, got {text!r}")
-    return sorted(set(out))
+    return sorted(set(parse_tasks(text, "--tasks")))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=REPO / ".libero_bundle", help="a git-ignored folder of the repo"
     )
-    parser.add_argument("--tasks", default="0-9", help="libero_10 tasks whose files are probed (N, N-M, ...)")
+    parser.add_argument("--tasks", default="0-9", help=f"tasks whose files are probed: {TASKS_HELP}")
     parser.add_argument(
         "--part-mb",
         type=float,

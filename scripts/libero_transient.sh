@@ -7,7 +7,7 @@
 #   backbone  the libero_vla pixel backbone trained on them, the instruction always visible
 #   features  its features / base actions on the demos with the instruction at t < K only (aura sim features
 #             --instruction-steps K): what the deployed policy gets; the targets are the demos' actions
-#   train     AuraMem (READOUT read-out; dense phase, then the gate in the loop) and the KV-cache arm on
+#   train     AuraMem (READOUT read-out, auto: both, the better on held-out demos) and the KV-cache arm on
 #             those features, in parallel, with scripts/make_libero_aura.sh's flags
 #   check     the arms' held-out action error next to the blind base action's (results/check.json)
 #   eval      base, always, aura, random, periodic (at AURA's budget), kv, oracle (writes exactly at t < K)
@@ -39,14 +39,15 @@ TRAIN_ARGS=${TRAIN_ARGS:-}      # extra `aura train backbone` options
 # K < 8 the first plan's features, made while the instruction was visible, are held until step 8.
 # fresh_features=true runs the network every step (this step's z_t; the evaluations then outgrow 8 minutes).
 EXEC_ARGS=${EXEC_ARGS:---backbone-arg execution=open_loop --backbone-arg n_action_steps=8 --backbone-arg fresh_features=false}
-READOUT=${READOUT:-linear}      # AuraMem's read-out: linear (the paper's a_base + W_c r) or mlp (aura/readout.py)
+READOUT=${READOUT:-auto}        # AuraMem's read-out: linear (the paper's a_base + W_c r), mlp (aura/readout.py),
+                                # or auto: train both, keep the lower held-out action error (readout.json)
 DENSE_STEPS=${DENSE_STEPS:-600} # AuraMem phase 1 (every step written)
 GATE_STEPS=${GATE_STEPS:-200}   # AuraMem phase 2 (the gate in the loop)
 KV_STEPS=${KV_STEPS:-600}
 KV_LR=${KV_LR:-3e-5}            # scripts/make_libero_aura.sh's (the panel trained it at 3e-4)
 BATCH=${BATCH:-8}               # sequences per step, both arms
 BUDGET=${BUDGET:-0.02}          # AURA's target write rate per step (~3-4 writes in a 150-200-step episode)
-TRAIN_THREADS=${TRAIN_THREADS:-6}  # torch threads of each of the two trainings (they run in parallel)
+TRAIN_THREADS=${TRAIN_THREADS:-5}  # torch threads of each training (AuraMem x2 with auto, KV: in parallel)
 EPISODES=${EPISODES:-20}        # fixed init states 0..N-1 per task in both evaluations (issue 13: >= 20)
 MAX_STEPS=${MAX_STEPS:-300}     # policy steps per episode (the expert: 98-169 mean per task, 2026-12-06)
 DEVICE=${DEVICE:-cuda}
@@ -65,20 +66,6 @@ demos() {
     cp "$WORK/demos/demos.json" "$WORK/results/demos.json"
     return $rc
 }
-split_check() {
-    "$PYTHON" - "$WORK/demos" "$WORK/results/split.json" <<'EOF'
-import json, sys
-from pathlib import Path
-from sim.libero.demos import verify_split
-files = sorted(Path(sys.argv[1]).glob("task*_demo.hdf5"))
-rows = {f.name: verify_split(f) for f in files}  # raises, naming the file, on a demo from the evaluation set
-near = [r["min_nearest_mm"] for r in rows.values() if r["min_nearest_mm"] is not None]
-doc = dict(files=len(rows), demos=sum(r["demos"] for r in rows.values()), min_nearest_mm=min(near), per_file=rows)
-Path(sys.argv[2]).write_text(json.dumps(doc, indent=1))
-print(f"split: {doc['demos']} demos in {doc['files']} files, none on a fixed init state; nearest layout "
-      f"{doc['min_nearest_mm']:.1f} mm from one")
-EOF
-}
 backbone() {
     local resume=()
     [ -e "$WORK/ckpt/config.json" ] && resume=(--resume)
@@ -90,8 +77,8 @@ features() {
     $AURA sim features --demos "$WORK/demos" "${BB[@]}" --instruction-steps "$K" \
         --out "$WORK/features.safetensors" --quiet
 }
-train_aura() {
-    $AURA train --data "$WORK/features.safetensors" --out "$WORK/aura" --readout "$READOUT" \
+train_aura() { # READOUT_NAME OUT
+    $AURA train --data "$WORK/features.safetensors" --out "$2" --readout "$1" \
         --dense-steps "$DENSE_STEPS" --lr 3e-4 --gate-steps "$GATE_STEPS" --gate-lr 1e-3 --batch "$BATCH" \
         --sparsity 1.0 --budget "$BUDGET" --threads "$TRAIN_THREADS" --seed 0 --quiet
 }
@@ -100,14 +87,30 @@ train_kv() {
         --lr "$KV_LR" --batch "$BATCH" --threads "$TRAIN_THREADS" --seed 0 --quiet
 }
 train() {
-    train_aura >"$WORK/train_aura.log" 2>&1 &
-    local pid_aura=$!
-    train_kv >"$WORK/train_kv.log" 2>&1
-    local rc_kv=$?
-    wait "$pid_aura"
-    local rc_aura=$?
-    tail -n 5 "$WORK/train_aura.log" "$WORK/train_kv.log"
-    [ "$rc_aura" = 0 ] && [ "$rc_kv" = 0 ]
+    local readouts=("$READOUT") pids=() r rc=0
+    [ "$READOUT" = auto ] && readouts=(linear mlp)
+    for r in "${readouts[@]}"; do
+        train_aura "$r" "$WORK/aura_$r" >"$WORK/train_aura_$r.log" 2>&1 &
+        pids+=($!)
+    done
+    train_kv >"$WORK/train_kv.log" 2>&1 || rc=1
+    for r in "${pids[@]}"; do wait "$r" || rc=1; done
+    tail -n 3 "$WORK"/train_aura_*.log "$WORK/train_kv.log"
+    [ "$rc" = 0 ] || return 1
+    # auto: the read-out with the lower held-out action error (held-out training demos, never the
+    # evaluation's init states) becomes the aura arm
+    "$PYTHON" - "$WORK" "${readouts[@]}" <<'EOF'
+import json, shutil, sys
+from pathlib import Path
+work, names = Path(sys.argv[1]), sys.argv[2:]
+err = {n: json.load(open(work / f"aura_{n}" / "config.json"))["meta"]["training"]["validation"]["action_loss"]
+       for n in names}
+best = min(err, key=err.get)
+shutil.rmtree(work / "aura", ignore_errors=True)
+shutil.copytree(work / f"aura_{best}", work / "aura")
+(work / "readout.json").write_text(json.dumps(dict(held_out_action_loss=err, chosen=best), indent=1))
+print(f"aura arm: read-out {best} (held-out action error {err})")
+EOF
 }
 check() {
     # recorded, not a gate: with the instruction gone the blind base action is the bar to clear
@@ -138,7 +141,7 @@ pack() {
     for f in "$WORK"/ckpt/config.json "$WORK"/ckpt/train.jsonl "$WORK"/features.json \
         "$WORK"/aura/model.safetensors "$WORK"/aura/config.json "$WORK"/aura/train.jsonl \
         "$WORK"/kv/model.safetensors "$WORK"/kv/config.json "$WORK"/kv/train.jsonl \
-        "$WORK"/train_aura.log "$WORK"/train_kv.log \
+        "$WORK"/train_aura_*.log "$WORK"/train_kv.log "$WORK"/readout.json \
         "$WORK"/eval/summary.json "$WORK"/eval/summary.md "$WORK"/eval/config.json "$WORK"/eval/*.png \
         "$WORK"/eval/episodes*.jsonl "$WORK"/eval_visible/summary.json "$WORK"/eval_visible/summary.md \
         "$WORK"/eval_visible/config.json "$WORK"/eval_visible/*.png "$WORK"/eval_visible/episodes*.jsonl \

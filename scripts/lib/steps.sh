@@ -34,3 +34,20 @@ record_demos() {
         --workers "$WORKERS" --placements fresh --first-pass cameras --image-size 128 --out "$1"
     [ $? -le 1 ]
 }
+
+# split_check: no demo of $WORK/demos on (or within 1 mm of) a fixed init state of its scene's tasks; the
+# numbers go to $WORK/results/split.json. $PYTHON (default python3) is the interpreter with this repo's code.
+split_check() {
+    "${PYTHON:-python3}" - "$WORK/demos" "$WORK/results/split.json" <<'EOF'
+import json, sys
+from pathlib import Path
+from sim.libero.demos import verify_split
+files = sorted(Path(sys.argv[1]).glob("task*_demo.hdf5"))
+rows = {f.name: verify_split(f) for f in files}  # raises, naming the file, on a demo from the evaluation set
+near = [r["min_nearest_mm"] for r in rows.values() if r["min_nearest_mm"] is not None]
+doc = dict(files=len(rows), demos=sum(r["demos"] for r in rows.values()), min_nearest_mm=min(near), per_file=rows)
+Path(sys.argv[2]).write_text(json.dumps(doc, indent=1))
+print(f"split: {doc['demos']} demos in {doc['files']} files, none on a fixed init state; nearest layout "
+      f"{doc['min_nearest_mm']:.1f} mm from one")
+EOF
+}

@@ -206,6 +206,16 @@ def test_plan_packs_parts_wheels_and_debs_under_64_mib_per_call():
         bundle.build(Path("/nonexistent"), Path("/"), [], part_mb=64)
 
 
+def test_tasks_to_probe_take_groups_and_other_suites():
+    """`aura sim bundle --tasks` names tasks as the rest of the CLI does (the transient-instruction group)."""
+    from cli.sim_bundle import _tasks
+
+    assert _tasks("0-9,living_room_scene2") == list(range(10)) + list(range(150, 155))
+    assert _tasks("3,1,3") == [1, 3]
+    with pytest.raises(ValueError, match="--tasks"):
+        _tasks("10")
+
+
 def test_index_format_is_checked(tmp_path):
     (tmp_path / "i.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(bundle.BundleError, match="not a aura-libero-bundle/1 index"):
