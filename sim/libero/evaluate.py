@@ -13,8 +13,8 @@ fatal. At the end ``summary.json``/``summary.md`` (Wilson 95 % intervals) and pl
 every JSONL in ``OUT``, and env-steps/s of this run is printed.
 
 Test hook: ``AURA_LIBERO_CRASH_ONCE=task:init:arm:MODE:MARKER[;...]`` makes the worker running that
-episode exit hard (MODE ``exit``) or raise (``raise``) once - it creates MARKER first - to exercise
-recovery end to end.
+episode exit hard (MODE ``exit``), raise (``raise``) or hang (``hang``: 120 s, for --episode-timeout)
+once - it creates MARKER first - to exercise recovery end to end.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ def _crash_hook(p: dict) -> None:
             Path(marker).touch()
             if mode == "raise":
                 raise RuntimeError(f"injected failure ({spec})")
+            if mode == "hang":  # then runs normally: without a timeout the test fails, it does not stall
+                time.sleep(120)
+                return
             os._exit(17)
 
 
@@ -360,7 +363,7 @@ def run_evaluation(plan: EvalPlan) -> int:
     if sched.total == 0:
         pass  # everything was done: only the summary is rebuilt
     elif plan.ray:
-        run_ray(sched, run_episode, plan.ray, plan.workers)
+        run_ray(sched, run_episode, plan.ray, plan.workers, timeout=plan.episode_timeout)
     else:
         run_local(sched, run_episode, plan.workers, timeout=plan.episode_timeout)
     wall = time.perf_counter() - t0

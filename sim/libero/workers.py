@@ -164,10 +164,20 @@ def run_local(
             w.stop()
 
 
-def run_ray(scheduler, runner: Callable[[dict], dict], address: str, workers: int | None = None):
+def run_ray(
+    scheduler,
+    runner: Callable[[dict], dict],
+    address: str,
+    workers: int | None = None,
+    timeout: float | None = None,
+):
     """Run the jobs as Ray tasks on the cluster at ``address``: ``HOST:PORT`` of a head started with
     ``ray start --head``, ``ray://HOST:PORT`` (Ray client), ``auto`` (the cluster ``ray start`` last
     started on this machine) or ``local`` (a throw-away cluster of this process).
+
+    A task running longer than ``timeout`` seconds (counted from its submission: at most one task per slot
+    is in flight, so that is when it starts) is cancelled with ``ray.cancel(force=True)``, which kills its
+    worker process, and goes back to the scheduler as a failure, as ``run_local`` does with its processes.
 
     The driver's ``AURA_*`` variables (test hooks such as ``AURA_LIBERO_CRASH_ONCE``, kernel and backend
     choices) are handed to the tasks through the job's ``runtime_env``: the workers of a separately
@@ -192,7 +202,7 @@ def run_ray(scheduler, runner: Callable[[dict], dict], address: str, workers: in
     except ConnectionError as e:
         raise ConnectionError(_connect_error(ray, address, e)) from e
     try:
-        _ray_loop(ray, scheduler, runner, address, workers)
+        _ray_loop(ray, scheduler, runner, workers, timeout)
     finally:
         ray.shutdown()  # disconnects this driver; a cluster given by address keeps running
 
@@ -236,23 +246,29 @@ def _connect_error(ray, address: str, err: BaseException) -> str:
     return f"--ray {address}: {err}"
 
 
-def _ray_loop(ray, scheduler, runner, address, workers) -> None:
+def _ray_loop(ray, scheduler, runner, workers, timeout) -> None:
     slots = workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
     remote = ray.remote(num_cpus=1, max_retries=0)(runner)  # retries are the scheduler's decision
-    inflight: dict[Any, Job] = {}
+    inflight: dict[Any, tuple[Job, float]] = {}
     while True:
         while len(inflight) < slots and (job := scheduler.next_job()) is not None:
-            inflight[remote.remote(job.payload)] = job
+            inflight[remote.remote(job.payload)] = (job, time.perf_counter())
         if not inflight:
             if scheduler.open():
                 raise RuntimeError("scheduler has open jobs but none is ready (dependency cycle?)")
             return
         ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
         for ref in ready:
-            job = inflight.pop(ref)
+            job, _ = inflight.pop(ref)
             try:
                 result = ray.get(ref)
             except Exception as e:  # RayTaskError, WorkerCrashedError, ...
                 scheduler.failed(job, f"{type(e).__name__}: {e}")
             else:
                 scheduler.finished(job, result)
+        if timeout is not None:
+            now = time.perf_counter()
+            for ref in [r for r, (_, t0) in inflight.items() if now - t0 > timeout]:
+                job, _ = inflight.pop(ref)
+                ray.cancel(ref, force=True)  # kills the worker process; the slot is free again
+                scheduler.failed(job, f"episode exceeded the {timeout:.0f} s timeout; Ray task cancelled")

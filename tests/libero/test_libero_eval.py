@@ -184,3 +184,21 @@ def test_transient_instruction_variant_and_its_oracle_arm(tmp_path, capsys):
     assert "instruction_steps" in capsys.readouterr().err
     assert cli.main(["eval", "libero", "--arms", "base,oracle", "--out", str(tmp_path / "x")]) == 2
     assert "--instruction-steps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_a_hung_episode_is_killed_at_the_timeout_and_retried(tmp_path, monkeypatch, executor):
+    """--episode-timeout applies to both executors: the hung worker is killed (Ray: the task cancelled),
+    the episode is recorded as failed with the reason and its retry succeeds."""
+    extra = ["--workers", "2"]
+    if executor == "ray":
+        pytest.importorskip("ray", reason="needs the ray package (the ray extra; scripts/setup.sh has it)")
+        extra += ["--ray", "local"]
+    monkeypatch.setenv("AURA_LIBERO_CRASH_ONCE", f"0:0:aura:hang:{tmp_path / 'h'}")
+    args = [*ARGS, *extra, "--episode-timeout", "15", "--out", str(tmp_path / "out")]
+    assert cli.main(args) == 0
+    recs = _lines(tmp_path / "out" / "episodes.jsonl")
+    failed = [r for r in recs if r["status"] != "ok"]
+    assert len(failed) == 1 and "exceeded the 15 s timeout" in failed[0]["error"]
+    assert (failed[0]["task"], failed[0]["init_state"], failed[0]["arm"]) == (0, 0, "aura")
+    assert sum(r["status"] == "ok" for r in recs) == 12  # the retry included
