@@ -76,6 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS, help="policy steps per episode")
     parser.add_argument(
+        "--flash-config",
+        default=None,
+        help="JSON file with FlashConfig fields for the pages and lifetimes (docs/deploy.md; default part)",
+    )
+    parser.add_argument(
+        "--control-hz", type=float, default=None, help="control rate of the lifetime projection (default 20)"
+    )
+    parser.add_argument(
         "--cameras", default=None, help="cameras to render (default: what the backbone needs)"
     )
     parser.add_argument(
@@ -152,6 +160,15 @@ def _plan(args: argparse.Namespace) -> EvalPlan:
         raise ValueError(f"--max-steps must be in 1..10000, got {args.max_steps}")
     if not args.episode_timeout > 0:
         raise ValueError(f"--episode-timeout must be > 0, got {args.episode_timeout}")
+    if args.control_hz is not None and not args.control_hz > 0:
+        raise ValueError(f"--control-hz must be > 0, got {args.control_hz}")
+    flash = None
+    if args.flash_config:
+        from dataclasses import asdict
+
+        from deploy.runtime.budget import FlashConfig
+
+        flash = asdict(FlashConfig.from_json(args.flash_config))  # errors name the file
     fields = parse_fields(args.backbone_arg)
     d_model = _memory_d_model(args)
     defaults = {"seed": args.seed} | ({"d_model": d_model} if d_model else {})
@@ -204,6 +221,8 @@ def _plan(args: argparse.Namespace) -> EvalPlan:
         video=args.video,
         budget_rate=args.budget_rate,
         instruction_steps=k,
+        flash=flash,
+        control_hz=args.control_hz,
     )
 
 

@@ -61,10 +61,15 @@ class FlashConfig:
                 data = json.load(f)
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"{os.fspath(path)}: cannot read flash config: {err}") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{os.fspath(path)}: a flash config is a JSON object of FlashConfig fields")
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"{os.fspath(path)}: unknown flash config keys {sorted(unknown)}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ValueError as err:  # a field out of range: say which file it came from
+            raise ValueError(f"{os.fspath(path)}: {err}") from err
 
     @property
     def endurance_bytes(self) -> float:

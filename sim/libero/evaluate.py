@@ -122,7 +122,7 @@ def run_episode(p: dict) -> dict:
         success=bool(success),
         steps=env.steps,
         writes=len(write_steps),
-        **episode_bytes(p["arm"], model, env.steps, len(write_steps)),
+        **episode_bytes(p["arm"], model, env.steps, len(write_steps), **flash_model(p)),
         write_steps=write_steps,
         subgoals=subgoals.names,
         subgoal_steps=subgoals.steps,
@@ -274,14 +274,35 @@ class EvalPlan:
     video: int = 0
     budget_rate: float = 0.1
     instruction_steps: int | None = None  # the transient-instruction variant: the goal at t < k only
+    flash: dict | None = None  # FlashConfig fields (None: the default part) the pages and lifetimes assume
+    control_hz: float | None = None  # the control rate of the lifetime projection (None: CONTROL_HZ)
+
+
+def flash_model(settings: dict) -> dict:
+    """``episode_bytes`` / ``summarize`` keywords from a payload or a results dir's config.json: the
+    FlashConfig and control rate the run pinned (absent: the defaults)."""
+    from deploy.runtime.budget import FlashConfig
+
+    out = {}
+    if settings.get("flash"):
+        out["flash"] = FlashConfig(**settings["flash"])
+    if settings.get("control_hz"):
+        out["control_hz"] = float(settings["control_hz"])
+    return out
 
 
 def rebuild_summary(out_dir: Path, throughput: dict | None = None) -> dict:
-    """summary.json / summary.md / plots from every episodes*.jsonl in ``out_dir``; prints the table."""
+    """summary.json / summary.md / plots from every episodes*.jsonl in ``out_dir``, under the flash model its
+    config.json pinned; prints the table."""
     from sim.libero.report import print_table, read_records, write_summary
 
+    cfg = Path(out_dir) / "config.json"
+    settings = json.loads(cfg.read_text()) if cfg.is_file() else {}
     summary = write_summary(
-        read_records(sorted(Path(out_dir).glob("episodes*.jsonl"))), Path(out_dir), throughput
+        read_records(sorted(Path(out_dir).glob("episodes*.jsonl"))),
+        Path(out_dir),
+        throughput,
+        **flash_model(settings),
     )
     print_table(summary)
     return summary
@@ -301,12 +322,17 @@ def _pin_configuration(plan: EvalPlan, out_dir: Path) -> None:
         pinned["render"] = plan.render
     if plan.instruction_steps is not None:  # likewise
         pinned["instruction_steps"] = plan.instruction_steps
+    if plan.flash is not None:  # likewise: pages and lifetimes of one results dir assume one flash part
+        pinned["flash"] = plan.flash
+    if plan.control_hz is not None:
+        pinned["control_hz"] = plan.control_hz
     cfg_path = out_dir / "config.json"
     if cfg_path.is_file() and any(out_dir.glob("episodes*.jsonl")):
         old = json.loads(cfg_path.read_text())
         # the settings pinned only when set count when either side has them (a fast-render or
         # transient-instruction directory is not resumed by a run without the option, nor the reverse)
-        keys = set(pinned) | (set(old) & {"kv_checkpoint", "backbone_args", "render", "instruction_steps"})
+        optional = {"kv_checkpoint", "backbone_args", "render", "instruction_steps", "flash", "control_hz"}
+        keys = set(pinned) | (set(old) & optional)
         diff = {k: (old.get(k), pinned.get(k)) for k in sorted(keys) if old.get(k) != pinned.get(k)}
         if diff:
             raise ValueError(
@@ -351,6 +377,8 @@ def run_evaluation(plan: EvalPlan) -> int:
         video_states=plan.video,
         video_dir=str(video_dir),
         instruction_steps=plan.instruction_steps,
+        flash=plan.flash,
+        control_hz=plan.control_hz,
     )
     sched = EvalScheduler(pairs, plan.arms, base, done, plan.retries, out, plan.budget_rate)
     print(

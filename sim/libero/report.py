@@ -77,13 +77,15 @@ def _mean(rs: list[dict], field: str) -> float | None:
     return float(np.mean(xs)) if xs else None
 
 
-def _lifetime(rs: list[dict]) -> float | None:
-    from sim.libero.arms import lifetime_years
+def _lifetime(rs: list[dict], flash=None, control_hz: float | None = None) -> float | None:
+    from sim.libero.arms import CONTROL_HZ, lifetime_years
 
     rs = [r for r in rs if r.get("pages") is not None]
     if not rs:
         return None
-    return lifetime_years(sum(r["pages"] for r in rs), sum(r["steps"] for r in rs))
+    return lifetime_years(
+        sum(r["pages"] for r in rs), sum(r["steps"] for r in rs), flash, control_hz or CONTROL_HZ
+    )
 
 
 def ratios(final: list[dict]) -> dict:
@@ -114,9 +116,10 @@ def ratios(final: list[dict]) -> dict:
     return out
 
 
-def summarize(records: list[dict]) -> dict:
+def summarize(records: list[dict], flash=None, control_hz: float | None = None) -> dict:
     """Per arm and per (arm, task): episodes, successes, rate, Wilson 95 %, mean steps/writes/bytes, pages,
-    lifetime; the ratios between arms; the flash model the pages and lifetimes assume."""
+    lifetime; the ratios between arms; the flash model the pages and lifetimes assume (``flash``: a
+    FlashConfig, default the default part; ``control_hz`` default CONTROL_HZ)."""
     from dataclasses import asdict
 
     from deploy.runtime.budget import FlashConfig
@@ -150,12 +153,12 @@ def summarize(records: list[dict]) -> dict:
                 bytes=mean("bytes"),
                 **{f: _mean(ok, f) for f in BYTE_FIELDS},
                 pages=_mean(ok, "pages"),
-                lifetime_years=_lifetime(ok),
+                lifetime_years=_lifetime(ok, flash, control_hz),
                 wall_s=mean("wall_s"),
             )
         )
     retried = sum(1 for r in records if r.get("status") != "ok")
-    flash = dict(asdict(FlashConfig()), control_hz=CONTROL_HZ)
+    flash = dict(asdict(flash or FlashConfig()), control_hz=control_hz or CONTROL_HZ)
     from sim.libero.write_plot import near_subgoal
 
     return {
@@ -300,8 +303,10 @@ def plot(summary: dict, out_dir: Path) -> list[Path]:
     return paths
 
 
-def write_summary(records: list[dict], out_dir: Path, throughput: dict | None = None) -> dict:
-    summary = summarize(records)
+def write_summary(
+    records: list[dict], out_dir: Path, throughput: dict | None = None, flash=None, control_hz=None
+) -> dict:
+    summary = summarize(records, flash, control_hz)
     if throughput:
         summary["throughput"] = throughput
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))

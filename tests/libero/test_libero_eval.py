@@ -202,3 +202,35 @@ def test_a_hung_episode_is_killed_at_the_timeout_and_retried(tmp_path, monkeypat
     assert len(failed) == 1 and "exceeded the 15 s timeout" in failed[0]["error"]
     assert (failed[0]["task"], failed[0]["init_state"], failed[0]["arm"]) == (0, 0, "aura")
     assert sum(r["status"] == "ok" for r in recs) == 12  # the retry included
+
+
+def test_flash_config_sets_the_pages_and_lifetimes_and_is_pinned(tmp_path, capsys):
+    """--flash-config / --control-hz: the episodes' pages and lifetimes and the summary's follow the part
+    given; a results dir made under one part is not resumed under another; a bad file is named."""
+    args = ["eval", "libero", "--tasks", "0", "--init-states", "0", "--backbone", "libero_noop"]
+    args += ["--arms", "aura", "--max-steps", "6", "--workers", "1", "--budget-rate", "1"]
+    small = tmp_path / "small.json"  # 512-byte pages, 10 P/E cycles of a 1 MiB region
+    small.write_text(json.dumps({"page_bytes": 512, "pe_cycles": 10, "reserved_bytes": 1 << 20}))
+    assert cli.main([*args, "--out", str(tmp_path / "d")]) == 0
+    assert (
+        cli.main([*args, "--flash-config", str(small), "--control-hz", "50", "--out", str(tmp_path / "s")])
+        == 0
+    )
+    (default,), (custom,) = (
+        _lines(tmp_path / "d" / "episodes.jsonl"),
+        _lines(tmp_path / "s" / "episodes.jsonl"),
+    )
+    assert default["writes"] == custom["writes"] > 0 and default["journal_bytes"] == custom["journal_bytes"]
+    assert custom["journal_pages"] > default["journal_pages"]  # smaller pages: more of them
+    assert custom["lifetime_years"] < default["lifetime_years"] / 1000
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["flash"]["page_bytes"] == 512 and summary["flash"]["control_hz"] == 50
+    row = next(r for r in summary["rows"] if r["task"] == "all")
+    assert row["lifetime_years"] == pytest.approx(custom["lifetime_years"], rel=1e-6)
+    capsys.readouterr()
+    assert cli.main([*args, "--out", str(tmp_path / "s")]) == 2  # the default part: another configuration
+    assert "flash" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"pe_cycles": -3}))
+    assert cli.main([*args, "--flash-config", str(bad), "--out", str(tmp_path / "b")]) == 2
+    assert str(bad) in capsys.readouterr().err
