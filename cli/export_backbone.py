@@ -4,7 +4,8 @@ The graph: image, wrist_image (uint8 [1,S,S,3]), state [1,8], tokens (int64 [1,L
 actions [1,K,7]; the backbone interface (sizes, tokenizer) is stored in its metadata, so the file alone is
 what `--backbone libero_vla_onnx --backbone-arg model=FILE` needs. Checks: onnx.checker full_check, then
 torch vs ONNX Runtime on --n-frames frames (of --frames DEMO.hdf5, else random): max abs error on features
-and actions <= 1e-4, else exit 1. --check-trt also checks the graph against TensorRT 10.3's ONNX parser
+and actions (with the bins head: features and logits, and the decoded actions that differ are counted)
+<= 1e-4, else exit 1. --check-trt also checks the graph against TensorRT 10.3's ONNX parser
 rules (deploy/export/trt_check.py): problems one per line, exit 1.
 """
 
@@ -48,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
         f"{r['mean_ms']['torch']:.1f} | {r['mean_ms']['onnxruntime']:.1f} | {r['bytes'] / 1e6:.1f} | "
         f"{'passed' if r['passed'] else 'FAILED'} (<= {r['tolerance']:g}) |"
     )
+    if r.get("action_head") == "bins":
+        print(
+            f"[export] bins head: parity on features and logits (max err logits {e['logits']:.2e}); decoded "
+            f"actions differing (argmax near-ties): {r['actions_differ']} of {r['frames']} frames x K x 7, "
+            f"in {r['frames_with_differing_actions']} frames"
+        )
     ref = r["float64_ref"]
     print(
         f"[export] against a float64 copy ({ref['frames']} frames): torch {ref['torch']:.2e}, "

@@ -8,6 +8,10 @@ the exact command, seed, data recipe (files, demos and frames per task) and the 
 --init CKPT fine-tunes an existing checkpoint instead of starting from scratch (a DAgger round:
 `--demos DEMOS ROLLOUTS/episodes --init checkpoints/libero-vla`).
 
+--action-head bins (--action-bins N, default 64) trains the binned action head: cross-entropy over
+per-dimension quantile bins of the demos' actions, decoded at the most probable bin, so a bimodal expert
+(+1 in some demos, -1 in others) gives one of its modes instead of their mean. Default: l1.
+
 --time-limit SECONDS counts from the start of the command (loading included) and stops cleanly with a saved
 checkpoint before it; --fit-to-time also re-sizes the cosine schedule to end at that limit. A command killed
 anyway loses at most --save-every seconds: rerun it with --resume. See docs/libero_vla.md for the GPU recipe.
@@ -43,6 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit", type=float, default=None, help="stop and save before this many s")
     parser.add_argument("--fit-to-time", action="store_true", help="shorten the schedule to fit --time-limit")
     parser.add_argument("--chunk", type=int, default=None, help="action chunk length K (default 8)")
+    parser.add_argument(
+        "--action-head",
+        default=None,
+        choices=("l1", "bins"),
+        help="l1: regress the chunk (default); bins: cross-entropy over per-dimension quantile bins, decoded "
+        "at the most probable bin (docs/libero_vla.md); --init / --resume: must match the checkpoint's",
+    )
+    parser.add_argument(
+        "--action-bins", type=int, default=None, help="bins per action dimension of --action-head bins (64)"
+    )
     parser.add_argument(
         "--max-demos-per-task", type=int, default=None, help="use only the first N demos per file"
     )
@@ -89,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     model = parse_fields(args.model_arg, "--model-arg")
     if args.chunk is not None:
         model["chunk"] = args.chunk
+    for key in ("action_head", "action_bins"):
+        if getattr(args, key) is not None:
+            model[key] = getattr(args, key)
     cfg = TrainConfig(
         demos=args.demos[0] if len(args.demos) == 1 else args.demos,
         out=args.out,

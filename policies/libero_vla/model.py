@@ -12,10 +12,17 @@ Per step, with both 128-px cameras, the 8-d proprio s and the instruction's hash
                                                           axis-angle (continuous where aa flips at pi)
     z_t    = LN(MLP([f_agentview ; f_wrist ; p ; l]))     the per-step features for the memory [d_model]
     A_t    = mu_a + sigma_a (H z_t)                        the action chunk [K, 7], L1-trained
+                                                          (``action_head="l1"``, the default), or
+    L_t    = H z_t,  A_t[k, d] = v_d,argmax_b L_t[k, d, b]   ``action_head="bins"``: logits [K, 7, B] over
+                                                          per-dimension quantile bins, cross-entropy-
+                                                          trained, decoded at the most probable bin
+                                                          (``bins.py``: edges, values v, the loss)
 
 The CNN is shared by both cameras (BAKU) and told which camera it is looking at through c_v; gamma, beta
 start at 0 (identity FiLM). Normalisation statistics (mu, sigma of the proprio features and of the actions)
-are buffers fitted on the training demos, so the ONNX graph carries them.
+and the bins (edges, values, which bins are valid) are buffers fitted on the training demos, so checkpoints
+and the ONNX graph carry them. The bins head exists only with ``action_head="bins"``: an "l1" network has
+exactly the tensors it always had, so older checkpoints (whose config has no ``action_head``) load as "l1".
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from policies.libero_vla.bins import decode
 from policies.libero_vla.runtime import D_STATE, NetInterface
 from policies.libero_vla.text import HashTokenizer
 
 D_PROPRIO_FEATURES = 11  # position 3, first two rotation-matrix columns 6, gripper fingers 2
+ACTION_HEADS = ("l1", "bins")
 
 
 @dataclass
@@ -54,8 +63,15 @@ class ModelConfig:
     buckets: int = 4096
     max_tokens: int = 128
     ngram: int = 3
+    action_head: str = "l1"  # "l1": regression of the normalised chunk; "bins": logits over action bins
+    action_bins: int = 64  # B, bins per action dimension (fewer where the data has fewer distinct values)
 
     def __post_init__(self) -> None:
+        if self.action_head not in ACTION_HEADS:
+            raise ValueError(f"action_head must be one of {ACTION_HEADS}, got {self.action_head!r}")
+        if int(self.action_bins) < 2:
+            raise ValueError(f"action_bins must be >= 2, got {self.action_bins}")
+        self.action_bins = int(self.action_bins)
         self.widths, self.strides = tuple(int(w) for w in self.widths), tuple(int(s) for s in self.strides)
         if len(self.widths) != len(self.strides) or not self.widths:
             raise ValueError(f"widths {self.widths} and strides {self.strides} must have the same length")
@@ -70,6 +86,11 @@ class ModelConfig:
         for st in self.strides:
             s = (s + st - 1) // st
         return s
+
+    @property
+    def head_outputs(self) -> int:
+        """Outputs of the head per (chunk step, action dimension): 1 (l1) or B logits (bins)."""
+        return self.action_bins if self.action_head == "bins" else 1
 
     def tokenizer(self) -> HashTokenizer:
         return HashTokenizer(self.buckets, self.max_tokens, self.ngram)
@@ -239,13 +260,20 @@ class LiberoVLANet(nn.Module):
             nn.LayerNorm(cfg.d_model),
         )
         self.head = nn.Sequential(
-            nn.Linear(cfg.d_model, cfg.d_hidden), nn.GELU(), nn.Linear(cfg.d_hidden, cfg.chunk * cfg.d_action)
+            nn.Linear(cfg.d_model, cfg.d_hidden),
+            nn.GELU(),
+            nn.Linear(cfg.d_hidden, cfg.chunk * cfg.d_action * cfg.head_outputs),
         )
         nn.init.normal_(self.head[-1].weight, std=1e-3)
         nn.init.zeros_(self.head[-1].bias)
         for name, n in (("proprio", D_PROPRIO_FEATURES), ("action", cfg.d_action)):
             self.register_buffer(f"{name}_mean", torch.zeros(n))
             self.register_buffer(f"{name}_scale", torch.ones(n))
+        if cfg.action_head == "bins":  # bins.py; uniform placeholders until set_bins (train.py)
+            b = cfg.action_bins
+            self.register_buffer("bin_edges", torch.linspace(-1, 1, b + 1)[1:-1].repeat(cfg.d_action, 1))
+            self.register_buffer("bin_values", torch.linspace(-1, 1, b).repeat(cfg.d_action, 1))
+            self.register_buffer("bin_valid", torch.ones(cfg.d_action, b))
 
     def set_stats(self, proprio_mean, proprio_scale, action_mean, action_scale) -> None:
         """Normalisation statistics (fitted on the training demos by ``train.py``)."""
@@ -255,13 +283,19 @@ class LiberoVLANet(nn.Module):
         ):
             getattr(self, name).copy_(torch.as_tensor(v, dtype=torch.float32))
 
+    def set_bins(self, edges, values, valid) -> None:
+        """The bins head's edges [7, B-1], values [7, B] and valid mask [7, B] (``bins.fit_bins``)."""
+        for name, v in (("bin_edges", edges), ("bin_values", values), ("bin_valid", valid)):
+            getattr(self, name).copy_(torch.as_tensor(v, dtype=torch.float32))
+
     def text_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
         mask = (tokens > 0).to(self.embed.weight.dtype)
         bag = (self.embed(tokens) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
         return self.text(bag)
 
     def encode(self, image, wrist_image, state, tokens, proprio_noise: float = 0.0):
-        """(features [B, d_model], normalised chunk [B, K, d_action]); noise only for training."""
+        """(features [B, d_model], head output): the normalised chunk [B, K, d_action] ("l1") or the logits
+        [B, K, d_action, action_bins] ("bins"); noise only for training."""
         b = image.shape[0]
         text = self.text_embedding(tokens)
         cams = self.cam_id[:, None, :].expand(2, b, -1).reshape(2 * b, -1)
@@ -273,12 +307,21 @@ class LiberoVLANet(nn.Module):
         if proprio_noise > 0:
             p = p + proprio_noise * torch.randn_like(p)
         z = self.trunk(torch.cat([f_a, f_w, self.proprio(p), text], dim=1))
-        chunk = self.head(z).view(b, self.config.chunk, self.config.d_action)
-        return z, chunk
+        cfg = self.config
+        if cfg.action_head == "l1":
+            return z, self.head(z).view(b, cfg.chunk, cfg.d_action)
+        return z, self.head(z).view(b, cfg.chunk, cfg.d_action, cfg.action_bins)
 
-    def forward(self, image, wrist_image, state, tokens):
-        z, chunk = self.encode(image, wrist_image, state, tokens)
-        return z, chunk * self.action_scale + self.action_mean
+    def forward(self, image, wrist_image, state, tokens, return_logits: bool = False):
+        """(features, actions [B, K, d_action]); with ``return_logits`` (bins head only) also the logits
+        [B, K, d_action, B] (raw: the decode masks the invalid bins)."""
+        z, out = self.encode(image, wrist_image, state, tokens)
+        if self.config.action_head == "l1":
+            if return_logits:
+                raise ValueError("return_logits: the 'l1' action head has no logits")
+            return z, out * self.action_scale + self.action_mean
+        actions = decode(out, self.bin_values, self.bin_valid)
+        return (z, actions, out) if return_logits else (z, actions)
 
 
 def count_parameters(module: nn.Module) -> int:

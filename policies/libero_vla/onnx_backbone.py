@@ -1,11 +1,13 @@
 """The LIBERO pixel backbone on an exported ONNX graph, through ONNX Runtime: numpy + onnxruntime, no torch.
 
 ``aura export backbone CKPT --out model.onnx`` (``deploy.export.backbone_graph``) writes the graph of
-``policies.libero_vla.runtime`` (uint8 images, state, token ids -> features [1, d_model], actions [1, K, 7])
-and stores the :class:`NetInterface` (sizes, tokenizer) as JSON in the file's metadata under
+``policies.libero_vla.runtime`` (uint8 images, state, token ids -> features [1, d_model], actions [1, K, 7];
+a binned-head graph also outputs its logits, which this backbone does not fetch: the graph decodes) and
+stores the :class:`NetInterface` (sizes, tokenizer) as JSON in the file's metadata under
 ``aura.libero_vla``, so the .onnx file is all this backbone needs. Tokenizer, input checks and chunk
 execution are the same numpy code the torch backbone runs (:class:`ChunkedBackbone`), so both give the same
-actions up to the graph's float error (<= 1e-4, checked at export).
+actions up to the graph's float error (<= 1e-4, checked at export; with the bins head the logits are, and an
+argmax near-tie can pick a neighbouring bin in one runtime, docs/libero_vla.md).
 
     make_backbone("libero_vla_onnx", {"model": "runs/vla/model.onnx", "threads": 2})
 """
@@ -21,7 +23,14 @@ import onnxruntime as ort
 
 from policies.backbone import BackboneError
 from policies.libero_vla.execution import DEFAULT_EXECUTION, EXECUTIONS
-from policies.libero_vla.runtime import INPUTS, OUTPUTS, CheckpointError, ChunkedBackbone, NetInterface
+from policies.libero_vla.runtime import (
+    INPUTS,
+    LOGITS,
+    OUTPUTS,
+    CheckpointError,
+    ChunkedBackbone,
+    NetInterface,
+)
 
 META_KEY = "aura.libero_vla"
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -58,7 +67,8 @@ def open_session(path, threads: int = 0, provider: str = "cpu") -> tuple[ort.Inf
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: bad {META_KEY!r} metadata ({err})") from None
     names_in, names_out = [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()]
-    if sorted(names_in) != sorted(INPUTS) or sorted(names_out) != sorted(OUTPUTS):
+    outputs_ok = sorted(names_out) in (sorted(OUTPUTS), sorted((*OUTPUTS, LOGITS)))  # bins head: + logits
+    if sorted(names_in) != sorted(INPUTS) or not outputs_ok:
         raise CheckpointError(
             f"{path}: graph has inputs {names_in} / outputs {names_out}, "
             f"expected {list(INPUTS)} / {list(OUTPUTS)}"

@@ -26,6 +26,7 @@ from policies.libero_vla.text import HashTokenizer
 
 INPUTS = ("image", "wrist_image", "state", "tokens")
 OUTPUTS = ("features", "actions")
+LOGITS = "logits"  # a third output of a bins-head graph ([1, K, d_action, B]: for the export's parity check)
 D_STATE = 8
 
 

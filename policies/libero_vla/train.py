@@ -5,6 +5,10 @@ the episode (OpenVLA-OFT's L1 head, ACT's padding mask),
 
     L = sum_{k<K, t+k<T} |Â_t[k] - (a_t+k - mu_a) / sigma_a|_1 / (7 |{k < K: t+k < T}|).
 
+With the binned head (model ``action_head="bins"``, ``bins.py``) the same masks weight a cross-entropy
+instead: each target a_t+k,d's quantile bin against the head's logits [K, 7, B]; the bins are fitted once on
+the training targets, like the normalisation statistics.
+
 Data: every frame of every demo (``data.load_demos``) lives on the device as uint8 (an H200 holds ~30 GB of
 128-px video easily), and so do the chunk targets; a step gathers a random batch with a random shift
 augmentation (DrQ: each image moved by up to ``shift`` px, borders replicated) in one indexing kernel, so no
@@ -15,8 +19,10 @@ to 0.01 lr, grad-norm clip 1, an EMA of the weights (decay min(ema, (1+s)/(10+s)
 deployed; bf16 autocast + channels-last on CUDA.
 
 Fine-tuning (``init``): the network starts from a checkpoint's weights and keeps its normalisation
-statistics (the weights were fitted under them), e.g. a DAgger round on ``aura sim rollouts --images``
-episodes, whose unlabelled frames (NaN actions) are masked out of every chunk target.
+statistics and bins (the weights were fitted under them) and its action head (an ``action_head`` /
+``action_bins`` override that differs is an error naming the option), e.g. a DAgger round on
+``aura sim rollouts --images`` episodes, whose unlabelled frames (NaN actions) are masked out of every
+chunk target.
 
 Time: ``time_limit`` (seconds from the start of the command, loading included) stops cleanly with a saved
 checkpoint before it; ``fit_to_time`` re-sizes the cosine horizon once, after ~60 measured steps, so that the
@@ -40,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from policies.libero_vla.bins import bins_loss, fit_bins
 from policies.libero_vla.checkpoint import save_checkpoint
 from policies.libero_vla.data import load_demos
 from policies.libero_vla.model import LiberoVLANet, ModelConfig, count_parameters, proprio_features
@@ -126,17 +133,40 @@ def fit_stats(net: LiberoVLANet, demos) -> None:
     feats = proprio_features(torch.from_numpy(demos.state).double())
     act = torch.from_numpy(demos.action[demos.labelled]).double()
     net.set_stats(feats.mean(0), feats.std(0).clamp(min=1e-3), act.mean(0), act.std(0).clamp(min=1e-2))
+    if net.config.action_head == "bins":
+        net.set_bins(*fit_bins(demos.action[demos.labelled], net.config.action_bins))
+
+
+HEAD_OPTIONS = {"action_head": "--action-head", "action_bins": "--action-bins"}
+
+
+def _check_head(model: dict, fields: dict, where: str) -> dict:
+    """``model`` without the head options, which must agree with ``fields`` (the checkpoint's or the
+    resumed run's model config; an older one has no ``action_head``: "l1"); a mismatch names the option."""
+    model = dict(model)
+    have = {"action_head": "l1", "action_bins": 64, **{k: fields[k] for k in HEAD_OPTIONS if k in fields}}
+    for key, option in HEAD_OPTIONS.items():
+        if key in model:
+            want = model.pop(key)
+            if key == "action_bins" and have["action_head"] != "bins":
+                continue  # no bins to disagree with
+            if want != have[key]:
+                raise ValueError(
+                    f"{option} {want}: {where} has {key} {have[key]!r}; drop {option} or match it"
+                )
+    return model
 
 
 def _initial(cfg: TrainConfig) -> LiberoVLANet | None:
     """The network ``cfg.init`` names (float32), or None; CheckpointError names a bad file."""
     if cfg.init is None:
         return None
-    if cfg.model:
-        raise ValueError(f"--init {cfg.init}: the architecture is the checkpoint's; drop --model-arg/--chunk")
     from policies.libero_vla.checkpoint import load_checkpoint
 
-    return load_checkpoint(cfg.init)[0]
+    net = load_checkpoint(cfg.init)[0]
+    if _check_head(cfg.model, net.config.to_dict(), f"the --init checkpoint {cfg.init}"):
+        raise ValueError(f"--init {cfg.init}: the architecture is the checkpoint's; drop --model-arg/--chunk")
+    return net
 
 
 def _weights_sha(directory: str) -> str | None:
@@ -189,6 +219,8 @@ def train(cfg: TrainConfig, t_start: float | None = None) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     info = read_train_info(out) if cfg.resume else None
+    if info:  # before the (long) load
+        _check_head(cfg.model, info["model"], f"the run to resume in {out}")
     if cfg.resume and info is None:
         print(f"[train] --resume: nothing to resume in {out}, starting from step 0", flush=True)
     if device.type == "cuda":
@@ -217,7 +249,10 @@ def train(cfg: TrainConfig, t_start: float | None = None) -> dict:
         net = LiberoVLANet(mcfg)
         fit_stats(net, demos)  # a resumed run gets its own statistics back with its state below
     data = DeviceData(demos, mcfg.chunk, mcfg.tokenizer(), device)
-    recipe = {**demos.recipe, **recipe_init}
+    head = dict(action_head=mcfg.action_head)
+    if mcfg.action_head == "bins":
+        head.update(action_bins=mcfg.action_bins, bins_per_dim=[int(v) for v in net.bin_valid.sum(1)])
+    recipe = {**demos.recipe, **recipe_init, **head}
     del demos  # the host copy of the video (tens of GB on the GPU machine)
     net = net.to(device)
     if cfg.channels_last and device.type == "cuda":
@@ -311,8 +346,11 @@ def train(cfg: TrainConfig, t_start: float | None = None) -> dict:
         img, wrist, state, tokens, target, valid = data.batch(cfg.batch, cfg.shift, gen)
         with amp:
             _, pred = fwd(img, wrist, state, tokens, cfg.proprio_noise)
-        err = (pred.float() - (target - mu_a) / sd_a).abs() * valid[..., None]
-        loss = err.sum() / (valid.sum() * pred.shape[-1]).clamp(min=1)
+        if mcfg.action_head == "bins":
+            loss = bins_loss(pred, target, valid, net.bin_edges, net.bin_valid)
+        else:
+            err = (pred.float() - (target - mu_a) / sd_a).abs() * valid[..., None]
+            loss = err.sum() / (valid.sum() * pred.shape[-1]).clamp(min=1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
