@@ -62,3 +62,14 @@ def per_task_counts(tasks: list[int], default: int, items: list[str], option: st
                 raise ValueError(f"{option} {item!r}: task {t} is not in --tasks {tasks_arg}")
             counts[t] = n
     return counts
+
+
+def add_instruction_steps_argument(parser) -> None:
+    """--instruction-steps K: the transient-instruction variant (sim.libero.env.instruction_at)."""
+    parser.add_argument(
+        "--instruction-steps",
+        type=int,
+        default=None,
+        metavar="K",
+        help="transient-instruction variant: the instruction only at steps t < K, then '' (default: always)",
+    )

@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli.common import add_backbone_arguments, at_least, int_list
+from cli.common import add_backbone_arguments, add_instruction_steps_argument, at_least, int_list
 from sim.libero.arms import ARMS, DEFAULT_ARMS
 from sim.libero.env import CAMERAS, MAX_STEPS, N_INIT_STATES
 from sim.libero.evaluate import EvalPlan, parse_shard, rebuild_summary, run_evaluation
@@ -44,13 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma list of {', '.join(ARMS)} (default: {','.join(DEFAULT_ARMS)}, and oracle with "
         "--instruction-steps)",
     )
-    parser.add_argument(
-        "--instruction-steps",
-        type=int,
-        default=None,
-        metavar="K",
-        help="transient-instruction variant: the instruction only at steps t < K, then '' (default: always)",
-    )
+    add_instruction_steps_argument(parser)
     add_backbone_arguments(parser, "libero_expert", "registered backbone name or module:Class")
     parser.add_argument("--checkpoint", default=None, help="trained AuraMem checkpoint dir (default: fresh)")
     parser.add_argument(

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from aura.training.data import save_sequences
-from cli.common import add_backbone_arguments
+from cli.common import add_backbone_arguments, add_instruction_steps_argument
 from sim.libero.features import FEATURES_META_KEY, demo_files, extract
 
 
@@ -28,13 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demos", required=True, help="directory of task*_demo.hdf5 files, or one file")
     add_backbone_arguments(parser, "libero_expert", "registered backbone name or module:Class")
     parser.add_argument("--out", required=True, help="sequence file to write (.safetensors)")
-    parser.add_argument(
-        "--instruction-steps",
-        type=int,
-        default=None,
-        metavar="K",
-        help="transient-instruction variant: the instruction only at steps t < K, then '' (default: always)",
-    )
+    add_instruction_steps_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -30,19 +30,6 @@ mkdir -p "$WORK/results"
 . scripts/lib/steps.sh
 echo running >"$WORK/pipeline.status"
 
-demos() {
-    record_demos "$WORK/demos" "$PER_TASK" "$TRIES_PER_JOB"
-    local rc=$?
-    cp "$WORK/demos/demos.json" "$WORK/results/demos.json"
-    return $rc
-}
-train() {
-    local resume=()
-    [ -e "$WORK/ckpt/config.json" ] && resume=(--resume)
-    # shellcheck disable=SC2086
-    $AURA train backbone --demos "$WORK/demos" --out "$WORK/ckpt" --device "$DEVICE" --time-limit "$TRAIN_S" \
-        --fit-to-time --no-progress "${resume[@]}" $TRAIN_ARGS
-}
 evaluate() {
     # shellcheck disable=SC2086
     $AURA eval libero --tasks "$TASKS" --episodes "$EPISODES" --arms base --backbone libero_vla \
@@ -77,9 +64,9 @@ pack() {
     ls -la "$WORK/results"
 }
 
-step demos demos
+step demos demos_step
 step split split_check
-step train train
+step train train_backbone_step
 step eval evaluate
 [ -n "$VIDEO_TASKS" ] && step videos videos
 [ "$EXPORT" = 1 ] && step export export_onnx

@@ -60,19 +60,6 @@ echo running >"$WORK/pipeline.status"
 # shellcheck disable=SC2206
 BB=(--backbone libero_vla --backbone-arg "checkpoint=$WORK/ckpt" --backbone-arg "device=$DEVICE" $EXEC_ARGS)
 
-demos() {
-    record_demos "$WORK/demos" "$PER_TASK" "$TRIES_PER_JOB"
-    local rc=$?
-    cp "$WORK/demos/demos.json" "$WORK/results/demos.json"
-    return $rc
-}
-backbone() {
-    local resume=()
-    [ -e "$WORK/ckpt/config.json" ] && resume=(--resume)
-    # shellcheck disable=SC2086
-    $AURA train backbone --demos "$WORK/demos" --out "$WORK/ckpt" --device "$DEVICE" --time-limit "$TRAIN_S" \
-        --fit-to-time --no-progress "${resume[@]}" $TRAIN_ARGS
-}
 features() {
     $AURA sim features --demos "$WORK/demos" "${BB[@]}" --instruction-steps "$K" \
         --out "$WORK/features.safetensors" --quiet
@@ -152,9 +139,9 @@ pack() {
     ls -la "$WORK/results"
 }
 
-step demos demos
+step demos demos_step
 step split split_check
-step backbone backbone
+step backbone train_backbone_step
 step features features
 step train train
 step check check

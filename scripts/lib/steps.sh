@@ -51,3 +51,21 @@ print(f"split: {doc['demos']} demos in {doc['files']} files, none on a fixed ini
       f"{doc['min_nearest_mm']:.1f} mm from one")
 EOF
 }
+
+# demos_step: record_demos into $WORK/demos ($PER_TASK, $TRIES_PER_JOB), demos.json copied to the results
+demos_step() {
+    record_demos "$WORK/demos" "$PER_TASK" "$TRIES_PER_JOB"
+    local rc=$?
+    cp "$WORK/demos/demos.json" "$WORK/results/demos.json"
+    return $rc
+}
+
+# train_backbone_step: `aura train backbone` on $WORK/demos into $WORK/ckpt for $TRAIN_S seconds (loading
+# included; --fit-to-time), resuming a checkpoint there; $TRAIN_ARGS adds options
+train_backbone_step() {
+    local resume=()
+    [ -e "$WORK/ckpt/config.json" ] && resume=(--resume)
+    # shellcheck disable=SC2086
+    $AURA train backbone --demos "$WORK/demos" --out "$WORK/ckpt" --device "$DEVICE" --time-limit "$TRAIN_S" \
+        --fit-to-time --no-progress "${resume[@]}" $TRAIN_ARGS
+}

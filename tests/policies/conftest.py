@@ -132,3 +132,32 @@ def train_tiny(tiny_demos, tiny_vla_fields):
         return train(TrainConfig(**fields))
 
     return run
+
+
+@pytest.fixture
+def assert_onnx_backbone_is_torch_free():
+    """A checker: the ONNX backbone of ``path`` runs a call in a fresh interpreter that imports no torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+
+    def check(path, image_size: int, d_model: int) -> None:
+        code = f"""
+import sys, numpy as np
+from policies.factory import make_backbone
+cfg = "policies.libero_vla.onnx_backbone:LiberoVLAOnnxConfig"
+b = make_backbone(cfg, {{"model": {str(path)!r}, "threads": 1}})
+img = np.zeros(({image_size}, {image_size}, 3), np.uint8)
+z, a = b(dict(image=img, wrist_image=img, state=np.zeros(8, np.float32), language="open the drawer"))
+assert z.shape == ({d_model},) and a.shape == (7,)
+print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
+"""
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == "[]"
+
+    return check

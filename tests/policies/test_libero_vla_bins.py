@@ -5,8 +5,6 @@ parity, a bimodal target, old configs as "l1" and the size limits of the default
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -283,7 +281,9 @@ def test_bins_onnx_export_parity_checks_features_and_logits(bins_onnx):
     assert bad["max_abs_err_by_output"]["features"] <= 1e-4
 
 
-def test_bins_onnx_backbone_matches_the_torch_backbone_without_torch(bins_ckpt, bins_onnx, make_observation):
+def test_bins_onnx_backbone_matches_the_torch_backbone_without_torch(
+    bins_ckpt, bins_onnx, make_observation, assert_onnx_backbone_is_torch_free
+):
     path, _ = bins_onnx
     opts = {"binarize_gripper": False}
     tb = make_backbone("libero_vla", {"checkpoint": str(bins_ckpt), "device": "cpu", **opts})
@@ -294,19 +294,7 @@ def test_bins_onnx_backbone_matches_the_torch_backbone_without_torch(bins_ckpt, 
         obs = make_observation(seed=t, language="an instruction it never saw" if t == 3 else "put it")
         (z1, a1), (z2, a2) = tb(obs), ob(obs)
         assert np.abs(z1 - z2).max() <= 1e-4 and np.array_equal(a1, a2)
-    code = f"""
-import sys, numpy as np
-from policies.factory import make_backbone
-b = make_backbone({ONNX_CONFIG!r}, {{"model": {str(path)!r}, "threads": 1}})
-obs = dict(image=np.zeros((32, 32, 3), np.uint8), wrist_image=np.zeros((32, 32, 3), np.uint8),
-           state=np.zeros(8, np.float32), language="open the drawer")
-z, a = b(obs)
-assert z.shape == (16,) and a.shape == (7,)
-print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    assert_onnx_backbone_is_torch_free(path, 32, 16)
 
 
 def test_cli_trains_bins_and_refuses_a_head_mismatch(tiny_demos, tmp_path, capsys):
