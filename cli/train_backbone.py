@@ -68,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
     parser.add_argument("--shift", type=int, default=8, help="random-shift augmentation, pixels")
     parser.add_argument("--proprio-noise", type=float, default=0.1, help="noise std on normalised proprio")
+    parser.add_argument(
+        "--blank-instruction",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="train a fraction P of the samples with the empty instruction (a policy that acts without one)",
+    )
     parser.add_argument("--save-every", type=float, default=120.0, help="seconds between saved checkpoints")
     parser.add_argument("--log-every", type=int, default=50, help="steps between train.jsonl lines")
     parser.add_argument("--no-channels-last", action="store_true", help="keep NCHW on CUDA")
@@ -124,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         ema=args.ema,
         shift=args.shift,
         proprio_noise=args.proprio_noise,
+        blank_instruction=args.blank_instruction,
         save_every=args.save_every,
         log_every=args.log_every,
         channels_last=not args.no_channels_last,

@@ -76,6 +76,7 @@ class TrainConfig:
     ema: float = 0.999
     shift: int = 8
     proprio_noise: float = 0.1
+    blank_instruction: float = 0.0  # P(a sample's instruction is "") - a policy that acts without one
     max_demos_per_task: int | None = None
     threads: int | None = None
     log_every: int = 50
@@ -111,17 +112,22 @@ class DeviceData:
         self.target = torch.from_numpy(np.ascontiguousarray(targets)).to(device)
         self.valid = torch.from_numpy(valid).to(device)
         self.tokens = torch.from_numpy(np.stack([tokenizer(t) for t in demos.languages])).to(device)
+        self.blank = torch.from_numpy(tokenizer("")).to(device)
         self.task = torch.from_numpy(demos.frame_task).to(device)
         self.n = demos.frames
         self.upload_s = time.perf_counter() - t0
 
-    def batch(self, b: int, shift: int, gen) -> tuple[torch.Tensor, ...]:
+    def batch(self, b: int, shift: int, gen, blank: float = 0.0) -> tuple[torch.Tensor, ...]:
         idx = torch.randint(0, self.n, (b,), device=self.image.device, generator=gen)
+        tokens = self.tokens[self.task[idx]]
+        if blank > 0:  # drawn only when asked, so runs without it keep their random stream
+            drop = torch.rand(b, device=idx.device, generator=gen) < blank
+            tokens = torch.where(drop[:, None], self.blank, tokens)
         return (
             shifted(self.image, idx, shift, gen),
             shifted(self.wrist, idx, shift, gen),
             self.state[idx],
-            self.tokens[self.task[idx]],
+            tokens,
             self.target[idx],
             self.valid[idx],
         )
@@ -215,6 +221,8 @@ def train(cfg: TrainConfig, t_start: float | None = None) -> dict:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(cfg, name)}")
     if cfg.lr <= 0 or cfg.shift < 0 or not 0 <= cfg.ema < 1:
         raise ValueError("need --lr > 0, --shift >= 0 and 0 <= ema < 1")
+    if not 0 <= cfg.blank_instruction <= 1:
+        raise ValueError(f"--blank-instruction must be in [0, 1], got {cfg.blank_instruction}")
     device = _device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -343,7 +351,9 @@ def train(cfg: TrainConfig, t_start: float | None = None) -> dict:
             break
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg, total)
-        img, wrist, state, tokens, target, valid = data.batch(cfg.batch, cfg.shift, gen)
+        img, wrist, state, tokens, target, valid = data.batch(
+            cfg.batch, cfg.shift, gen, cfg.blank_instruction
+        )
         with amp:
             _, pred = fwd(img, wrist, state, tokens, cfg.proprio_noise)
         if mcfg.action_head == "bins":

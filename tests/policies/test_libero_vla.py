@@ -471,3 +471,27 @@ def test_unlabelled_frames_are_masked_and_init_fine_tunes(tiny_demos, train_tiny
         f["data/demo_0/actions"][:] = np.nan
     with pytest.raises(DemoFileError, match="no frame has a finite action label"):
         load_demos(dagger, progress=False, threads=1)
+
+
+def test_blank_instruction_trains_some_samples_without_one(tiny_demos, train_tiny, tmp_path):
+    """--blank-instruction P: each sample's tokens are the empty instruction's with probability P (all at 1,
+    none at 0, and at 0 the random stream is the one from before the option); out of [0, 1] is refused."""
+    import torch
+
+    from policies.libero_vla.data import load_demos
+    from policies.libero_vla.text import HashTokenizer
+    from policies.libero_vla.train import DeviceData
+
+    tok = HashTokenizer()
+    data = DeviceData(load_demos(str(tiny_demos), None, 1, progress=False), 4, tok, "cpu")
+    blank = torch.from_numpy(tok(""))
+    draws = {p: data.batch(64, 2, torch.Generator().manual_seed(3), p)[3] for p in (0.0, 0.5, 1.0)}
+    plain = data.batch(64, 2, torch.Generator().manual_seed(3))[3]
+    is_blank = {p: (t == blank).all(-1) for p, t in draws.items()}
+    assert torch.equal(draws[0.0], plain) and not is_blank[0.0].any() and is_blank[1.0].all()
+    assert 10 < int(is_blank[0.5].sum()) < 54
+    with pytest.raises(ValueError, match="--blank-instruction"):
+        train_tiny(tmp_path / "bad", steps=2, blank_instruction=1.5)
+    s = train_tiny(tmp_path / "ok", steps=10, blank_instruction=0.3)
+    cfg = json.loads((tmp_path / "ok" / "config.json").read_text())["training"]["config"]
+    assert s["step"] == 10 and cfg["blank_instruction"] == 0.3
