@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cli.common import add_backbone_arguments, add_instruction_steps_argument, at_least, int_list
 from sim.libero.arms import ARMS, DEFAULT_ARMS
-from sim.libero.env import CAMERAS, MAX_STEPS, N_INIT_STATES
+from sim.libero.env import CAMERAS, MAX_STEPS, N_INIT_STATES, check_instruction_steps
 from sim.libero.evaluate import EvalPlan, parse_shard, rebuild_summary, run_evaluation
 from sim.libero.render import add_render_argument
 from sim.libero.tasks import N_TASKS, TASKS_HELP, parse_tasks, task_name
@@ -139,9 +139,7 @@ def _plan(args: argparse.Namespace) -> EvalPlan:
         inits = list(range(args.episodes))
     else:
         raise ValueError(f"--episodes must be in 1..{N_INIT_STATES}, got {args.episodes}")
-    k = args.instruction_steps
-    if k is not None and k < 1:
-        raise ValueError(f"--instruction-steps must be >= 1, got {k}")
+    k = check_instruction_steps(args.instruction_steps, "--instruction-steps")
     text = args.arms if args.arms is not None else ",".join(DEFAULT_ARMS + (("oracle",) if k else ()))
     arms = [a.strip() for a in text.split(",") if a.strip()]
     if not arms or any(a not in ARMS for a in arms):

@@ -36,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from policies.factory import make_backbone, parse_fields
 
     out = Path(args.out)
-    if args.instruction_steps is not None and args.instruction_steps < 1:
-        raise ValueError(f"--instruction-steps must be >= 1, got {args.instruction_steps}")
+    from sim.libero.env import check_instruction_steps
+
+    check_instruction_steps(args.instruction_steps, "--instruction-steps")  # before loading the backbone
     if out.is_dir():
         raise ValueError(f"--out {out}: is a directory (give a .safetensors file path)")
     files = demo_files(Path(args.demos))

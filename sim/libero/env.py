@@ -52,6 +52,16 @@ CAMERAS = {"image": "agentview", "wrist_image": "robot0_eye_in_hand"}
 NOOP = np.array([0, 0, 0, 0, 0, 0, -1.0])
 
 
+def check_instruction_steps(k, option: str = "instruction_steps") -> int | None:
+    """``k`` as an int (None stays None: the instruction at every step); anything but an int >= 1 is a
+    ValueError naming ``option``. The one check of the variant's K, for the env, the features and the CLIs."""
+    if k is None:
+        return None
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{option} must be >= 1 (an integer), got {k!r}")
+    return int(k)
+
+
 def instruction_at(language: str, instruction_steps: int | None, step: int) -> str:
     """The instruction a policy sees at policy step ``step`` (0 = the first after reset): ``language`` at
     steps ``t < instruction_steps``, ``""`` from then on; always ``language`` when ``instruction_steps`` is
@@ -113,14 +123,8 @@ class LiberoEnv(gym.Env):
             raise ValueError(
                 f"render_quality must be 'faithful', 'fast' or 'fastest', got {render_quality!r}"
             )
-        if instruction_steps is not None and (
-            isinstance(instruction_steps, bool)
-            or not isinstance(instruction_steps, (int, np.integer))
-            or instruction_steps < 1
-        ):
-            raise ValueError(f"instruction_steps must be None or an int >= 1, got {instruction_steps!r}")
         # The transient-instruction variant (issue 13): the instruction is seen at steps t < k only.
-        self.instruction_steps = None if instruction_steps is None else int(instruction_steps)
+        self.instruction_steps = check_instruction_steps(instruction_steps)
         if render_mode == "rgb_array" and "image" not in cameras:
             raise ValueError("render_mode='rgb_array' returns the 'image' camera: include it in cameras")
         self.task_id = resolve_task(task_id)

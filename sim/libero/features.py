@@ -71,15 +71,13 @@ def extract(
     import h5py
     from tqdm.auto import tqdm
 
-    from sim.libero.env import instruction_at
+    from sim.libero.env import check_instruction_steps, instruction_at
 
-    k = instruction_steps
-    if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
-        raise ValueError(f"--instruction-steps must be >= 1, got {k!r}")
+    k = check_instruction_steps(instruction_steps, "--instruction-steps")
     spec = backbone.spec
     replay = _PrivilegedReplay() if spec.privileged else None
     seqs = []
-    record = {"files": [], "demos": 0, "steps": 0, "instruction_steps": None if k is None else int(k)}
+    record = {"files": [], "demos": 0, "steps": 0, "instruction_steps": k}
     try:
         for path in files:
             try:
