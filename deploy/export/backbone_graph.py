@@ -155,12 +155,15 @@ def parity(net, onnx_path, frames: list[dict[str, np.ndarray]], threads: int = 0
         outs = model(*(torch.from_numpy(x[k]) for k in INPUTS), **({"return_logits": True} if bins else {}))
         return dict(zip(names, (t.numpy() for t in outs)))
 
+    def run_ort(x):
+        return dict(zip(names, sess.run(names, x)))
+
     with torch.no_grad():
         for x in frames:
             t0 = time.perf_counter()
             got = run_torch(net, x)
             t1 = time.perf_counter()
-            got_o = dict(zip(names, sess.run(names, x)))
+            got_o = run_ort(x)
             t2 = time.perf_counter()
             t_torch, t_ort = t_torch + t1 - t0, t_ort + t2 - t1
             for name in names:
@@ -171,7 +174,7 @@ def parity(net, onnx_path, frames: list[dict[str, np.ndarray]], threads: int = 0
         net64 = copy.deepcopy(net).double()
         for x in frames[:n_ref]:
             want = run_torch(net64, x)
-            got, got_o = run_torch(net, x), dict(zip(names, sess.run(names, x)))
+            got, got_o = run_torch(net, x), run_ort(x)
             for rname, outs in (("torch", got), ("onnxruntime", got_o)):
                 ref[rname] = max(ref[rname], *(float(np.abs(outs[n] - want[n]).max()) for n in checked))
     n = max(len(frames), 1)

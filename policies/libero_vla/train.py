@@ -150,7 +150,8 @@ def _check_head(model: dict, fields: dict, where: str) -> dict:
     """``model`` without the head options, which must agree with ``fields`` (the checkpoint's or the
     resumed run's model config; an older one has no ``action_head``: "l1"); a mismatch names the option."""
     model = dict(model)
-    have = {"action_head": "l1", "action_bins": 64, **{k: fields[k] for k in HEAD_OPTIONS if k in fields}}
+    defaults = ModelConfig.__dataclass_fields__
+    have = {k: fields.get(k, defaults[k].default) for k in HEAD_OPTIONS}
     for key, option in HEAD_OPTIONS.items():
         if key in model:
             want = model.pop(key)
