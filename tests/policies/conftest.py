@@ -161,3 +161,23 @@ print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
         assert out.stdout.strip() == "[]"
 
     return check
+
+
+@pytest.fixture
+def torch_and_onnx_backbones():
+    """``pair(ckpt, onnx_path)`` -> (torch backbone, ONNX backbone) of one checkpoint, gripper not snapped
+    (so actions compare as the networks give them); the ONNX one passes the contract check and both
+    declare the same spec."""
+    from policies.backbone import check_backbone
+    from policies.factory import make_backbone
+
+    def pair(ckpt, onnx_path):
+        opts = {"binarize_gripper": False}
+        tb = make_backbone("libero_vla", {"checkpoint": str(ckpt), "device": "cpu", **opts})
+        onnx_cfg = "policies.libero_vla.onnx_backbone:LiberoVLAOnnxConfig"
+        ob = make_backbone(onnx_cfg, {"model": str(onnx_path), "threads": 1, **opts})
+        check_backbone(ob)
+        assert ob.spec == tb.spec
+        return tb, ob
+
+    return pair

@@ -379,13 +379,10 @@ def test_onnx_export_matches_torch_on_random_frames(default_onnx):
     assert r["passed"] and r["max_abs_err"] <= 1e-4, r
 
 
-def test_onnx_backbone_matches_the_torch_backbone(default_ckpt, default_onnx, make_observation):
-    path, _ = default_onnx
-    opts = {"binarize_gripper": False}
-    tb = make_backbone("libero_vla", {"checkpoint": str(default_ckpt), "device": "cpu", **opts})
-    ob = make_backbone(ONNX_CONFIG, {"model": str(path), "threads": 1, **opts})
-    check_backbone(ob)
-    assert ob.spec == tb.spec
+def test_onnx_backbone_matches_the_torch_backbone(
+    default_ckpt, default_onnx, make_observation, torch_and_onnx_backbones
+):
+    tb, ob = torch_and_onnx_backbones(default_ckpt, default_onnx[0])
     for b in (tb, ob):
         b.reset()
     for t in range(5):

@@ -282,14 +282,10 @@ def test_bins_onnx_export_parity_checks_features_and_logits(bins_onnx):
 
 
 def test_bins_onnx_backbone_matches_the_torch_backbone_without_torch(
-    bins_ckpt, bins_onnx, make_observation, assert_onnx_backbone_is_torch_free
+    bins_ckpt, bins_onnx, make_observation, assert_onnx_backbone_is_torch_free, torch_and_onnx_backbones
 ):
     path, _ = bins_onnx
-    opts = {"binarize_gripper": False}
-    tb = make_backbone("libero_vla", {"checkpoint": str(bins_ckpt), "device": "cpu", **opts})
-    ob = make_backbone(ONNX_CONFIG, {"model": str(path), "threads": 1, **opts})
-    check_backbone(ob)
-    assert ob.spec == tb.spec
+    tb, ob = torch_and_onnx_backbones(bins_ckpt, path)
     for t in range(5):
         obs = make_observation(seed=t, language="an instruction it never saw" if t == 3 else "put it")
         (z1, a1), (z2, a2) = tb(obs), ob(obs)
