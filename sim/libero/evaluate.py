@@ -153,7 +153,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 class EvalScheduler(RetryQueue):
-    """Jobs in (task, init state, arm) order; random/periodic wait for the AURA arm of their pair."""
+    """Jobs in (init state, task, arm) order; random/periodic wait for the AURA arm of their pair."""
 
     def __init__(self, pairs, arms, base: dict, done: dict, retries: int, out, budget_rate: float, log=print):
         from sim.libero.workers import Job
@@ -353,7 +353,9 @@ def run_evaluation(plan: EvalPlan) -> int:
     if plan.fresh and out.exists():
         out.unlink()
     _pin_configuration(plan, out_dir)
-    pairs = [(t, i) for t in plan.tasks for i in plan.init_states][shard_i::shard_n]
+    # init-state-major: an evaluation cut short (a device call's time limit) has as many episodes of
+    # every task, so its per-task rates stay comparable
+    pairs = [(t, i) for i in plan.init_states for t in plan.tasks][shard_i::shard_n]
     done = {}
     from sim.libero.report import read_records
 
