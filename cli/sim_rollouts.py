@@ -11,7 +11,8 @@ is the sequence file for `aura train --data` (features, base_actions, target_act
 actions, expert stage and per-episode success, steps, labelled fraction, placement seed);
 OUT/rollouts.json the record. With --images each episode file also keeps both camera videos, the
 proprio and the labels in the demo layout, so `aura train backbone --demos DEMOS OUT/episodes` trains the
-pixel backbone on the aggregated data (DAgger). Math and semantics: sim/libero/rollouts.py.
+pixel backbone on the aggregated data (DAgger). With --instruction-steps K (the transient-instruction variant) the backbone
+gets the instruction at steps t < K only, the expert labels with the goal: AuraMem's data for issue 13. Math and semantics: sim/libero/rollouts.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cli.common import add_backbone_arguments, at_least, per_task_counts
+from cli.common import add_backbone_arguments, add_instruction_steps_argument, at_least, per_task_counts
 from sim.libero.env import MAX_STEPS
 from sim.libero.render import add_render_argument
 from sim.libero.rollouts import BETA_MODES, PLACEMENT_BASE
@@ -73,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also store camera frames + proprio + labels (training data for aura train backbone)",
     )
+    add_instruction_steps_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="episode seed (beta draws)")
     parser.add_argument("--workers", type=int, default=1, help="episodes run in parallel")
     parser.add_argument("--retries", type=int, default=2, help="retries of a crashed or failing episode")
@@ -116,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
     from sim.libero.rollouts import collect_rollouts
     from sim.libero.rollouts_io import check_disjoint, print_summary
 
+    from sim.libero.env import check_instruction_steps
+
     tasks = parse_tasks(args.tasks, "--tasks")
+    check_instruction_steps(args.instruction_steps, "--instruction-steps")  # before loading the backbone
     at_least(args, 1, "per_task", "workers", "max_steps")
     at_least(args, 0, "retries", "placement_base")
     if not 16 <= args.image_size <= 1024:
@@ -161,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         render=args.render,
         images=args.images,
+        instruction_steps=args.instruction_steps,
         seed=args.seed,
         workers=args.workers,
         retries=args.retries,

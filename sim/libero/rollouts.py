@@ -35,6 +35,13 @@ dead: NaN for the rest of the episode, the error recorded), and on a non-finite 
 The expert's stage (``ScriptedExpert.stage``, the innermost running skill, read after ``act``) is recorded
 per step.
 
+Transient instruction (issue 13): with ``instruction_steps=k`` the env hands the backbone the instruction at
+steps t < k only and ``""`` after (``LiberoEnv(instruction_steps=k)``, as ``aura eval libero
+--instruction-steps k`` does), while the shadow expert, which reads the simulator state, always knows the
+goal. The rows are then what a memory arm meets when deployed: a blind policy's own states, labelled with
+the goal-directed action; in demos (``aura sim features``) the arm's motion already reveals the goal after
+the first steps, which a read-out on z_t can learn without any memory.
+
 Outputs: one HDF5 file per finished episode (``rollouts_io``), merged into ``OUT/rollouts.safetensors``
 (``aura train --data``) and ``OUT/rollouts.json``. With ``images=True`` each file also holds what the
 backbone saw (both cameras, proprio) and ``actions`` = e_t, in the demo files' layout, so
@@ -57,6 +64,7 @@ from sim.libero.env import MAX_STEPS
 from sim.libero.workers import RetryQueue
 
 PLACEMENT_BASE = 2**31
+OPTIONAL_PINS = ("images", "instruction_steps")  # settings pinned only when set (_pin)
 TASK_STRIDE = 10_007  # as sim.libero.recording.placement_seed: k < 10_007 never collides across tasks
 BETA_MODES = ("episode", "step")
 
@@ -122,7 +130,8 @@ def _env_and_backbone(p: dict):
         _CACHE["backbone_key"] = bkey
     backbone = _CACHE["backbone"]
     cams = tuple(backbone.spec.cameras)
-    ekey = (p["task"], p["image_size"], cams, p["max_steps"], p["render"])
+    k = p.get("instruction_steps")
+    ekey = (p["task"], p["image_size"], cams, p["max_steps"], p["render"], k)
     if _CACHE.get("env_key") != ekey:
         if _CACHE.get("env") is not None:
             _CACHE["env"].close()
@@ -132,6 +141,7 @@ def _env_and_backbone(p: dict):
             cameras=cams,
             max_steps=p["max_steps"],
             render_quality=p["render"],
+            instruction_steps=k,
         )
         _CACHE["env_key"] = ekey
     return _CACHE["env"], backbone
@@ -295,6 +305,7 @@ def collect_rollouts(
     image_size: int = 128,
     render: str = "faithful",
     images: bool = False,
+    instruction_steps: int | None = None,
     seed: int = 0,
     workers: int = 1,
     retries: int = 2,
@@ -312,6 +323,9 @@ def collect_rollouts(
 
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"--beta must be in [0, 1], got {beta}")
+    from sim.libero.env import check_instruction_steps
+
+    instruction_steps = check_instruction_steps(instruction_steps, "--instruction-steps")
     if beta_mode not in BETA_MODES:
         raise ValueError(f"--beta-mode must be one of {BETA_MODES}, got {beta_mode!r}")
     out = Path(out)
@@ -326,6 +340,7 @@ def collect_rollouts(
         image_size=int(image_size),
         render=render,
         images=bool(images),
+        instruction_steps=instruction_steps,
         seed=int(seed),
         out=str(out),
     )
@@ -370,8 +385,9 @@ def collect_rollouts(
 def _pin(out: Path, base: dict) -> None:
     # Episode files are keyed by (task, k) only: resuming under settings that change an episode would mix
     # incomparable episodes in one data file, so those settings are pinned per output directory.
-    # images=False is left out, so directories made before the option existed still resume
-    pinned = {k: v for k, v in base.items() if k != "out" and not (k == "images" and not v)}
+    # images=False and instruction_steps=None are left out, so directories made before those options
+    # existed still resume
+    pinned = {k: v for k, v in base.items() if k != "out" and not (k in OPTIONAL_PINS and not v)}
     path = out / "config.json"
     if path.is_file() and any((out / "episodes").glob("*.hdf5")):
         old = json.loads(path.read_text())

@@ -77,6 +77,7 @@ def test_placement_seeds_are_disjoint_from_the_shipped_demos():
         ("--task-episodes 7", "--task-episodes"),
         ("--backbone libero_expert --images", "--images"),
         ("--tasks libero_90:no_such_task", "--tasks"),
+        ("--instruction-steps 0", "--instruction-steps"),
     ],
 )
 def test_user_errors_are_one_line_naming_the_option(argv, needle, tmp_path, capsys):
@@ -198,6 +199,28 @@ def test_beta_one_is_the_experts_own_episode(onnx_backbone, tmp_path):
         env.close()
     assert ref["steps"] == 30
     np.testing.assert_array_equal(executed, ref["actions"].astype(np.float32))
+
+
+def test_instruction_steps_blank_what_the_backbone_sees_not_the_labels(onnx_backbone, tmp_path):
+    """--instruction-steps 2: the backbone gets the instruction at steps 0 and 1 only. Open-loop execution
+    runs the first chunk (planned with it) in both runs, so the states agree for 4 steps and the features
+    differ exactly where the instruction is gone; the expert's labels do not change. The setting is pinned."""
+    from safetensors import safe_open
+
+    def rows(out):
+        with safe_open(str(out / "rollouts.safetensors"), "np") as f:
+            meta = json.loads(f.metadata()["aura.rollouts"])["args"]
+            return f.get_tensor("features")[0], f.get_tensor("target_actions")[0], meta
+
+    common = ("--per-task", "1", "--max-steps", "4")
+    assert _rollouts(onnx_backbone, tmp_path / "k2", *common, "--instruction-steps", "2") == 0
+    assert _rollouts(onnx_backbone, tmp_path / "all", *common) == 0
+    (z2, e2, meta), (z, e, meta_all) = rows(tmp_path / "k2"), rows(tmp_path / "all")
+    assert meta["instruction_steps"] == 2 and meta_all["instruction_steps"] is None
+    np.testing.assert_array_equal(z2[:2], z[:2])
+    assert all(np.abs(z2[t] - z[t]).max() > 1e-3 for t in (2, 3))
+    np.testing.assert_array_equal(e2, e)
+    assert _rollouts(onnx_backbone, tmp_path / "k2", *common, "--instruction-steps", "3") == 2
 
 
 @pytest.mark.slow
