@@ -9,10 +9,9 @@ With the binned head (model ``action_head="bins"``, ``bins.py``) the same masks 
 instead: each target a_t+k,d's quantile bin against the head's logits [K, 7, B]; the bins are fitted once on
 the training targets, like the normalisation statistics.
 
-Data: every frame of every demo (``data.load_demos``) lives on the device as uint8 (an H200 holds ~30 GB of
-128-px video easily), and so do the chunk targets; a step gathers a random batch with a random shift
-augmentation (DrQ: each image moved by up to ``shift`` px, borders replicated) in one indexing kernel, so no
-data-loader process exists. Proprio noise: N(0, ``proprio_noise``) on the normalised proprio features.
+Data (``batches.py``): every frame of every demo and the chunk targets live on the device; a step gathers a
+random batch with a random shift augmentation (DrQ) in one indexing kernel, so no data-loader process exists.
+Proprio noise: N(0, ``proprio_noise``) on the normalised proprio features.
 
 Optimisation: AdamW (decoupled weight decay on matrices and conv kernels only), linear warm-up, cosine decay
 to 0.01 lr, grad-norm clip 1, an EMA of the weights (decay min(ema, (1+s)/(10+s))) which is what is saved and
@@ -46,10 +45,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from policies.libero_vla.bins import bins_loss, fit_bins
+from policies.libero_vla.batches import DeviceData, fit_stats
+from policies.libero_vla.bins import bins_loss
 from policies.libero_vla.checkpoint import save_checkpoint
 from policies.libero_vla.data import load_demos
-from policies.libero_vla.model import LiberoVLANet, ModelConfig, count_parameters, proprio_features
+from policies.libero_vla.model import LiberoVLANet, ModelConfig, count_parameters
 from policies.libero_vla.trainstate import load_train_state, read_train_info, save_train_state
 
 DEFAULT_STEPS = 8000
@@ -87,60 +87,6 @@ class TrainConfig:
     model: dict = field(default_factory=dict)
     init: str | None = None  # checkpoint directory to fine-tune from (its architecture and statistics)
     command: str = ""
-
-
-def shifted(images: torch.Tensor, idx: torch.Tensor, pad: int, gen) -> torch.Tensor:
-    """``images[idx]`` [B, S, S, 3], each moved by an integer (dy, dx) in [-pad, pad]^2, edges replicated."""
-    if pad <= 0:
-        return images[idx]
-    b, s = idx.shape[0], images.shape[1]
-    d = torch.randint(-pad, pad + 1, (2, b, 1), device=idx.device, generator=gen)
-    ar = torch.arange(s, device=idx.device)[None]
-    rows, cols = (ar + d[0]).clamp_(0, s - 1), (ar + d[1]).clamp_(0, s - 1)
-    return images[idx[:, None, None], rows[:, :, None], cols[:, None, :]]
-
-
-class DeviceData:
-    """The demos as device tensors, and random augmented batches of them (module docstring)."""
-
-    def __init__(self, demos, chunk: int, tokenizer, device):
-        t0 = time.perf_counter()
-        self.image = torch.from_numpy(demos.image).to(device)
-        self.wrist = torch.from_numpy(demos.wrist_image).to(device)
-        self.state = torch.from_numpy(demos.state).to(device)
-        targets, valid = demos.chunk_targets(chunk)
-        self.target = torch.from_numpy(np.ascontiguousarray(targets)).to(device)
-        self.valid = torch.from_numpy(valid).to(device)
-        self.tokens = torch.from_numpy(np.stack([tokenizer(t) for t in demos.languages])).to(device)
-        self.blank = torch.from_numpy(tokenizer("")).to(device)
-        self.task = torch.from_numpy(demos.frame_task).to(device)
-        self.n = demos.frames
-        self.upload_s = time.perf_counter() - t0
-
-    def batch(self, b: int, shift: int, gen, blank: float = 0.0) -> tuple[torch.Tensor, ...]:
-        idx = torch.randint(0, self.n, (b,), device=self.image.device, generator=gen)
-        tokens = self.tokens[self.task[idx]]
-        if blank > 0:  # drawn only when asked, so runs without it keep their random stream
-            drop = torch.rand(b, device=idx.device, generator=gen) < blank
-            tokens = torch.where(drop[:, None], self.blank, tokens)
-        return (
-            shifted(self.image, idx, shift, gen),
-            shifted(self.wrist, idx, shift, gen),
-            self.state[idx],
-            tokens,
-            self.target[idx],
-            self.valid[idx],
-        )
-
-
-def fit_stats(net: LiberoVLANet, demos) -> None:
-    """Normalisation statistics from the demos' labelled frames (floors keep near-constant dims from
-    exploding)."""
-    feats = proprio_features(torch.from_numpy(demos.state).double())
-    act = torch.from_numpy(demos.action[demos.labelled]).double()
-    net.set_stats(feats.mean(0), feats.std(0).clamp(min=1e-3), act.mean(0), act.std(0).clamp(min=1e-2))
-    if net.config.action_head == "bins":
-        net.set_bins(*fit_bins(demos.action[demos.labelled], net.config.action_bins))
 
 
 HEAD_OPTIONS = {"action_head": "--action-head", "action_bins": "--action-bins"}
