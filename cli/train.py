@@ -3,8 +3,10 @@
 Two phases share one model: (1) --dense-steps with every step written (chunkwise; trains the memory and the
 correction head); (2) --gate-steps with the learned action-surprise gate in the loop (closed-loop action error
 + --sparsity * mean p + --budget-weight * relu(write rate - --budget)). Data: --data FILE (safetensors or
-HDF5 with features / base_actions / target_actions, e.g. from `aura sim features`) or --synthetic easy|hard
-(fresh benchmark episodes). Defaults not given come from the synthetic benchmark's training budget.
+HDF5 with features / base_actions / target_actions, e.g. from `aura sim features` or `aura sim rollouts`;
+repeatable: the files' sequences are padded to the longest T and pooled, aura.training.data.load_many) or
+--synthetic easy|hard (fresh benchmark episodes). Defaults not given come from the synthetic benchmark's
+training budget.
 Writes OUT/model.safetensors, OUT/config.json (the training record in meta) and OUT/train.jsonl.
 
 --readout mlp (default linear) gives the action a non-linear read-out of the memory read r_t and the current
@@ -44,7 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--arm", default="aura", choices=ARMS, help="aura: AuraMem + gate; kv: the always-write KV-cache arm"
     )
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="safetensors / HDF5 with features, base_actions, target_actions")
+    src.add_argument(
+        "--data",
+        action="append",
+        help="safetensors / HDF5 with features, base_actions, target_actions; repeatable (files of different"
+        " T are padded to the longest with NaN targets and pooled)",
+    )
     src.add_argument("--synthetic", choices=("easy", "hard"), help="train on the synthetic benchmark")
     parser.add_argument("--out", required=True, help="checkpoint directory to write")
     parser.add_argument("--init", default=None, help="start from this checkpoint (its config wins)")
@@ -130,13 +137,14 @@ def _synthetic_data(name: str, batch: int, seed: int, test_episodes: int):
     return batches, to_torch(test), test, cfg.d_model, N_SYMBOLS, {"synthetic": asdict(cfg)}
 
 
-def _file_data(path, batch: int, seed: int, val_frac: float):
+def _file_data(paths, batch: int, seed: int, val_frac: float):
     import numpy as np
     import torch
 
-    from aura.training.data import NAMES, SequenceSampler, load_sequences
+    from aura.training.data import NAMES, SequenceSampler, load_many
 
-    arrays = load_sequences(path)
+    paths = [str(paths)] if isinstance(paths, (str, Path)) else [str(p) for p in paths]
+    arrays = load_many(paths)
     n = arrays["features"].shape[0]
     perm = np.random.default_rng(seed).permutation(n)
     n_val = int(round(val_frac * n)) if n > 1 else 0
@@ -144,7 +152,8 @@ def _file_data(path, batch: int, seed: int, val_frac: float):
     batches = SequenceSampler({k: v[tr_idx] for k, v in arrays.items()}, batch, seed=seed)
     val = tuple(torch.from_numpy(arrays[k][val_idx]) for k in NAMES) if n_val else None
     d_model, d_action = arrays["features"].shape[2], arrays["base_actions"].shape[2]
-    return batches, val, None, d_model, d_action, {"data": str(path)}
+    # one file: its path as before; several: the list, in the order given
+    return batches, val, None, d_model, d_action, {"data": paths[0] if len(paths) == 1 else paths}
 
 
 def _check_init(path, config, d_model: int, d_action: int) -> None:

@@ -7,6 +7,13 @@ A data file is safetensors (or HDF5 with h5py) holding three float arrays with o
     target_actions  [N, T, d_action]   NaN rows mark steps without supervision
 
 Loading checks names, ranks, shapes and finiteness and raises ValueError naming the file and array.
+
+``load_many`` reads several such files (``aura train --data A --data B``), e.g. demo features of length T1
+with closed-loop rollouts of length T2: every file is checked by ``load_sequences``, d_model and d_action
+must agree (ValueError naming both files), and each file is padded to the longest T the way ``aura sim
+features`` / ``aura sim rollouts`` pad their own sequences: features and base_actions repeat the row's last
+step, target_actions are NaN (unsupervised, so a padded step adds nothing to the action loss). The rows are
+then concatenated along N in the order given. One file gives exactly ``load_sequences``' arrays.
 """
 
 from __future__ import annotations
@@ -59,6 +66,43 @@ def load_sequences(path) -> dict[str, np.ndarray]:
     if not sup.any():
         raise ValueError(f"--data {path}: target_actions has no supervised (all-finite) step")
     return arrays
+
+
+def load_many(paths) -> dict[str, np.ndarray]:
+    """``load_sequences`` for each path, padded to the longest T (module docstring) and stacked along N."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("--data: no file given")
+    seen: set[Path] = set()
+    for path in paths:
+        if path.resolve() in seen:  # its rows would sit in both the training and the held-out split
+            raise ValueError(f"--data {path}: given more than once")
+        seen.add(path.resolve())
+    loaded = [load_sequences(p) for p in paths]
+    first = loaded[0]
+    for path, arrays in zip(paths[1:], loaded[1:]):
+        for name in ("features", "base_actions"):
+            if arrays[name].shape[2] != first[name].shape[2]:
+                raise ValueError(
+                    f"--data {path}: {name} {arrays[name].shape} and --data {paths[0]}: {name}"
+                    f" {first[name].shape} differ in the last dimension (d_model / d_action must agree)"
+                )
+    if len(loaded) == 1:
+        return first
+    t_max = max(a["features"].shape[1] for a in loaded)
+    return {n: np.concatenate([_pad_time(a[n], t_max, n == "target_actions") for a in loaded]) for n in NAMES}
+
+
+def _pad_time(x: np.ndarray, t: int, nan: bool) -> np.ndarray:
+    """[N, T, D] -> [N, t, D]: NaN steps (targets) or the last step repeated (features, base actions)."""
+    extra = t - x.shape[1]
+    if extra == 0:
+        return x
+    if nan:
+        fill = np.full((x.shape[0], extra, x.shape[2]), np.nan, x.dtype)
+    else:
+        fill = np.repeat(x[:, -1:], extra, axis=1)
+    return np.concatenate([x, fill], axis=1)
 
 
 def save_sequences(path, features, base_actions, target_actions, metadata: dict | None = None) -> None:
