@@ -11,8 +11,9 @@ is the sequence file for `aura train --data` (features, base_actions, target_act
 actions, expert stage and per-episode success, steps, labelled fraction, placement seed);
 OUT/rollouts.json the record. With --images each episode file also keeps both camera videos, the
 proprio and the labels in the demo layout, so `aura train backbone --demos DEMOS OUT/episodes` trains the
-pixel backbone on the aggregated data (DAgger). With --instruction-steps K (the transient-instruction variant) the backbone
-gets the instruction at steps t < K only, the expert labels with the goal: AuraMem's data for issue 13. Math and semantics: sim/libero/rollouts.py.
+pixel backbone on the aggregated data (DAgger). With --instruction-steps K (the transient-instruction
+variant) the backbone gets the instruction at steps t < K only and the expert labels with the goal:
+AuraMem's data for issue 13. Math and semantics: sim/libero/rollouts.py.
 """
 
 from __future__ import annotations
@@ -115,10 +116,9 @@ def backbone_fields(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from policies.factory import make_backbone
+    from sim.libero.env import check_instruction_steps
     from sim.libero.rollouts import collect_rollouts
     from sim.libero.rollouts_io import check_disjoint, print_summary
-
-    from sim.libero.env import check_instruction_steps
 
     tasks = parse_tasks(args.tasks, "--tasks")
     check_instruction_steps(args.instruction_steps, "--instruction-steps")  # before loading the backbone
