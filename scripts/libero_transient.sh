@@ -7,9 +7,18 @@
 #   backbone  the libero_vla pixel backbone trained on them, the instruction always visible
 #   features  its features / base actions on the demos with the instruction at t < K only (aura sim features
 #             --instruction-steps K): what the deployed policy gets; the targets are the demos' actions
-#   train     AuraMem (READOUT read-out; auto: both, the better on held-out demos) and the KV-cache arm on
-#             those features, in parallel, with scripts/make_libero_aura.sh's flags
+#   rollouts  the backbone drives the group with the instruction at t < K only, the expert labels (aura sim
+#             rollouts --instruction-steps K; BETA of the episodes the expert drives): a blind policy's own
+#             states, where the goal shows in nothing but the first K steps (in demos the arm's motion
+#             reveals it, which a read-out can learn without memory)
+#   train     AuraMem (READOUT read-out; auto: both, the better on held-out sequences) and the KV-cache arm
+#             on the demo features + the rollouts, in parallel, with scripts/make_libero_aura.sh's flags
 #   check     the arms' held-out action error next to the blind base action's (results/check.json)
+#   ablation  HELDOUT more rollouts per task (the backbone always drives), held out from all training: each
+#             AuraMem checkpoint's action error there with its gate, no writes, writes at t < K only, and
+#             every step (benchmarks/memory_ablation.py -> results/ablation.json): memory, or a read-out of z_t?
+#   models    results/models.tar: the backbone, AuraMem and KV checkpoints (~12 MB), so that a session whose
+#             device time runs out in the evaluations can hand them to the next one (below)
 #   eval      base, always, aura, random, periodic (at AURA's budget), kv, oracle (writes exactly at t < K)
 #             with --instruction-steps K on init states 0..EPISODES-1 of each task
 #   visible   the reference: the base arm with the instruction always visible, same episodes
@@ -18,9 +27,16 @@
 # the backbone training and both evaluations resume inside the step too. Run it in the background (it
 # outlives a device call) and poll its log:
 #   WORK=/tmp/aura-transient setsid nohup bash scripts/libero_transient.sh >/tmp/aura-transient.log 2>&1 &
+# Over two sessions: bring results/models.tar back (scripts/gpu_poll.sh mirrors it as soon as it exists); in
+# the next session, before starting the pipeline there, unpack it into a fresh WORK and mark the steps before
+# the evaluations done, e.g.
+#   mkdir -p $WORK && tar -xf models.tar -C $WORK && for s in demos split backbone features rollouts train \
+#       check ablation models; do echo 0 >$WORK/$s.done; done
+# (results/demos.json, split.json and check.json come back from the first session next to it).
 # Sizes come from the environment; the defaults fit one 30-minute session on a 16-core H100/H200 machine
-# (~3 min demos, 5 min backbone, ~3 min features + training, ~8 min evaluations). The 2-core CPU smoke run:
-#   WORK=/tmp/aura-transient-smoke PER_TASK=1 TRIES_PER_JOB=1 WORKERS=2 DEVICE=cpu TRAIN_S=30 \
+# (~3 min demos, 5 min backbone, ~1 min rollouts, ~3 min features + training, ~8 min evaluations; estimated,
+# not measured). The 2-core CPU smoke run:
+#   WORK=/tmp/aura-transient-smoke PER_TASK=1 TRIES_PER_JOB=1 WORKERS=2 DEVICE=cpu TRAIN_S=30 ROLLOUTS=1 HELDOUT=1 \
 #       TRAIN_ARGS="--batch 16 --threads 2" DENSE_STEPS=2 GATE_STEPS=2 KV_STEPS=2 TRAIN_THREADS=1 \
 #       EPISODES=1 MAX_STEPS=20 AURA=.venv/bin/aura PYTHON=.venv/bin/python bash scripts/libero_transient.sh
 set -uo pipefail
@@ -46,6 +62,9 @@ READOUT=${READOUT:-linear}      # AuraMem's read-out: linear (the paper's a_base
                                 # or auto: train both, keep the lower held-out action error (readout.json). Not
                                 # auto by default: an mlp read-out lowers the error without writing (a memory-
                                 # free head on z_t; docs/libero.md), so auto can pick a read-out over memory
+ROLLOUTS=${ROLLOUTS:-30}        # rollouts per task for AuraMem's data (0: the demo features only)
+BETA=${BETA:-0.3}               # the fraction of those episodes the expert drives (DAgger's beta, per episode)
+HELDOUT=${HELDOUT:-5}           # held-out rollouts per task for the memory ablation (0: no ablation step)
 DENSE_STEPS=${DENSE_STEPS:-600} # AuraMem phase 1 (every step written)
 GATE_STEPS=${GATE_STEPS:-200}   # AuraMem phase 2 (the gate in the loop)
 KV_STEPS=${KV_STEPS:-600}
@@ -69,13 +88,21 @@ features() {
     $AURA sim features --demos "$WORK/demos" "${BB[@]}" --instruction-steps "$K" \
         --out "$WORK/features.safetensors" --quiet
 }
+rollouts() {
+    $AURA sim rollouts --tasks "$TASKS" --per-task "$ROLLOUTS" "${BB[@]}" --instruction-steps "$K" \
+        --beta "$BETA" --max-steps "$MAX_STEPS" --exclude-demos "$WORK/demos/demos.json" --workers "$WORKERS" \
+        --out "$WORK/rollouts" --quiet
+    [ $? -le 1 ] # 1: an episode failed for good; train on the rest (rollouts.json says which)
+}
+DATA=(--data "$WORK/features.safetensors")
+[ "$ROLLOUTS" -gt 0 ] && DATA+=(--data "$WORK/rollouts/rollouts.safetensors")
 train_aura() { # READOUT_NAME OUT
-    $AURA train --data "$WORK/features.safetensors" --out "$2" --readout "$1" \
+    $AURA train "${DATA[@]}" --out "$2" --readout "$1" \
         --dense-steps "$DENSE_STEPS" --lr 3e-4 --gate-steps "$GATE_STEPS" --gate-lr 1e-3 --batch "$BATCH" \
         --sparsity 1.0 --budget "$BUDGET" --threads "$TRAIN_THREADS" --seed 0 --quiet
 }
 train_kv() {
-    $AURA train --arm kv --data "$WORK/features.safetensors" --out "$WORK/kv" --kv-steps "$KV_STEPS" \
+    $AURA train --arm kv "${DATA[@]}" --out "$WORK/kv" --kv-steps "$KV_STEPS" \
         --lr "$KV_LR" --batch "$BATCH" --threads "$TRAIN_THREADS" --seed 0 --quiet
 }
 train() {
@@ -117,6 +144,20 @@ for arm, path in (("aura", sys.argv[1]), ("kv", sys.argv[2])):
 json.dump(doc, open(sys.argv[3], "w"), indent=1)
 EOF
 }
+ablation() {
+    # placement seeds base + task * 10007 + k: base + 5000 stays clear of the training rollouts' k < ROLLOUTS
+    $AURA sim rollouts --tasks "$TASKS" --per-task "$HELDOUT" "${BB[@]}" --instruction-steps "$K" --beta 0 \
+        --placement-base $((2 ** 31 + 5000)) --max-steps "$MAX_STEPS" --exclude-demos "$WORK/demos/demos.json" \
+        --workers "$WORKERS" --out "$WORK/rollouts_heldout" --quiet
+    [ $? -le 1 ] || return 1
+    local ckpts=() d
+    for d in "$WORK"/aura_*/; do ckpts+=(--checkpoint "${d%/}"); done
+    "$PYTHON" benchmarks/memory_ablation.py --data "$WORK/rollouts_heldout/rollouts.safetensors" "${ckpts[@]}" \
+        --instruction-steps "$K" --json "$WORK/results/ablation.json"
+}
+models() {
+    tar -C "$WORK" -cf "$WORK/results/models.tar" ckpt/config.json ckpt/model.safetensors aura kv
+}
 evaluate() {
     $AURA eval libero --tasks "$TASKS" --instruction-steps "$K" --arms base,always,aura,random,periodic,kv,oracle \
         --episodes "$EPISODES" "${BB[@]}" --backbone-arg threads=1 --checkpoint "$WORK/aura" \
@@ -130,14 +171,15 @@ pack() {
     # what comes back from the machine: results.tar, the backbone's weights, demos.json, split.json, check.json
     cp "$WORK/ckpt/model.safetensors" "$WORK/results/model.safetensors"
     local f files=()
-    for f in "$WORK"/ckpt/config.json "$WORK"/ckpt/train.jsonl "$WORK"/features.json \
+    for f in "$WORK"/ckpt/config.json "$WORK"/ckpt/train.jsonl "$WORK"/features.json "$WORK"/rollouts/rollouts.json \
         "$WORK"/aura/model.safetensors "$WORK"/aura/config.json "$WORK"/aura/train.jsonl \
         "$WORK"/kv/model.safetensors "$WORK"/kv/config.json "$WORK"/kv/train.jsonl \
         "$WORK"/train_aura_*.log "$WORK"/train_kv.log "$WORK"/readout.json \
         "$WORK"/eval/summary.json "$WORK"/eval/summary.md "$WORK"/eval/config.json "$WORK"/eval/*.png \
         "$WORK"/eval/episodes*.jsonl "$WORK"/eval_visible/summary.json "$WORK"/eval_visible/summary.md \
         "$WORK"/eval_visible/config.json "$WORK"/eval_visible/*.png "$WORK"/eval_visible/episodes*.jsonl \
-        "$WORK"/results/demos.json "$WORK"/results/split.json "$WORK"/results/check.json "$WORK"/*.done; do
+        "$WORK"/results/demos.json "$WORK"/results/split.json "$WORK"/results/check.json "$WORK"/results/ablation.json \
+        "$WORK"/*.done; do
         [ -e "$f" ] && files+=("${f#"$WORK"/}") # a train.jsonl is missing when training ran < its log interval
     done
     tar -C "$WORK" -cf "$WORK/results/results.tar" "${files[@]}" || return 1
@@ -148,8 +190,11 @@ step demos demos_step
 step split split_check
 step backbone train_backbone_step
 step features features
+[ "$ROLLOUTS" -gt 0 ] && step rollouts rollouts
 step train train
 step check check
+[ "$HELDOUT" -gt 0 ] && step ablation ablation
+step models models
 step eval evaluate
 step visible visible
 step pack pack

@@ -1,0 +1,94 @@
+"""Does an AuraMem checkpoint's action come from memory, or from a read-out of z_t? Held-out action error
+under four write schedules.
+
+    python benchmarks/memory_ablation.py --data HELD_OUT.safetensors [--data ...] --checkpoint DIR \
+        [--checkpoint DIR ...] [--instruction-steps K] [--json OUT]
+
+For each checkpoint, on the held-out sequences (``aura train`` data files: features z_t, base actions,
+target actions; NaN targets unsupervised), the mean squared action error (``aura.training.train.action_loss``,
+the training loss of file data) of a_t = a_t^base + correction(r_t, z_t) when the memory is written
+
+    gate     where the checkpoint's own gate decides (what the aura arm deploys)
+    none     never: r_t = 0 and the correction sees z_t only (the mlp read-out's memory-free part)
+    instr    exactly at t < K, the steps that carry the instruction (the evaluation's oracle arm)
+    always   at every step (dense GDN-2)
+
+next to the base action alone. In the transient-instruction variant (issue 13) a memory that carries the
+goal shows as gate ~ instr < none; gate ~ none means the read-out explains the targets without memory (on
+demos the arm's motion reveals the goal after a few steps). Writes per sequence are the gate's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from aura.layer import AuraMem  # noqa: E402  (runs from a checkout too)
+from aura.training.data import NAMES, load_many  # noqa: E402
+from aura.training.train import action_loss  # noqa: E402
+
+SCHEDULES = ("gate", "none", "instr", "always")
+
+
+def ablate(model: AuraMem, z, base, target, k: int | None) -> dict:
+    """Held-out error per schedule (module docstring), the base's, and the gate's writes per sequence."""
+    model.eval()
+    n, t = z.shape[:2]
+    fixed = {"none": torch.zeros(n, t, dtype=torch.bool), "always": torch.ones(n, t, dtype=torch.bool)}
+    if k is not None:
+        fixed["instr"] = torch.arange(t)[None, :].expand(n, t) < k
+    rec = {"base": float(action_loss(base, target, "mse"))}
+    with torch.no_grad():
+        out = model(z, base)
+        rec["gate"] = float(action_loss(out.action, target, "mse"))
+        rec["gate_writes_per_sequence"] = float(out.write.sum(1).float().mean())
+        for name, schedule in fixed.items():
+            rec[name] = float(action_loss(model.forward_fixed(z, base, schedule).action, target, "mse"))
+    return rec
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", action="append", required=True, help="held-out aura train data (repeatable)")
+    ap.add_argument(
+        "--checkpoint", action="append", required=True, help="AuraMem checkpoint dir (repeatable)"
+    )
+    ap.add_argument("--instruction-steps", type=int, default=None, metavar="K", help="the instr schedule's K")
+    ap.add_argument("--json", default=None, help="write the table here as JSON")
+    args = ap.parse_args(argv)
+    if args.instruction_steps is not None and args.instruction_steps < 1:
+        ap.error(f"--instruction-steps must be >= 1, got {args.instruction_steps}")
+    try:
+        arrays = load_many(args.data)
+    except ValueError as exc:
+        ap.error(str(exc))
+    z, base, target = (torch.from_numpy(arrays[name]) for name in NAMES)
+    rows = {}
+    for path in args.checkpoint:
+        if not Path(path).is_dir():
+            ap.error(f"--checkpoint {path}: no such checkpoint directory")
+        model = AuraMem.load(path)
+        if model.config.d_model != z.shape[-1]:
+            ap.error(f"--checkpoint {path}: d_model {model.config.d_model}, the data's is {z.shape[-1]}")
+        rows[path] = ablate(model, z, base, target, args.instruction_steps)
+    cols = ["base", *[s for s in SCHEDULES if s != "instr" or args.instruction_steps is not None]]
+    print(f"held-out: {z.shape[0]} sequences x {z.shape[1]} steps from {len(args.data)} file(s); mse")
+    print("| checkpoint | " + " | ".join(cols) + " | gate writes / seq |")
+    print("|---" * (len(cols) + 2) + "|")
+    for path, r in rows.items():
+        vals = " | ".join(f"{r[c]:.4f}" for c in cols)
+        print(f"| {path} | {vals} | {r['gate_writes_per_sequence']:.2f} |")
+    if args.json:
+        doc = dict(data=args.data, instruction_steps=args.instruction_steps, rows=rows)
+        Path(args.json).write_text(json.dumps(doc, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

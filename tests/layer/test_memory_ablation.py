@@ -1,0 +1,112 @@
+"""benchmarks/memory_ablation.py: an AuraMem checkpoint's held-out action error under four write schedules."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aura.layer import AuraMem, AuraMemConfig
+from aura.training.data import save_sequences
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "memory_ablation.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("memory_ablation", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _data(rng, n=3, t=12, d=16, a=4):
+    z = rng.normal(size=(n, t, d)).astype(np.float32)
+    base = rng.normal(size=(n, t, a)).astype(np.float32)
+    target = rng.normal(size=(n, t, a)).astype(np.float32)
+    target[:, -2:] = np.nan  # unsupervised tail
+    return z, base, target
+
+
+def _model(readout: str, seed: int) -> AuraMem:
+    torch.manual_seed(seed)
+    m = AuraMem(AuraMemConfig(d_model=16, d_key=8, d_val=8, d_action=4, heads=2, readout=readout))
+    with (
+        torch.no_grad()
+    ):  # a trained-looking read-out: the fresh one is zero, which would hide every schedule
+        for p in m.parameters():
+            if p.dim() >= 2 and not p.abs().sum():
+                p.normal_(0, 0.3)
+    return m
+
+
+@pytest.mark.parametrize("readout", ["linear", "mlp"])
+def test_schedules_match_the_model_on_fresh_inputs(readout):
+    mod = _module()
+    rng = np.random.default_rng(7)
+    z, base, target = (torch.from_numpy(x) for x in _data(rng))
+    m = _model(readout, 3)
+    rec = mod.ablate(m, z, base, target, k=2)
+
+    def mse(action):
+        ok = torch.isfinite(target).all(-1)
+        return float(((action[ok] - target[ok]) ** 2).mean())
+
+    with torch.no_grad():
+        out = m(z, base)
+        never = torch.zeros(z.shape[:2], dtype=torch.bool)
+        first2 = torch.zeros(z.shape[:2], dtype=torch.bool)
+        first2[:, :2] = True
+        assert rec["gate"] == pytest.approx(mse(out.action), rel=1e-5)
+        assert rec["gate_writes_per_sequence"] == pytest.approx(float(out.write.sum(1).float().mean()))
+        assert rec["none"] == pytest.approx(mse(m(z, base, schedule=never).action), rel=1e-4)
+        assert rec["instr"] == pytest.approx(mse(m(z, base, schedule=first2).action), rel=1e-4)
+    assert rec["base"] == pytest.approx(mse(base), rel=1e-6)
+    # the paper's linear read-out adds W_c r_t: with no write r_t = 0, so "none" is the base action exactly
+    if readout == "linear":
+        assert rec["none"] == pytest.approx(rec["base"], rel=1e-6)
+    else:  # the mlp read-out also sees z_t: it moves the action without memory
+        assert abs(rec["none"] - rec["base"]) > 1e-4
+    assert len({rec["none"], rec["instr"], rec["always"]}) == 3
+
+
+def test_script_table_json_and_errors(tmp_path):
+    rng = np.random.default_rng(11)
+    save_sequences(tmp_path / "a.safetensors", *_data(rng, t=12))
+    save_sequences(tmp_path / "b.safetensors", *_data(rng, t=9))
+    _model("linear", 5).save(tmp_path / "ck")
+    run = [sys.executable, str(SCRIPT), "--data", str(tmp_path / "a.safetensors"), "--data"]
+    out = subprocess.run(
+        [
+            *run,
+            str(tmp_path / "b.safetensors"),
+            "--checkpoint",
+            str(tmp_path / "ck"),
+            "--instruction-steps",
+            "1",
+            "--json",
+            str(tmp_path / "t.json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "6 sequences x 12 steps from 2 file(s)" in out and "| base | gate | none | instr | always |" in out
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert set(rows[str(tmp_path / "ck")]) == {
+        "base",
+        "gate",
+        "none",
+        "instr",
+        "always",
+        "gate_writes_per_sequence",
+    }
+    bad = subprocess.run(
+        [*run, str(tmp_path / "b.safetensors"), "--checkpoint", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--checkpoint" in bad.stderr and "nope" in bad.stderr
