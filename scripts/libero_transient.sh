@@ -58,10 +58,11 @@ TRAIN_ARGS=${TRAIN_ARGS---blank-instruction 0.2}
 # K < 8 the first plan's features, made while the instruction was visible, are held until step 8.
 # fresh_features=true runs the network every step (this step's z_t; the evaluations then outgrow 8 minutes).
 EXEC_ARGS=${EXEC_ARGS:---backbone-arg execution=open_loop --backbone-arg n_action_steps=8 --backbone-arg fresh_features=false}
-READOUT=${READOUT:-linear}      # AuraMem's read-out: linear (the paper's a_base + W_c r), mlp (aura/readout.py),
-                                # or auto: train both, keep the lower held-out action error (readout.json). Not
-                                # auto by default: an mlp read-out lowers the error without writing (a memory-
-                                # free head on z_t; docs/libero.md), so auto can pick a read-out over memory
+READOUT=${READOUT:-auto}        # AuraMem's read-out: linear (the paper's a_base + W_c r), mlp (aura/readout.py),
+                                # or auto: train both, keep the lower held-out action error (readout.json). On
+                                # demos alone auto picked a memory-free mlp; with the blind rollouts in the data
+                                # the mlp's gain comes from memory too (CPU check, docs/libero.md), and the
+                                # ablation step reports both read-outs with and without writes
 ROLLOUTS=${ROLLOUTS:-30}        # rollouts per task for AuraMem's data (0: the demo features only)
 BETA=${BETA:-0.3}               # the fraction of those episodes the expert drives (DAgger's beta, per episode)
 HELDOUT=${HELDOUT:-5}           # held-out rollouts per task for the memory ablation (0: no ablation step)
