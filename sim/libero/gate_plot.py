@@ -7,8 +7,9 @@ of that task, one colour per init state:
 
 * p_t against the step t (a curve per episode), tau as a dashed black line;
 * the episode's writes (``write_steps``) as ticks under the curves, one row of ticks per init state;
-* the instruction steps t < K of the transient-instruction variant shaded grey (K: the records'
-  ``instruction_steps``, ``aura eval libero --instruction-steps K``; no shading without it);
+* the instruction steps t < K of the transient-instruction variant shaded grey and their end drawn as a
+  grey line (K: the records' ``instruction_steps``, ``aura eval libero --instruction-steps K``; none
+  without it);
 * the sub-task boundaries (``subgoal_steps``: the first step each BDDL goal predicate holds) as dotted
   vertical lines in the episode's colour.
 
@@ -51,6 +52,8 @@ def _panel(ax, task: int, rows: list[dict], total: int) -> None:
         ax.axvspan(
             -0.5, k - 0.5, color="0.75", alpha=0.5, linewidth=0, gid="instruction", label=f"t < K = {k}"
         )
+        # K = 1 on a 520-step axis shades ~1 px: the span's end is also drawn as a line, visible at any K
+        ax.axvline(k - 0.5, color="0.45", linewidth=1.0, gid="instruction_end")
     for tau in sorted({float(r.get("gate_threshold", 0.5)) for r in rows}):
         ax.axhline(tau, color="black", linestyle="--", linewidth=0.8, label=f"tau {tau:g}")
     horizon = max([len(r["gate_probs"]) for r in rows] + instruction_steps(rows))

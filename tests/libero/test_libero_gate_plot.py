@@ -77,8 +77,11 @@ def test_gate_plot_is_bounded_and_shades_the_instruction_steps(tmp_path):
     try:
         panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
         assert len(panels) == 10
-        assert all(len(ax.lines) == 3 + 1 + 3 for ax in panels)  # 3 curves, tau, 3 sub-task boundaries
+        # 3 curves, tau, 3 sub-task boundaries, and the shading's end as a line (visible at K = 1)
+        assert all(len(ax.lines) == 3 + 1 + 3 + 1 for ax in panels)
         assert _spans(fig) == [pytest.approx((-0.5, 6.5))] * 10  # steps 0..6 shaded, 7 not
+        ends = [ln.get_xdata()[0] for ax in panels for ln in ax.lines if ln.get_gid() == "instruction_end"]
+        assert ends == [6.5] * 10
     finally:
         plt.close(fig)
     for k, want in ((25, 24.5), (None, None)):
