@@ -14,11 +14,11 @@
 #   train     AuraMem (READOUT read-out; auto: both, the better on held-out sequences) and the KV-cache arm
 #             on the demo features + the rollouts, in parallel, with scripts/make_libero_aura.sh's flags
 #   check     the arms' held-out action error next to the blind base action's (results/check.json)
+#   models    results/models.tar: the backbone, AuraMem and KV checkpoints (~12 MB), so that a session whose
+#             device time runs out in the evaluations can hand them to the next one (below)
 #   ablation  HELDOUT more rollouts per task (the backbone always drives), held out from all training: each
 #             AuraMem checkpoint's action error there with its gate, no writes, writes at t < K only, and
 #             every step (benchmarks/memory_ablation.py -> results/ablation.json): memory, or a read-out of z_t?
-#   models    results/models.tar: the backbone, AuraMem and KV checkpoints (~12 MB), so that a session whose
-#             device time runs out in the evaluations can hand them to the next one (below)
 #   eval      base, always, aura, random, periodic (at AURA's budget), kv, oracle (writes exactly at t < K)
 #             with --instruction-steps K on init states 0..EPISODES-1 of each task
 #   visible   the reference: the base arm with the instruction always visible, same episodes
@@ -31,7 +31,7 @@
 # the next session, before starting the pipeline there, unpack it into a fresh WORK and mark the steps before
 # the evaluations done, e.g.
 #   mkdir -p $WORK && tar -xf models.tar -C $WORK && for s in demos split backbone features rollouts train \
-#       check ablation models; do echo 0 >$WORK/$s.done; done
+#       check models ablation; do echo 0 >$WORK/$s.done; done
 # (results/demos.json, split.json and check.json come back from the first session next to it).
 # Sizes come from the environment; the defaults fit one 30-minute session on a 16-core H100/H200 machine
 # (~3 min demos, 5 min backbone, ~1 min rollouts, ~3 min features + training, ~8 min evaluations; estimated,
@@ -78,6 +78,11 @@ MAX_STEPS=${MAX_STEPS:-300}     # policy steps per episode (the expert: 98-169 m
 DEVICE=${DEVICE:-cuda}
 AURA=${AURA:-aura}
 PYTHON=${PYTHON:-python3}       # the interpreter with this repo's packages (split and check steps)
+if [ "$HELDOUT" -gt 0 ] && [ ! -f benchmarks/memory_ablation.py ]; then
+    # fail before the GPU work, not after it: a snapshot made without it (docs/libero_gpu.md) lacks it
+    echo "HELDOUT=$HELDOUT needs benchmarks/memory_ablation.py in this tree ($PWD); add it or set HELDOUT=0" >&2
+    exit 2
+fi
 mkdir -p "$WORK/results"
 # shellcheck source=scripts/lib/steps.sh
 . scripts/lib/steps.sh
@@ -194,8 +199,8 @@ step features features
 [ "$ROLLOUTS" -gt 0 ] && step rollouts rollouts
 step train train
 step check check
-[ "$HELDOUT" -gt 0 ] && step ablation ablation
 step models models
+[ "$HELDOUT" -gt 0 ] && step ablation ablation
 step eval evaluate
 step visible visible
 step pack pack
