@@ -11,6 +11,8 @@
 #             rollouts --instruction-steps K; BETA of the episodes the expert drives): a blind policy's own
 #             states, where the goal shows in nothing but the first K steps (in demos the arm's motion
 #             reveals it, which a read-out can learn without memory)
+#             (on the 2-core CPU this made memory carry the goal offline but the corrections broke the
+#             closed loop: docs/libero.md "Closed loop on the CPU"; ROLLOUTS=0 trains on the demos only)
 #   train     AuraMem (READOUT read-out; auto: both, the better on held-out sequences) and the KV-cache arm
 #             on the demo features + the rollouts, in parallel, with scripts/make_libero_aura.sh's flags
 #   check     the arms' held-out action error next to the blind base action's (results/check.json)
