@@ -221,6 +221,8 @@ def test_instruction_steps_blank_what_the_backbone_sees_not_the_labels(onnx_back
     assert all(np.abs(z2[t] - z[t]).max() > 1e-3 for t in (2, 3))
     np.testing.assert_array_equal(e2, e)
     assert _rollouts(onnx_backbone, tmp_path / "k2", *common, "--instruction-steps", "3") == 2
+    assert _rollouts(onnx_backbone, tmp_path / "k2", *common) == 2  # nor without the option
+    assert json.loads((tmp_path / "k2" / "config.json").read_text())["instruction_steps"] == 2  # kept
 
 
 @pytest.mark.slow
