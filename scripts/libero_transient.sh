@@ -65,7 +65,7 @@ READOUT=${READOUT:-auto}        # AuraMem's read-out: linear (the paper's a_base
                                 # demos alone auto picked a memory-free mlp; with the blind rollouts in the data
                                 # the mlp's gain comes from memory too (CPU check, docs/libero.md), and the
                                 # ablation step reports both read-outs with and without writes
-ROLLOUTS=${ROLLOUTS:-30}        # rollouts per task for AuraMem's data (0: the demo features only)
+ROLLOUTS=${ROLLOUTS:-30}        # rollouts per task for AuraMem's data, <= 5000 (0: the demo features only)
 BETA=${BETA:-0.3}               # the fraction of those episodes the expert drives (DAgger's beta, per episode)
 HELDOUT=${HELDOUT:-5}           # held-out rollouts per task for the memory ablation (0: no ablation step)
 DENSE_STEPS=${DENSE_STEPS:-600} # AuraMem phase 1 (every step written)
@@ -80,6 +80,10 @@ MAX_STEPS=${MAX_STEPS:-300}     # policy steps per episode (the expert: 98-169 m
 DEVICE=${DEVICE:-cuda}
 AURA=${AURA:-aura}
 PYTHON=${PYTHON:-python3}       # the interpreter with this repo's packages (split and check steps)
+if [ "$ROLLOUTS" -gt 5000 ]; then # the held-out rollouts' placement seeds start 5000 above the training ones'
+    echo "ROLLOUTS=$ROLLOUTS: at most 5000 (the ablation's held-out placements would repeat training ones)" >&2
+    exit 2
+fi
 if [ "$HELDOUT" -gt 0 ] && [ ! -f benchmarks/memory_ablation.py ]; then
     # fail before the GPU work, not after it: a snapshot made without it (docs/libero_gpu.md) lacks it
     echo "HELDOUT=$HELDOUT needs benchmarks/memory_ablation.py in this tree ($PWD); add it or set HELDOUT=0" >&2
@@ -96,12 +100,15 @@ features() {
     $AURA sim features --demos "$WORK/demos" "${BB[@]}" --instruction-steps "$K" \
         --out "$WORK/features.safetensors" --quiet
 }
-rollouts() {
-    $AURA sim rollouts --tasks "$TASKS" --per-task "$ROLLOUTS" "${BB[@]}" --instruction-steps "$K" \
-        --beta "$BETA" --max-steps "$MAX_STEPS" --exclude-demos "$WORK/demos/demos.json" --workers "$WORKERS" \
-        --out "$WORK/rollouts" --quiet
-    [ $? -le 1 ] # 1: an episode failed for good; train on the rest (rollouts.json says which)
+blind_rollouts() { # OUT PER_TASK BETA [aura sim rollouts options]: the backbone drives, blind from step K
+    local out=$1 n=$2 beta=$3
+    shift 3
+    $AURA sim rollouts --tasks "$TASKS" --per-task "$n" "${BB[@]}" --instruction-steps "$K" --beta "$beta" \
+        --max-steps "$MAX_STEPS" --exclude-demos "$WORK/demos/demos.json" --workers "$WORKERS" --out "$out" \
+        --quiet "$@"
+    [ $? -le 1 ] # 1: an episode failed for good; go on with the rest (rollouts.json says which)
 }
+rollouts() { blind_rollouts "$WORK/rollouts" "$ROLLOUTS" "$BETA"; }
 DATA=(--data "$WORK/features.safetensors")
 [ "$ROLLOUTS" -gt 0 ] && DATA+=(--data "$WORK/rollouts/rollouts.safetensors")
 train_aura() { # READOUT_NAME OUT
@@ -154,10 +161,7 @@ EOF
 }
 ablation() {
     # placement seeds base + task * 10007 + k: base + 5000 stays clear of the training rollouts' k < ROLLOUTS
-    $AURA sim rollouts --tasks "$TASKS" --per-task "$HELDOUT" "${BB[@]}" --instruction-steps "$K" --beta 0 \
-        --placement-base $((2 ** 31 + 5000)) --max-steps "$MAX_STEPS" --exclude-demos "$WORK/demos/demos.json" \
-        --workers "$WORKERS" --out "$WORK/rollouts_heldout" --quiet
-    [ $? -le 1 ] || return 1
+    blind_rollouts "$WORK/rollouts_heldout" "$HELDOUT" 0 --placement-base $((2 ** 31 + 5000)) || return 1
     local ckpts=() d
     for d in "$WORK"/aura_*/; do ckpts+=(--checkpoint "${d%/}"); done
     "$PYTHON" benchmarks/memory_ablation.py --data "$WORK/rollouts_heldout/rollouts.safetensors" "${ckpts[@]}" \
