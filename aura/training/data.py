@@ -90,11 +90,12 @@ def load_many(paths) -> dict[str, np.ndarray]:
     if len(loaded) == 1:
         return first
     t_max = max(a["features"].shape[1] for a in loaded)
-    return {n: np.concatenate([_pad_time(a[n], t_max, n == "target_actions") for a in loaded]) for n in NAMES}
+    return {n: np.concatenate([pad_time(a[n], t_max, n == "target_actions") for a in loaded]) for n in NAMES}
 
 
-def _pad_time(x: np.ndarray, t: int, nan: bool) -> np.ndarray:
-    """[N, T, D] -> [N, t, D]: NaN steps (targets) or the last step repeated (features, base actions)."""
+def pad_time(x: np.ndarray, t: int, nan: bool) -> np.ndarray:
+    """[N, T, D] -> [N, t, D]: NaN steps (targets) or the last step repeated (features, base actions). The
+    one padding rule of sequence files: ``aura sim features`` / ``aura sim rollouts`` pad with it too."""
     extra = t - x.shape[1]
     if extra == 0:
         return x

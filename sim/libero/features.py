@@ -118,14 +118,14 @@ def extract(
 
 
 def pad(seqs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Stack variable-length sequences: repeat the last features / base action, NaN targets (docstring)."""
+    """Stack variable-length sequences: repeat the last features / base action, NaN targets (docstring;
+    ``aura.training.data.pad_time``)."""
+    from aura.training.data import NAMES, pad_time
+
     t_max = max(len(s[0]) for s in seqs)
-    out = {"features": [], "base_actions": [], "target_actions": []}
-    for z, base, target in seqs:
-        extra = t_max - len(z)
-        out["features"].append(np.concatenate([z, np.repeat(z[-1:], extra, 0)]))
-        out["base_actions"].append(np.concatenate([base, np.repeat(base[-1:], extra, 0)]))
-        out["target_actions"].append(
-            np.concatenate([target, np.full((extra, target.shape[1]), np.nan, np.float32)])
+    return {
+        name: np.stack([pad_time(s[i][None], t_max, name == "target_actions")[0] for s in seqs]).astype(
+            np.float32
         )
-    return {k: np.stack(v).astype(np.float32) for k, v in out.items()}
+        for i, name in enumerate(NAMES)
+    }
