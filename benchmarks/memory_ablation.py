@@ -13,7 +13,10 @@ the training loss of file data) of a_t = a_t^base + correction(r_t, z_t) when th
     instr    exactly at t < K, the steps that carry the instruction (the evaluation's oracle arm)
     always   at every step (dense GDN-2)
 
-next to the base action alone. In the transient-instruction variant (issue 13) a memory that carries the
+next to the base action alone; per action dimension for the base and the gate (``base_per_dim``,
+``gate_per_dim``: which dimensions the correction fixes), and how often the last dimension, the gripper, is
+commanded closed (> 0) by the base, the gate's action and the target (``gripper_closed``). In the
+transient-instruction variant (issue 13) a memory that carries the
 goal shows as gate ~ instr < none; gate ~ none means the read-out explains the targets without memory (on
 demos the arm's motion reveals the goal after a few steps). Writes per sequence are the gate's.
 """
@@ -48,6 +51,13 @@ def ablate(model: AuraMem, z, base, target, k: int | None) -> dict:
         out = model(z, base)
         rec["gate"] = float(action_loss(out.action, target, "mse"))
         rec["gate_writes_per_sequence"] = float(out.write.sum(1).float().mean())
+        ok = torch.isfinite(target).all(-1)
+        for name, action in (("base", base), ("gate", out.action)):
+            rec[f"{name}_per_dim"] = ((action[ok] - target[ok]) ** 2).mean(0).tolist()
+        rec["gripper_closed"] = {
+            name: float((a[ok][:, -1] > 0).float().mean())
+            for name, a in (("base", base), ("gate", out.action), ("target", target))
+        }
         for name, schedule in fixed.items():
             rec[name] = float(action_loss(model.forward_fixed(z, base, schedule).action, target, "mse"))
     return rec
@@ -84,6 +94,15 @@ def main(argv=None) -> int:
     for path, r in rows.items():
         vals = " | ".join(f"{r[c]:.4f}" for c in cols)
         print(f"| {path} | {vals} | {r['gate_writes_per_sequence']:.2f} |")
+    for path, r in rows.items():
+        dims = ", ".join(
+            f"{b:.3f}->{g:.3f}" for b, g in zip(r["base_per_dim"], r["gate_per_dim"], strict=True)
+        )
+        closed = r["gripper_closed"]
+        print(
+            f"{path}: per-dimension mse base->gate [{dims}]; gripper closed on "
+            f"{closed['base']:.0%} (base) / {closed['gate']:.0%} (gate) / {closed['target']:.0%} (target)"
+        )
     if args.json:
         doc = dict(data=args.data, instruction_steps=args.instruction_steps, rows=rows)
         Path(args.json).write_text(json.dumps(doc, indent=1))

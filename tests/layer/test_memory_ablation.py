@@ -65,6 +65,11 @@ def test_schedules_match_the_model_on_fresh_inputs(readout):
         assert rec["none"] == pytest.approx(mse(m(z, base, schedule=never).action), rel=1e-4)
         assert rec["instr"] == pytest.approx(mse(m(z, base, schedule=first2).action), rel=1e-4)
     assert rec["base"] == pytest.approx(mse(base), rel=1e-6)
+    # the per-dimension errors average to the overall ones; the gripper shares are of the supervised steps
+    assert np.mean(rec["base_per_dim"]) == pytest.approx(rec["base"], rel=1e-5)
+    assert np.mean(rec["gate_per_dim"]) == pytest.approx(rec["gate"], rel=1e-5)
+    ok = torch.isfinite(target).all(-1)
+    assert rec["gripper_closed"]["target"] == pytest.approx(float((target[ok][:, -1] > 0).float().mean()))
     # the paper's linear read-out adds W_c r_t: with no write r_t = 0, so "none" is the base action exactly
     if readout == "linear":
         assert rec["none"] == pytest.approx(rec["base"], rel=1e-6)
@@ -103,6 +108,9 @@ def test_script_table_json_and_errors(tmp_path):
         "instr",
         "always",
         "gate_writes_per_sequence",
+        "base_per_dim",
+        "gate_per_dim",
+        "gripper_closed",
     }
     bad = subprocess.run(
         [*run, str(tmp_path / "b.safetensors"), "--checkpoint", str(tmp_path / "nope")],
