@@ -27,8 +27,9 @@ from pathlib import Path
 from cli.common import add_backbone_arguments, add_instruction_steps_argument, at_least, int_list
 from sim.libero.arms import ARMS, DEFAULT_ARMS
 from sim.libero.env import CAMERAS, MAX_STEPS, N_INIT_STATES, check_instruction_steps
-from sim.libero.evaluate import EvalPlan, parse_shard, rebuild_summary, run_evaluation
+from sim.libero.evaluate import EvalPlan, rebuild_summary, run_evaluation
 from sim.libero.render import add_render_argument
+from sim.libero.scheduler import parse_shard
 from sim.libero.tasks import N_TASKS, TASKS_HELP, parse_tasks, task_name
 
 

@@ -2,7 +2,7 @@
 
 import json
 
-from sim.libero.evaluate import EvalScheduler
+from sim.libero.scheduler import EvalScheduler
 
 BASE = dict(
     backbone="libero_noop",
