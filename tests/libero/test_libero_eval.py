@@ -195,11 +195,13 @@ def test_a_hung_episode_is_killed_at_the_timeout_and_retried(tmp_path, monkeypat
         pytest.importorskip("ray", reason="needs the ray package (the ray extra; scripts/setup.sh has it)")
         extra += ["--ray", "local"]
     monkeypatch.setenv("AURA_LIBERO_CRASH_ONCE", f"0:0:aura:hang:{tmp_path / 'h'}")
-    args = [*ARGS, *extra, "--episode-timeout", "15", "--out", str(tmp_path / "out")]
+    # 30 s, well above a normal episode here: at 15 s, a second test run on the same 2 cores pushed normal
+    # episodes past it (3 timeouts instead of 1). The hang lasts 120 s, so the timeout is what ends it.
+    args = [*ARGS, *extra, "--episode-timeout", "30", "--out", str(tmp_path / "out")]
     assert cli.main(args) == 0
     recs = _lines(tmp_path / "out" / "episodes.jsonl")
     failed = [r for r in recs if r["status"] != "ok"]
-    assert len(failed) == 1 and "exceeded the 15 s timeout" in failed[0]["error"]
+    assert len(failed) == 1 and "exceeded the 30 s timeout" in failed[0]["error"]
     assert (failed[0]["task"], failed[0]["init_state"], failed[0]["arm"]) == (0, 0, "aura")
     assert sum(r["status"] == "ok" for r in recs) == 12  # the retry included
 
