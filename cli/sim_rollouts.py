@@ -12,8 +12,9 @@ actions, expert stage and per-episode success, steps, labelled fraction, placeme
 OUT/rollouts.json the record. With --images each episode file also keeps both camera videos, the
 proprio and the labels in the demo layout, so `aura train backbone --demos DEMOS OUT/episodes` trains the
 pixel backbone on the aggregated data (DAgger). With --instruction-steps K (the transient-instruction
-variant) the backbone gets the instruction at steps t < K only and the expert labels with the goal:
-AuraMem's data for issue 13. Math and semantics: sim/libero/rollouts.py.
+variant) the backbone gets the instruction at steps t < K only and the expert labels with the goal, or
+with --teacher backbone the same backbone with the instruction visible does: AuraMem's data for issue 13.
+Math and semantics: sim/libero/rollouts.py, sim/libero/labels.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from cli.common import add_backbone_arguments, add_instruction_steps_argument, at_least, per_task_counts
 from sim.libero.env import MAX_STEPS
 from sim.libero.render import add_render_argument
-from sim.libero.rollouts import BETA_MODES, PLACEMENT_BASE
+from sim.libero.rollouts import BETA_MODES, PLACEMENT_BASE, TEACHERS
 from sim.libero.rollouts_io import DEFAULT_DEMOS_RECORD
 from sim.libero.tasks import TASKS_HELP, parse_tasks
 
@@ -76,6 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also store camera frames + proprio + labels (training data for aura train backbone)",
     )
     add_instruction_steps_argument(parser)
+    parser.add_argument(
+        "--teacher",
+        choices=TEACHERS,
+        default="expert",
+        help="who labels the visited states: the scripted expert (shadow), or with --instruction-steps the "
+        "acting backbone itself with the instruction visible (sim.libero.labels)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="episode seed (beta draws)")
     parser.add_argument("--workers", type=int, default=1, help="episodes run in parallel")
     parser.add_argument("--retries", type=int, default=2, help="retries of a crashed or failing episode")
@@ -117,11 +125,12 @@ def backbone_fields(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from policies.factory import make_backbone
     from sim.libero.env import check_instruction_steps
-    from sim.libero.rollouts import collect_rollouts
+    from sim.libero.rollouts import check_teacher, collect_rollouts
     from sim.libero.rollouts_io import check_disjoint, print_summary
 
     tasks = parse_tasks(args.tasks, "--tasks")
     check_instruction_steps(args.instruction_steps, "--instruction-steps")  # before loading the backbone
+    check_teacher(args.teacher, args.instruction_steps)
     at_least(args, 1, "per_task", "workers", "max_steps")
     at_least(args, 0, "retries", "placement_base")
     if not 16 <= args.image_size <= 1024:
@@ -167,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         render=args.render,
         images=args.images,
         instruction_steps=args.instruction_steps,
+        teacher=args.teacher,
         seed=args.seed,
         workers=args.workers,
         retries=args.retries,

@@ -40,7 +40,9 @@ steps t < k only and ``""`` after (``LiberoEnv(instruction_steps=k)``, as ``aura
 --instruction-steps k`` does), while the shadow expert, which reads the simulator state, always knows the
 goal. The rows are then what a memory arm meets when deployed: a blind policy's own states, labelled with
 the goal-directed action; in demos (``aura sim features``) the arm's motion already reveals the goal after
-the first steps, which a read-out on z_t can learn without any memory.
+the first steps, which a read-out on z_t can learn without any memory. ``teacher="backbone"`` labels with
+the acting backbone's own action under the visible instruction instead of the expert's (``sim.libero.labels``:
+never out of phase with the policy; the expert still steps, for its stage, and the timing counts both).
 
 Outputs: one HDF5 file per finished episode (``rollouts_io``), merged into ``OUT/rollouts.safetensors``
 (``aura train --data``) and ``OUT/rollouts.json``. With ``images=True`` each file also holds what the
@@ -61,10 +63,11 @@ from pathlib import Path
 import numpy as np
 
 from sim.libero.env import MAX_STEPS
+from sim.libero.labels import TEACHERS, ShadowExpert, VisibleTeacher  # noqa: F401 (re-exported)
 from sim.libero.workers import RetryQueue
 
 PLACEMENT_BASE = 2**31
-OPTIONAL_PINS = ("images", "instruction_steps")  # settings pinned only when set (_pin)
+OPTIONAL_PINS = ("images", "instruction_steps", "teacher")  # settings pinned only when set (_pin)
 TASK_STRIDE = 10_007  # as sim.libero.recording.placement_seed: k < 10_007 never collides across tasks
 BETA_MODES = ("episode", "step")
 
@@ -72,38 +75,6 @@ BETA_MODES = ("episode", "step")
 def rollout_placement_seed(base: int, task: int, k: int) -> int:
     """Placement seed of rollout ``k`` of ``task`` (module docstring)."""
     return (int(base) + int(task) * TASK_STRIDE + int(k)) % 2**32
-
-
-class ShadowExpert:
-    """``ScriptedExpert`` stepped once per env step on the real observation; ``None`` where undefined."""
-
-    def __init__(self, task: int, expert=None):
-        from policies.libero_expert import ScriptedExpert
-
-        self.expert = expert if expert is not None else ScriptedExpert(task)
-        self.error: str | None = None
-
-    def reset(self, raw_env) -> None:
-        self.expert.reset(raw_env)
-        self.error = None
-
-    def __call__(self, raw_env, raw_obs: dict) -> tuple[np.ndarray | None, str]:
-        """(expert action or None, stage). Called every step, whoever acts, so the plan stays in phase."""
-        if self.error is not None:
-            return None, "error"
-        if self.expert.finished:
-            return None, "done"
-        try:
-            a = np.asarray(self.expert.act(raw_env, raw_obs), dtype=np.float64)
-        except Exception as err:  # the plan generator is dead after raising: unsupervised from here on
-            self.error = f"{type(err).__name__}: {err}"
-            return None, "error"
-        if self.expert.finished:  # StopIteration inside act: the returned action only holds the pose
-            return None, "done"
-        stage = self.expert.stage
-        if a.shape != (7,) or not np.isfinite(a).all():
-            return None, stage
-        return a, stage
 
 
 _CACHE: dict = {}  # per worker process: one env (1.6-2.7 GB each) and one backbone, reused across jobs
@@ -127,7 +98,11 @@ def _env_and_backbone(p: dict):
     bkey = (p["backbone"], json.dumps(p["backbone_args"], sort_keys=True))
     if _CACHE.get("backbone_key") != bkey:
         _CACHE["backbone"] = make_backbone(p["backbone"], p["backbone_args"])
+        _CACHE["teacher"] = None
         _CACHE["backbone_key"] = bkey
+    if p.get("teacher") == "backbone" and _CACHE["teacher"] is None:
+        # a second instance, so its chunk queue / ensemble is its own (sim.libero.labels)
+        _CACHE["teacher"] = VisibleTeacher(make_backbone(p["backbone"], p["backbone_args"]))
     backbone = _CACHE["backbone"]
     cams = tuple(backbone.spec.cameras)
     k = p.get("instruction_steps")
@@ -147,13 +122,19 @@ def _env_and_backbone(p: dict):
     return _CACHE["env"], backbone
 
 
-def rollout_episode(env, backbone, shadow: ShadowExpert, p: dict) -> dict:
-    """One episode (module docstring): per-step arrays and the episode's record."""
+def rollout_episode(
+    env, backbone, shadow: ShadowExpert, p: dict, teacher: VisibleTeacher | None = None
+) -> dict:
+    """One episode (module docstring): per-step arrays and the episode's record. With ``teacher`` (and
+    ``p['teacher'] == 'backbone'``) the label is the teacher's action (sim.libero.labels)."""
     seed, task, k = p["seed"], p["task"], p["k"]
     rng = np.random.default_rng([seed, task, k])
     whole = rng.random() < p["beta"]  # drawn in both modes, so "step" draws do not depend on the mode
     obs, _ = env.reset(seed=seed, options={"placement_seed": p["placement_seed"]})
     backbone.reset()
+    teacher = teacher if p.get("teacher") == "backbone" else None
+    if teacher is not None:
+        teacher.reset()
     shadow.reset(env.raw_env)
     rows = {
         n: [] for n in ("features", "base_actions", "target_actions", "executed_actions", "expert_executed")
@@ -169,7 +150,9 @@ def rollout_episode(env, backbone, shadow: ShadowExpert, p: dict) -> dict:
         for key, frames in seen.items():
             frames.append(np.asarray(o[key]))
         t1 = time.perf_counter()
-        target, stage = shadow(env.raw_env, env.raw_obs)
+        target, stage = shadow(env.raw_env, env.raw_obs)  # stepped whoever labels: its stage is recorded
+        if teacher is not None:
+            target = teacher(o, env.language)
         t2 = time.perf_counter()
         chose = whole if p["beta_mode"] == "episode" else bool(rng.random() < p["beta"])
         drive = chose and target is not None
@@ -234,7 +217,7 @@ def run_rollout(p: dict) -> dict:
     env, backbone = _env_and_backbone(p)
     if _CACHE.get("shadow_task") != p["task"]:
         _CACHE["shadow"], _CACHE["shadow_task"] = ShadowExpert(p["task"]), p["task"]
-    ep = rollout_episode(env, backbone, _CACHE["shadow"], p)
+    ep = rollout_episode(env, backbone, _CACHE["shadow"], p, _CACHE.get("teacher"))
     rec = ep["record"]
     if rec["init_state"] >= 0 or rec["nearest_init_mm"] < SPLIT_MIN_MM:
         raise ValueError(
@@ -306,6 +289,7 @@ def collect_rollouts(
     render: str = "faithful",
     images: bool = False,
     instruction_steps: int | None = None,
+    teacher: str = "expert",
     seed: int = 0,
     workers: int = 1,
     retries: int = 2,
@@ -326,6 +310,7 @@ def collect_rollouts(
     from sim.libero.env import check_instruction_steps
 
     instruction_steps = check_instruction_steps(instruction_steps, "--instruction-steps")
+    check_teacher(teacher, instruction_steps)
     if beta_mode not in BETA_MODES:
         raise ValueError(f"--beta-mode must be one of {BETA_MODES}, got {beta_mode!r}")
     out = Path(out)
@@ -341,6 +326,7 @@ def collect_rollouts(
         render=render,
         images=bool(images),
         instruction_steps=instruction_steps,
+        teacher=None if teacher == "expert" else teacher,  # None: left out of the pins (_pin)
         seed=int(seed),
         out=str(out),
     )
@@ -380,6 +366,17 @@ def collect_rollouts(
     )
     (out / "rollouts.json").write_text(json.dumps(doc, indent=1))
     return doc
+
+
+def check_teacher(teacher: str, instruction_steps: int | None) -> None:
+    """--teacher: one of TEACHERS; ``backbone`` labels with what the instruction changes, so it needs
+    --instruction-steps (without it the label would equal the base action at every step)."""
+    if teacher not in TEACHERS:
+        raise ValueError(f"--teacher must be one of {TEACHERS}, got {teacher!r}")
+    if teacher == "backbone" and instruction_steps is None:
+        raise ValueError(
+            "--teacher backbone needs --instruction-steps K (otherwise its label is the base action)"
+        )
 
 
 def _pin(out: Path, base: dict) -> None:

@@ -78,6 +78,7 @@ def test_placement_seeds_are_disjoint_from_the_shipped_demos():
         ("--backbone libero_expert --images", "--images"),
         ("--tasks libero_90:no_such_task", "--tasks"),
         ("--instruction-steps 0", "--instruction-steps"),
+        ("--teacher backbone", "--teacher backbone needs --instruction-steps"),
     ],
 )
 def test_user_errors_are_one_line_naming_the_option(argv, needle, tmp_path, capsys):
@@ -223,6 +224,32 @@ def test_instruction_steps_blank_what_the_backbone_sees_not_the_labels(onnx_back
     assert _rollouts(onnx_backbone, tmp_path / "k2", *common, "--instruction-steps", "3") == 2
     assert _rollouts(onnx_backbone, tmp_path / "k2", *common) == 2  # nor without the option
     assert json.loads((tmp_path / "k2" / "config.json").read_text())["instruction_steps"] == 2  # kept
+
+
+def test_backbone_teacher_labels_with_the_visible_instruction(onnx_backbone, tmp_path):
+    """--teacher backbone: the label is the acting backbone's own action with the instruction visible. With
+    --beta 1 the teacher drives, so the episode is the visible policy's own (labels = executed = that run's
+    base actions); with --beta 0 the label equals the blind base action at t < K only. Ensemble execution
+    replans every step, so the instruction shows in every action. The teacher is pinned like K."""
+    from safetensors import safe_open
+
+    def rows(out):
+        with safe_open(str(out / "rollouts.safetensors"), "np") as f:
+            names = ("base_actions", "target_actions", "executed_actions")
+            return {n: f.get_tensor(n)[0] for n in names}, json.loads(f.metadata()["aura.rollouts"])["args"]
+
+    common = ("--per-task", "1", "--max-steps", "4", "--backbone-arg", "execution=ensemble")
+    k1 = ("--instruction-steps", "1", "--teacher", "backbone")
+    assert _rollouts(onnx_backbone, tmp_path / "visible", *common) == 0
+    assert _rollouts(onnx_backbone, tmp_path / "drive", *common, *k1, "--beta", "1") == 0
+    assert _rollouts(onnx_backbone, tmp_path / "blind", *common, *k1) == 0
+    (vis, _), (drive, meta), (blind, _) = (rows(tmp_path / d) for d in ("visible", "drive", "blind"))
+    assert meta["teacher"] == "backbone" and meta["instruction_steps"] == 1
+    np.testing.assert_array_equal(drive["target_actions"], vis["base_actions"])
+    np.testing.assert_array_equal(drive["executed_actions"], vis["base_actions"])
+    np.testing.assert_array_equal(blind["target_actions"][0], blind["base_actions"][0])
+    assert all(np.abs(blind["target_actions"][t] - blind["base_actions"][t]).max() > 1e-4 for t in (1, 2, 3))
+    assert _rollouts(onnx_backbone, tmp_path / "blind", *common, "--instruction-steps", "1") == 2  # pinned
 
 
 @pytest.mark.slow
