@@ -3,7 +3,8 @@
 # panel evaluates (a small memory + write gate on the features of the shipped backbone, checkpoints/libero-vla),
 # and checkpoints/libero-kv, the panel's KV-cache arm, both trained on the 2-core CPU on the same features of
 # 31 scripted-expert demos on fresh layouts (3+ per task; never LIBERO's fixed init states). On the held-out
-# demos: AuraMem 0.009069 at 12 writes per sequence, KV 0.009037, the base action 0.009054 (2026-12-02).
+# demos: AuraMem 0.01105 at 9.3 writes per sequence, KV 0.01088, the base action 0.01078 (2026-12-07, on the
+# 55.6-epoch backbone; on the 33-epoch one before it, 2026-12-02: 0.009069 at 12 writes, 0.009037, 0.009054).
 #   bash scripts/make_libero_aura.sh          (~27 min on the 2-core CPU, most of it rendering the demos)
 set -euo pipefail
 cd "$(dirname "$0")/.."

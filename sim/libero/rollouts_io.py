@@ -36,7 +36,8 @@ import numpy as np
 
 DATA_FILE = "rollouts.safetensors"
 META_KEY = "aura.rollouts"
-DEFAULT_DEMOS_RECORD = Path("benchmarks/results/libero_vla/demos.json")  # the shipped checkpoint's demos
+# the shipped checkpoint's demo seeds (libero_vla_e56/demos.json holds the same 588 tries)
+DEFAULT_DEMOS_RECORD = Path("benchmarks/results/libero_vla/demos.json")
 
 
 def episode_file(out, task: int, k: int) -> Path:
