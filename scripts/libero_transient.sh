@@ -7,14 +7,16 @@
 #   backbone  the libero_vla pixel backbone trained on them, the instruction always visible
 #   features  its features / base actions on the demos with the instruction at t < K only (aura sim features
 #             --instruction-steps K): what the deployed policy gets; the targets are the demos' actions
-#   rollouts  the backbone drives the group with the instruction at t < K only, the expert labels (aura sim
-#             rollouts --instruction-steps K; BETA of the episodes the expert drives): a blind policy's own
-#             states, where the goal shows in nothing but the first K steps (in demos the arm's motion
-#             reveals it, which a read-out can learn without memory)
-#             (on the 2-core CPU this made memory carry the goal offline but the corrections broke the
-#             closed loop: docs/libero.md "Closed loop on the CPU"; ROLLOUTS=0 trains on the demos only)
+#   rollouts  the backbone drives the group with the instruction at t < K only (aura sim rollouts
+#             --instruction-steps K): a blind policy's own states, where the goal shows in nothing but the
+#             first K steps (in demos the arm's motion reveals it, which a read-out learns without memory).
+#             TEACHER labels them: "expert", the shadow expert (BETA of the episodes it drives; on the 2-core
+#             CPU memory then carried the goal offline but its corrections broke the closed loop), or
+#             "backbone", the same backbone with the instruction visible (BETA of the episodes it drives;
+#             sim/libero/labels.py); docs/libero.md "Closed loop on the CPU". ROLLOUTS=0: demos only
 #   train     AuraMem (READOUT read-out; auto: both, the better on held-out sequences) and the KV-cache arm
-#             on the demo features + the rollouts, in parallel, with scripts/make_libero_aura.sh's flags
+#             on the demo features + the rollouts (TEACHER=backbone: the rollouts alone, whose labels are
+#             the visible policy's, not the demos' expert actions), in parallel, make_libero_aura.sh's flags
 #   check     the arms' held-out action error next to the blind base action's (results/check.json)
 #   models    results/models.tar: the backbone, AuraMem and KV checkpoints (~12 MB), so that a session whose
 #             device time runs out in the evaluations can hand them to the next one (below)
@@ -66,7 +68,10 @@ READOUT=${READOUT:-auto}        # AuraMem's read-out: linear (the paper's a_base
                                 # the mlp's gain comes from memory too (CPU check, docs/libero.md), and the
                                 # ablation step reports both read-outs with and without writes
 ROLLOUTS=${ROLLOUTS:-30}        # rollouts per task for AuraMem's data, <= 5000 (0: the demo features only)
-BETA=${BETA:-0.3}               # the fraction of those episodes the expert drives (DAgger's beta, per episode)
+BETA=${BETA:-0.3}               # the fraction of those episodes the teacher drives (DAgger's beta, per episode)
+# who labels the rollouts (aura sim rollouts --teacher): backbone (the visible policy; its corrections kept
+# the closed loop working on the CPU where the expert's broke it: docs/libero.md) | expert
+TEACHER=${TEACHER:-backbone}
 HELDOUT=${HELDOUT:-5}           # held-out rollouts per task for the memory ablation (0: no ablation step)
 DENSE_STEPS=${DENSE_STEPS:-600} # AuraMem phase 1 (every step written)
 GATE_STEPS=${GATE_STEPS:-200}   # AuraMem phase 2 (the gate in the loop)
@@ -105,12 +110,13 @@ blind_rollouts() { # OUT PER_TASK BETA [aura sim rollouts options]: the backbone
     shift 3
     $AURA sim rollouts --tasks "$TASKS" --per-task "$n" "${BB[@]}" --instruction-steps "$K" --beta "$beta" \
         --max-steps "$MAX_STEPS" --exclude-demos "$WORK/demos/demos.json" --workers "$WORKERS" --out "$out" \
-        --quiet "$@"
+        --teacher "$TEACHER" --quiet "$@"
     [ $? -le 1 ] # 1: an episode failed for good; go on with the rest (rollouts.json says which)
 }
 rollouts() { blind_rollouts "$WORK/rollouts" "$ROLLOUTS" "$BETA"; }
 DATA=(--data "$WORK/features.safetensors")
 [ "$ROLLOUTS" -gt 0 ] && DATA+=(--data "$WORK/rollouts/rollouts.safetensors")
+[ "$ROLLOUTS" -gt 0 ] && [ "$TEACHER" = backbone ] && DATA=(--data "$WORK/rollouts/rollouts.safetensors")
 train_aura() { # READOUT_NAME OUT
     $AURA train "${DATA[@]}" --out "$2" --readout "$1" \
         --dense-steps "$DENSE_STEPS" --lr 3e-4 --gate-steps "$GATE_STEPS" --gate-lr 1e-3 --batch "$BATCH" \
@@ -137,9 +143,13 @@ train() {
 import json, shutil, sys
 from pathlib import Path
 work, names = Path(sys.argv[1]), sys.argv[2:]
-err = {n: json.load(open(work / f"aura_{n}" / "config.json"))["meta"]["training"]["validation"]["action_loss"]
-       for n in names}
-best = min(err, key=err.get)
+err = {n: json.load(open(work / f"aura_{n}" / "config.json"))["meta"]["training"].get("validation", {})
+       .get("action_loss") for n in names}
+if None in err.values():  # too few sequences for a held-out split (aura train --val-frac): the paper's form
+    best = "linear" if "linear" in names else names[0]
+    print(f"no held-out sequences to choose a read-out on; using {best}")
+else:
+    best = min(err, key=err.get)
 shutil.rmtree(work / "aura", ignore_errors=True)
 shutil.copytree(work / f"aura_{best}", work / "aura")
 (work / "readout.json").write_text(json.dumps(dict(held_out_action_loss=err, chosen=best), indent=1))

@@ -194,6 +194,7 @@ def print_summary(doc: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    teacher = (doc.get("args") or {}).get("teacher") or "expert"  # --teacher backbone: the teacher drove
     table = Table(title="aura sim rollouts")
     for col in (
         "task",
@@ -201,7 +202,7 @@ def print_summary(doc: dict) -> None:
         "successes",
         "mean steps",
         "labelled",
-        "expert executed",
+        f"{teacher} executed",
         "expert errors",
     ):
         table.add_column(col, justify="right")
