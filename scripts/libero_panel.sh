@@ -3,6 +3,9 @@
 # (GPU machine) or on a machine with `bash scripts/setup.sh` (tiny sizes, for a smoke run):
 #   rollouts  closed-loop backbone episodes on fresh layouts, the scripted expert labelling every visited
 #             state (aura sim rollouts; never the 50 fixed init states)
+#   or, with DEMOS_PER_TASK=N: demos (N fresh-layout expert demos per task), split (none on a fixed init
+#             state) and features (the backbone over them, aura sim features): the arms' data. The 2-core
+#             CPU's 31 demos were too few - the correction generalised worse than none (docs/libero.md)
 #   train     AuraMem (dense phase, then the gate in the loop: action error + sparsity + write budget) and
 #             the KV-cache arm on the same sequences, in parallel (aura train, aura train --arm kv)
 #   check     the arms' held-out action error against the base action's (stops if worse by > 1 %)
@@ -39,7 +42,13 @@ echo running >"$WORK/pipeline.status"
 EXECUTION=${EXECUTION:-open_loop}
 BB=(--backbone libero_vla --backbone-arg "checkpoint=$BACKBONE_CKPT" --backbone-arg "device=$DEVICE"
     --backbone-arg threads=1 --backbone-arg "execution=$EXECUTION")
-DATA=${DATA:-$WORK/rollouts/rollouts.safetensors} # or demo features (aura sim features), where the base is accurate
+DEMOS_PER_TASK=${DEMOS_PER_TASK:-0} # > 0: demos -> split -> features instead of the rollouts (above)
+TRIES_PER_JOB=${TRIES_PER_JOB:-6} # demo episodes per job (one file each)
+if [ "$DEMOS_PER_TASK" -gt 0 ]; then
+    DATA=${DATA:-$WORK/features.safetensors}
+else
+    DATA=${DATA:-$WORK/rollouts/rollouts.safetensors} # or demo features (aura sim features)
+fi
 ALLOW_WORSE=${ALLOW_WORSE:-0}     # 1: evaluate even a correction whose held-out error is above the base's
 # Trained arms from elsewhere (e.g. checkpoints/libero-aura and checkpoints/libero-kv, made on the 2-core CPU by
 # scripts/make_libero_aura.sh): both set skips the rollouts and the training, so GPU time goes to the panel only.
@@ -58,6 +67,10 @@ rollouts() {
     $AURA sim rollouts --tasks "$TASKS" --per-task "$ROLLOUTS" --backbone libero_vla --checkpoint "$BACKBONE_CKPT" \
         --backbone-arg "device=$DEVICE" --backbone-arg threads=1 --backbone-arg "execution=$EXECUTION" \
         --max-steps "$MAX_STEPS" --workers "$WORKERS" --out "$WORK/rollouts" --quiet
+}
+demos() { PER_TASK=$DEMOS_PER_TASK demos_step; }
+features() {
+    $AURA sim features --demos "$WORK/demos" "${BB[@]}" --out "$WORK/features.safetensors" --quiet
 }
 train_aura() {
     $AURA train --data "$DATA" --out "$WORK/aura" --dense-steps "$DENSE_STEPS" --lr 3e-4 --gate-steps "$GATE_STEPS" \
@@ -110,7 +123,8 @@ pack() {
     for f in "$WORK"/panel/summary.json "$WORK"/panel/summary.md "$WORK"/panel/config.json "$WORK"/panel/*.png \
         "$WORK"/panel/episodes*.jsonl "$WORK"/rollouts/rollouts.json "$WORK"/aura/model.safetensors \
         "$WORK"/aura/config.json "$WORK"/aura/train.jsonl "$WORK"/kv/model.safetensors "$WORK"/kv/config.json \
-        "$WORK"/kv/train.jsonl "$WORK"/train_aura.log "$WORK"/train_kv.log; do
+        "$WORK"/kv/train.jsonl "$WORK"/train_aura.log "$WORK"/train_kv.log "$WORK"/features.json \
+        "$WORK"/results/demos.json "$WORK"/results/split.json; do
         [ -e "$f" ] && files+=("${f#"$WORK"/}")
     done
     tar -C "$WORK" -cf "$WORK/results/results.tar" "${files[@]}" || return 1
@@ -122,6 +136,11 @@ pack() {
 
 if [ -n "$AURA_CKPT" ]; then
     log "rollouts, train: skipped (AURA_CKPT=$AURA_CKPT KV_CKPT=$KV_CKPT)"
+elif [ "$DEMOS_PER_TASK" -gt 0 ]; then
+    step demos demos
+    step split split_check
+    step features features
+    step train train
 else
     step rollouts rollouts
     step train train
