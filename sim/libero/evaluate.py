@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.libero.env import MAX_STEPS
+from sim.libero.pins import pin
 from sim.libero.scheduler import EvalScheduler
 
 _CACHE: dict = {}
@@ -203,8 +204,7 @@ def rebuild_summary(out_dir: Path, throughput: dict | None = None) -> dict:
 
 
 def _pin_configuration(plan: EvalPlan, out_dir: Path) -> None:
-    # Records are keyed by (task, init state, arm, seed): resuming under another configuration would
-    # mix incomparable episodes, so the settings that change an episode are pinned per results dir.
+    # the settings that change an episode (sim.libero.pins); the optional ones only when set
     pinned = dict(
         backbone=plan.backbone, max_steps=plan.max_steps, checkpoint=plan.checkpoint, d_model=plan.d_model
     )
@@ -220,19 +220,9 @@ def _pin_configuration(plan: EvalPlan, out_dir: Path) -> None:
         pinned["flash"] = plan.flash
     if plan.control_hz is not None:
         pinned["control_hz"] = plan.control_hz
-    cfg_path = out_dir / "config.json"
-    if cfg_path.is_file() and any(out_dir.glob("episodes*.jsonl")):
-        old = json.loads(cfg_path.read_text())
-        # the settings pinned only when set count when either side has them (a fast-render or
-        # transient-instruction directory is not resumed by a run without the option, nor the reverse)
-        optional = {"kv_checkpoint", "backbone_args", "render", "instruction_steps", "flash", "control_hz"}
-        keys = set(pinned) | (set(old) & optional)
-        diff = {k: (old.get(k), pinned.get(k)) for k in sorted(keys) if old.get(k) != pinned.get(k)}
-        if diff:
-            raise ValueError(
-                f"--out {out_dir} holds results of another configuration {diff} (was, now); use another --out"
-            )
-    cfg_path.write_text(json.dumps(pinned, indent=1))
+    optional = ("kv_checkpoint", "backbone_args", "render", "instruction_steps", "flash", "control_hz")
+    started = any(out_dir.glob("episodes*.jsonl"))
+    pin(out_dir / "config.json", pinned, optional, started, "results")  # sim.libero.pins
 
 
 def run_evaluation(plan: EvalPlan) -> int:

@@ -380,16 +380,9 @@ def check_teacher(teacher: str, instruction_steps: int | None) -> None:
 
 
 def _pin(out: Path, base: dict) -> None:
-    # Episode files are keyed by (task, k) only: resuming under settings that change an episode would mix
-    # incomparable episodes in one data file, so those settings are pinned per output directory.
-    # images=False and instruction_steps=None are left out, so directories made before those options
-    # existed still resume; one that has them set is not resumed by a run without them (either side counts)
+    # the settings that change an episode (sim.libero.pins); images=False, instruction_steps=None and the
+    # expert teacher are left out, so directories made before those options existed still resume
+    from sim.libero.pins import pin
+
     pinned = {k: v for k, v in base.items() if k != "out" and not (k in OPTIONAL_PINS and not v)}
-    path = out / "config.json"
-    if path.is_file() and any((out / "episodes").glob("*.hdf5")):
-        old = json.loads(path.read_text())
-        keys = set(pinned) | (set(old) & set(OPTIONAL_PINS))
-        diff = {k: (old.get(k), pinned.get(k)) for k in sorted(keys) if old.get(k) != pinned.get(k)}
-        if diff:
-            raise ValueError(f"--out {out} holds rollouts of another configuration {diff} (was, now)")
-    path.write_text(json.dumps(pinned, indent=1))
+    pin(out / "config.json", pinned, OPTIONAL_PINS, any((out / "episodes").glob("*.hdf5")), "rollouts")
