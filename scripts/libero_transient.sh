@@ -7,6 +7,7 @@
 #   backbone  the libero_vla pixel backbone trained on them, the instruction always visible
 #   features  its features / base actions on the demos with the instruction at t < K only (aura sim features
 #             --instruction-steps K): what the deployed policy gets; the targets are the demos' actions
+#             (skipped with TEACHER=backbone and ROLLOUTS > 0: then they train nothing)
 #   rollouts  the backbone drives the group with the instruction at t < K only (aura sim rollouts
 #             --instruction-steps K): a blind policy's own states, where the goal shows in nothing but the
 #             first K steps (in demos the arm's motion reveals it, which a read-out learns without memory).
@@ -114,9 +115,13 @@ blind_rollouts() { # OUT PER_TASK BETA [aura sim rollouts options]: the backbone
     [ $? -le 1 ] # 1: an episode failed for good; go on with the rest (rollouts.json says which)
 }
 rollouts() { blind_rollouts "$WORK/rollouts" "$ROLLOUTS" "$BETA"; }
-DATA=(--data "$WORK/features.safetensors")
+# the arms' data: the demo features and the rollouts, or the rollouts alone when the backbone labels them
+# (the visible policy's actions; the demos' targets are the expert's, another target)
+USE_FEATURES=1
+[ "$ROLLOUTS" -gt 0 ] && [ "$TEACHER" = backbone ] && USE_FEATURES=0
+DATA=()
+[ "$USE_FEATURES" = 1 ] && DATA+=(--data "$WORK/features.safetensors")
 [ "$ROLLOUTS" -gt 0 ] && DATA+=(--data "$WORK/rollouts/rollouts.safetensors")
-[ "$ROLLOUTS" -gt 0 ] && [ "$TEACHER" = backbone ] && DATA=(--data "$WORK/rollouts/rollouts.safetensors")
 train_aura() { # READOUT_NAME OUT
     $AURA train "${DATA[@]}" --out "$2" --readout "$1" \
         --dense-steps "$DENSE_STEPS" --lr 3e-4 --gate-steps "$GATE_STEPS" --gate-lr 1e-3 --batch "$BATCH" \
@@ -211,7 +216,7 @@ pack() {
 step demos demos_step
 step split split_check
 step backbone train_backbone_step
-step features features
+[ "$USE_FEATURES" = 1 ] && step features features
 [ "$ROLLOUTS" -gt 0 ] && step rollouts rollouts
 step train train
 step check check

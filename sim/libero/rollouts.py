@@ -125,14 +125,13 @@ def _env_and_backbone(p: dict):
 def rollout_episode(
     env, backbone, shadow: ShadowExpert, p: dict, teacher: VisibleTeacher | None = None
 ) -> dict:
-    """One episode (module docstring): per-step arrays and the episode's record. With ``teacher`` (and
-    ``p['teacher'] == 'backbone'``) the label is the teacher's action (sim.libero.labels)."""
+    """One episode (module docstring): per-step arrays and the episode's record. With ``teacher`` the label
+    is the teacher's action (sim.libero.labels)."""
     seed, task, k = p["seed"], p["task"], p["k"]
     rng = np.random.default_rng([seed, task, k])
     whole = rng.random() < p["beta"]  # drawn in both modes, so "step" draws do not depend on the mode
     obs, _ = env.reset(seed=seed, options={"placement_seed": p["placement_seed"]})
     backbone.reset()
-    teacher = teacher if p.get("teacher") == "backbone" else None
     if teacher is not None:
         teacher.reset()
     shadow.reset(env.raw_env)
@@ -217,7 +216,8 @@ def run_rollout(p: dict) -> dict:
     env, backbone = _env_and_backbone(p)
     if _CACHE.get("shadow_task") != p["task"]:
         _CACHE["shadow"], _CACHE["shadow_task"] = ShadowExpert(p["task"]), p["task"]
-    ep = rollout_episode(env, backbone, _CACHE["shadow"], p, _CACHE.get("teacher"))
+    teacher = _CACHE["teacher"] if p.get("teacher") == "backbone" else None
+    ep = rollout_episode(env, backbone, _CACHE["shadow"], p, teacher)
     rec = ep["record"]
     if rec["init_state"] >= 0 or rec["nearest_init_mm"] < SPLIT_MIN_MM:
         raise ValueError(
