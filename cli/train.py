@@ -1,8 +1,10 @@
 """Train AuraMem's memory and write gate from (features, base actions, target actions) sequences.
 
 Two phases share one model: (1) --dense-steps with every step written (chunkwise; trains the memory and the
-correction head); (2) --gate-steps with the learned action-surprise gate in the loop (closed-loop action error
-+ --sparsity * mean p + --budget-weight * relu(write rate - --budget)). Data: --data FILE (safetensors or
+correction head) [then, with --held-steps N, N steps written at t < --held-k only: a read-out of a state
+written at the first steps and held, for goals shown only there]; (2) --gate-steps with the learned
+action-surprise gate in the loop (closed-loop action error + --sparsity * mean p + --budget-weight *
+relu(write rate - --budget); --gate-only: the gate's parameters alone). Data: --data FILE (safetensors or
 HDF5 with features / base_actions / target_actions, e.g. from `aura sim features` or `aura sim rollouts`;
 repeatable: the files' sequences are padded to the longest T and pooled, aura.training.data.load_many) or
 --synthetic easy|hard (fresh benchmark episodes). Defaults not given come from the synthetic benchmark's
@@ -37,7 +39,8 @@ ARMS = ("aura", "kv")
 # Options that only mean something for AuraMem's memory rule and gate (their defaults when not given).
 _AURA_ONLY = dict(
     dense_steps=None, gate_steps=None, gate_lr=None, sparsity=None, budget=None, heads=1, rule="gdn2",
-    estimator="st", readout=None, readout_hidden=None,
+    estimator="st", readout=None, readout_hidden=None, held_steps=0, held_k=None,
+    gate_only=False, gate_start_logit=None,
 )  # fmt: skip
 
 
@@ -73,6 +76,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", default=None, choices=("ce", "mse"), help="default: ce synthetic, mse data")
     parser.add_argument("--dense-steps", type=int, default=None, help="phase 1 steps (default: bench budget)")
     parser.add_argument("--gate-steps", type=int, default=None, help="phase 2 steps (default: bench budget)")
+    parser.add_argument(
+        "--held-steps",
+        type=int,
+        default=0,
+        help="after phase 1: steps with writes exactly at t < --held-k (a read-out of a held state)",
+    )
+    parser.add_argument(
+        "--held-k",
+        type=int,
+        default=None,
+        help="--held-steps: written steps t < K; unset: the data's instruction_steps (aura sim rollouts /"
+        " features --instruction-steps)",
+    )
+    parser.add_argument(
+        "--gate-only",
+        action="store_true",
+        help="phase 2 trains the gate's parameters only (memory and read-out stay as phase 1 / --held-steps"
+        " left them)",
+    )
+    parser.add_argument(
+        "--gate-start-logit",
+        type=float,
+        default=None,
+        help="the gate's output bias before phase 2; unset: 0 (undecided) after --held-steps, else the"
+        " gate's own (2, open; --init: the checkpoint's)",
+    )
     parser.add_argument("--kv-steps", type=int, default=None, help="--arm kv: steps (default: bench budget)")
     parser.add_argument("--batch", type=int, default=None, help="sequences per step (default: bench budget)")
     parser.add_argument(
@@ -106,7 +135,13 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--kv-steps applies only to --arm kv")
     if args.readout_hidden is not None and (args.readout or "linear") == "linear" and not args.init:
         raise ValueError("--readout-hidden applies only to --readout mlp")
-    for name in ("dense_steps", "gate_steps", "kv_steps"):
+    if args.held_k is not None and args.held_k < 1:
+        raise ValueError(f"--held-k must be >= 1, got {args.held_k}")
+    if args.held_k is not None and not args.held_steps:
+        raise ValueError("--held-k applies only with --held-steps N > 0")
+    if args.held_steps and args.synthetic:
+        raise ValueError("--held-steps needs --data (the written steps come from its instruction_steps)")
+    for name in ("dense_steps", "gate_steps", "kv_steps", "held_steps"):
         value = getattr(args, name)
         if value is not None and value < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -154,6 +189,33 @@ def _file_data(paths, batch: int, seed: int, val_frac: float):
     d_model, d_action = arrays["features"].shape[2], arrays["base_actions"].shape[2]
     # one file: its path as before; several: the list, in the order given
     return batches, val, None, d_model, d_action, {"data": paths[0] if len(paths) == 1 else paths}
+
+
+def _data_instruction_steps(paths) -> int:
+    """The instruction_steps K the --data files were recorded with (their safetensors header, as
+    ``aura sim rollouts`` / ``aura sim features --instruction-steps K`` write it): one K for all files, or
+    an error naming the file that lacks it or disagrees."""
+    from safetensors import safe_open
+
+    found = {}
+    for path in paths:
+        meta = {}
+        if str(path).endswith(".safetensors"):
+            with safe_open(str(path), "np") as f:
+                meta = f.metadata() or {}
+        k = None
+        for key in ("aura.rollouts", "aura.features"):
+            if key in meta:
+                doc = json.loads(meta[key])
+                k = doc.get("args", doc).get("instruction_steps")
+        if k is None:
+            raise ValueError(f"--held-steps: --data {path} records no instruction_steps; give --held-k K")
+        found[str(path)] = int(k)
+    if len(set(found.values())) > 1:
+        raise ValueError(
+            f"--held-steps: the --data files disagree on instruction_steps {found}; give --held-k K"
+        )
+    return next(iter(found.values()))
 
 
 def _check_init(path, config, d_model: int, d_action: int) -> None:
@@ -244,6 +306,12 @@ def run(args: argparse.Namespace) -> int:
         gate_steps = b.gate_steps if args.gate_steps is None else args.gate_steps
         gate_lr = args.gate_lr or b.gate_lr
         sparsity = b.sparsity if args.sparsity is None else args.sparsity
+        held_k = args.held_k
+        gate_start = args.gate_start_logit
+        if gate_start is None and args.held_steps:
+            gate_start = 0.0
+        if args.held_steps and held_k is None:
+            held_k = _data_instruction_steps(args.data)
         train_memory(
             model,
             batches,
@@ -255,13 +323,20 @@ def run(args: argparse.Namespace) -> int:
             sparsity=sparsity,
             budget=args.budget,
             budget_weight=args.budget_weight,
+            held_steps=args.held_steps,
+            held_k=held_k or 1,
+            gate_only=args.gate_only,
+            gate_start_logit=gate_start,
             seed=args.seed,
             progress=not args.quiet,
             log_path=log_path,
         )
         steps = {
             "dense_steps": dense_steps,
+            **({"held_steps": args.held_steps, "held_k": held_k} if args.held_steps else {}),
             "gate_steps": gate_steps,
+            **({"gate_only": True} if args.gate_only else {}),
+            **({"gate_start_logit": gate_start} if gate_start is not None else {}),
             "gate_lr": gate_lr,
             "sparsity": sparsity,
             "budget": args.budget,

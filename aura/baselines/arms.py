@@ -12,7 +12,9 @@ from aura.layer import AuraMem
 
 
 class AuraArm(nn.Module):
-    """``mode``: "gate" (learned gate, trained with the write cost below) or "dense" (write every step).
+    """``mode``: "gate" (learned gate, trained with the write cost below), "dense" (write every step) or
+    "prefix" (write exactly at t < ``prefix``: the oracle schedule of the transient-instruction variant, where
+    only the first steps carry the goal; trains a read-out of a state written once and held).
 
     Write cost (gate mode): sparsity * mean_t p_t + budget_weight * mean_b relu(rate_b - budget), where
     rate_b is the sequence's write rate (value of the straight-through mask: the true rate, gradient via p).
@@ -25,17 +27,22 @@ class AuraArm(nn.Module):
         sparsity: float = 0.0,
         budget: float | None = None,
         budget_weight: float = 1.0,
+        prefix: int = 0,
     ):
         super().__init__()
-        if mode not in ("gate", "dense"):
-            raise ValueError(f"AuraArm: mode must be 'gate' or 'dense', got {mode!r}")
-        self.model, self.mode = model, mode
+        if mode not in ("gate", "dense", "prefix"):
+            raise ValueError(f"AuraArm: mode must be 'gate', 'dense' or 'prefix', got {mode!r}")
+        if mode == "prefix" and prefix < 1:
+            raise ValueError(f"AuraArm: mode 'prefix' needs prefix >= 1 written steps, got {prefix}")
+        self.model, self.mode, self.prefix = model, mode, prefix
         self.sparsity, self.budget, self.budget_weight = sparsity, budget, budget_weight
         self.generator: torch.Generator | None = None
 
     def forward(self, z, base, schedule=None) -> ArmOutput:
         if schedule is None and self.mode == "dense":
             schedule = torch.ones(z.shape[:2], dtype=torch.bool, device=z.device)
+        elif schedule is None and self.mode == "prefix":
+            schedule = (torch.arange(z.shape[1], device=z.device) < self.prefix).expand(z.shape[:2])
         if schedule is not None:
             out = self.model.forward_fixed(z, base, schedule)  # chunkwise
             return ArmOutput(out.action, out.write, None, None)

@@ -145,15 +145,30 @@ def train_memory(
     sparsity: float,
     budget: float | None = None,
     budget_weight: float = 1.0,
+    held_steps: int = 0,
+    held_k: int = 1,
+    gate_only: bool = False,
+    gate_start_logit: float | None = None,
     seed: int = 0,
     progress: bool = True,
     log_path: Path | None = None,
 ) -> None:
-    """The two phases of ``aura train`` on one AuraMem, in place.
+    """The phases of ``aura train`` on one AuraMem, in place.
 
     (1) ``dense_steps`` with every step written (chunkwise: trains the memory and the correction head);
+    (1b) ``held_steps`` (optional) with writes exactly at t < ``held_k``, at the phase-1 lr: the read-out
+    learns to read a state written at the first steps and held for the rest of the sequence. Phase 1 alone
+    never shows it one - S_t then mostly holds the last few steps - so when only the first steps carry the
+    goal (the transient instruction) a write there barely changes a dense-trained read-out's action, and
+    the gate has nothing to learn to keep;
     (2) ``gate_steps`` with the learned gate in the loop: closed-loop action error + ``sparsity`` * mean p
-    + ``budget_weight`` * relu(write rate - ``budget``) (``aura.baselines.arms.AuraArm``).
+    + ``budget_weight`` * relu(write rate - ``budget``) (``aura.baselines.arms.AuraArm``); with
+    ``gate_only`` only the gate's parameters move, so the gate learns where the read-out of phases 1/1b
+    needs a write instead of the read-out re-learning to need none. ``gate_start_logit`` sets the gate's
+    output bias before phase 2 (p_t = sigmoid(logit)): the default gate starts open (logit 2) to match a
+    dense-trained read-out; after a held phase an open gate overwrites the held state at every step, the
+    loss jumps, and the gate learns to close everywhere before the first-step write can show its worth
+    (sigmoid saturates there: no gradient left), so start it undecided (logit 0).
     """
     if dense_steps > 0:
         torch.manual_seed(seed)
@@ -165,14 +180,28 @@ def train_memory(
             progress=progress,
             log_path=log_path,
         )
+    if held_steps > 0:
+        torch.manual_seed(seed)
+        fit(
+            AuraArm(model, mode="prefix", prefix=held_k),
+            batches,
+            TrainConfig(steps=held_steps, lr=lr, loss=loss, seed=seed),
+            desc=f"held (writes at t < {held_k})",
+            progress=progress,
+            log_path=log_path,
+        )
     if gate_steps > 0:
         torch.manual_seed(seed)
+        if gate_start_logit is not None:
+            with torch.no_grad():
+                model.gate.mlp[-1].bias.fill_(gate_start_logit)
         arm = AuraArm(model, mode="gate", sparsity=sparsity, budget=budget, budget_weight=budget_weight)
         arm.generator = torch.Generator().manual_seed(seed)
         fit(
             arm,
             batches,
             TrainConfig(steps=gate_steps, lr=gate_lr, loss=loss, seed=seed),
+            params=model.gate.parameters() if gate_only else None,
             desc="gate (closed loop)",
             progress=progress,
             log_path=log_path,
