@@ -12,7 +12,9 @@
 #   eval:     the base arm on all 500 fixed init states (never trained on), results packed under $WORK/results
 # Measured 2026-12-06 (benchmarks/results/libero_vla_dagger1): fine-tuning the shipped checkpoint on 147
 # rollouts alone at lr 3e-4 collapsed it from 58 % to 4 % (weights moved 20-54 % of their norm): hence the
-# aggregate with demos and a fine-tuning lr 10x lower by default.
+# aggregate with demos and a fine-tuning lr 10x lower by default. Measured 2026-12-07
+# (benchmarks/results/libero_vla_dagger2): the aggregate (544 demos + 122 rollouts) fine-tuned at lr 2e-4
+# still fell from 60.8 % to 42.2 %: the shadow expert's labels on the policy's states do not fit.
 # Every step is resumable ($WORK/<step>.done; rollouts, training and evaluation resume inside the step).
 # Run it in the background and poll its log (a device call lasts at most 10 minutes), copying
 # $WORK/eval/episodes.jsonl and $WORK/ckpt/{config.json,model.safetensors} into each call's $OUT as they
