@@ -42,7 +42,7 @@
 # (~3 min demos, 5 min backbone, ~1 min rollouts, ~3 min features + training, ~8 min evaluations; estimated,
 # not measured). The 2-core CPU smoke run:
 #   WORK=/tmp/aura-transient-smoke PER_TASK=1 TRIES_PER_JOB=1 WORKERS=2 DEVICE=cpu TRAIN_S=30 ROLLOUTS=1 HELDOUT=1 \
-#       TRAIN_ARGS="--batch 16 --threads 2" DENSE_STEPS=2 GATE_STEPS=2 KV_STEPS=2 TRAIN_THREADS=1 \
+#       TRAIN_ARGS="--batch 16 --threads 2" DENSE_STEPS=2 HELD_STEPS=2 GATE_STEPS=2 KV_STEPS=2 TRAIN_THREADS=1 \
 #       EPISODES=1 MAX_STEPS=20 AURA=.venv/bin/aura PYTHON=.venv/bin/python bash scripts/libero_transient.sh
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -75,7 +75,9 @@ BETA=${BETA:-0.3}               # the fraction of those episodes the teacher dri
 TEACHER=${TEACHER:-backbone}
 HELDOUT=${HELDOUT:-5}           # held-out rollouts per task for the memory ablation (0: no ablation step)
 DENSE_STEPS=${DENSE_STEPS:-600} # AuraMem phase 1 (every step written)
-GATE_STEPS=${GATE_STEPS:-200}   # AuraMem phase 2 (the gate in the loop)
+HELD_STEPS=${HELD_STEPS:-600}   # then writes at t < K only: the read-out learns to read the instruction step's
+                                # write, held (aura train --held-steps; 0: none, the earlier recipe)
+GATE_STEPS=${GATE_STEPS:-200}   # AuraMem phase 2 (the gate in the loop; after a held phase the gate alone)
 KV_STEPS=${KV_STEPS:-600}
 KV_LR=${KV_LR:-3e-5}            # scripts/make_libero_aura.sh's (the panel trained it at 3e-4)
 BATCH=${BATCH:-8}               # sequences per step, both arms
@@ -123,7 +125,9 @@ DATA=()
 [ "$USE_FEATURES" = 1 ] && DATA+=(--data "$WORK/features.safetensors")
 [ "$ROLLOUTS" -gt 0 ] && DATA+=(--data "$WORK/rollouts/rollouts.safetensors")
 train_aura() { # READOUT_NAME OUT
-    $AURA train "${DATA[@]}" --out "$2" --readout "$1" \
+    local held=()
+    [ "$HELD_STEPS" -gt 0 ] && held=(--held-steps "$HELD_STEPS" --held-k "$K" --gate-only)
+    $AURA train "${DATA[@]}" --out "$2" --readout "$1" "${held[@]}" \
         --dense-steps "$DENSE_STEPS" --lr 3e-4 --gate-steps "$GATE_STEPS" --gate-lr 1e-3 --batch "$BATCH" \
         --sparsity 1.0 --budget "$BUDGET" --threads "$TRAIN_THREADS" --seed 0 --quiet
 }
