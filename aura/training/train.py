@@ -167,8 +167,8 @@ def train_memory(
     needs a write instead of the read-out re-learning to need none. ``gate_start_logit`` sets the gate's
     output bias before phase 2 (p_t = sigmoid(logit)): the default gate starts open (logit 2) to match a
     dense-trained read-out; after a held phase an open gate overwrites the held state at every step, the
-    loss jumps, and the gate learns to close everywhere before the first-step write can show its worth
-    (sigmoid saturates there: no gradient left), so start it undecided (logit 0).
+    loss jumps, and the gate closes everywhere (on issue 13's CPU rollouts it ended writing nothing, where
+    an undecided start, logit 0, learned the one write at t = 0: docs/layer.md).
     """
     if dense_steps > 0:
         torch.manual_seed(seed)
