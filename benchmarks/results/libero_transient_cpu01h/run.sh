@@ -24,3 +24,17 @@ done
   --backbone-arg threads=1 --checkpoint $H/aura_held --workers 2 --out $H/eval 2>&1 | grep -E "^\| " | tail -9
 .venv/bin/aura eval libero --tasks 0,1 --episodes 4 --instruction-steps $K --arms aura,oracle "${BB[@]}" \
   --backbone-arg threads=1 --checkpoint $H/aura_held_mlp --workers 2 --out $H/eval_mlp 2>&1 | grep -E "^\| " | tail -6
+# More data: 48 more blind rollouts (24 per task, half of them driven by the visible teacher, placements of
+# their own), then the mlp held recipe on all 72 training rollouts, the ablation and the closed loop again.
+W=/tmp/t01
+.venv/bin/aura sim rollouts --tasks 0,1 --per-task 24 "${BB[@]}" --instruction-steps $K --teacher backbone --beta 0.5 \
+  --max-steps 300 --placement-base $((2**31 + 1000)) --exclude-demos $W/demos/demos.json --workers 2 \
+  --out $H/rollouts2 --quiet | tail -1
+cp $H/rollouts2/rollouts.json $D/rollouts2/rollouts.json
+.venv/bin/aura train --data $X/rollouts/rollouts.safetensors --data $H/rollouts2/rollouts.safetensors \
+  --out $H/aura_held_mlp72 --readout mlp --dense-steps 300 --held-steps 300 --gate-only --lr 3e-4 --gate-steps 200 \
+  --gate-lr 1e-3 --batch 8 --sparsity 1.0 --budget 0.02 --threads 2 --seed 0 --quiet | tail -1
+.venv/bin/python benchmarks/memory_ablation.py --data $X/heldout/rollouts.safetensors --checkpoint $H/aura_held_mlp72 \
+  --instruction-steps $K --json $D/ablation_72.json
+.venv/bin/aura eval libero --tasks 0,1 --episodes 4 --instruction-steps $K --arms aura,oracle "${BB[@]}" \
+  --backbone-arg threads=1 --checkpoint $H/aura_held_mlp72 --workers 2 --out $H/eval_mlp72 2>&1 | grep -E "^\| " | tail -6
