@@ -38,3 +38,8 @@ cp $H/rollouts2/rollouts.json $D/rollouts2/rollouts.json
   --instruction-steps $K --json $D/ablation_72.json
 .venv/bin/aura eval libero --tasks 0,1 --episodes 4 --instruction-steps $K --arms aura,oracle "${BB[@]}" \
   --backbone-arg threads=1 --checkpoint $H/aura_held_mlp72 --workers 2 --out $H/eval_mlp72 2>&1 | grep -E "^\| " | tail -6
+# Init states 4-7 as well: base / aura / oracle blind after step 0, and the base with the instruction visible.
+.venv/bin/aura eval libero --tasks 0,1 --init-states 4-7 --instruction-steps $K --arms base,aura,oracle "${BB[@]}" \
+  --backbone-arg threads=1 --checkpoint $H/aura_held_mlp72 --workers 2 --out $H/eval_mlp72b 2>&1 | grep -E "^\| " | tail -9
+.venv/bin/aura eval libero --tasks 0,1 --init-states 4-7 --arms base "${BB[@]}" --backbone-arg threads=1 --workers 2 \
+  --out $H/eval_visible_b 2>&1 | grep -E "^\| " | tail -3
