@@ -2,7 +2,7 @@
 under four write schedules.
 
     python benchmarks/memory_ablation.py --data HELD_OUT.safetensors [--data ...] --checkpoint DIR \
-        [--checkpoint DIR ...] [--instruction-steps K] [--json OUT]
+        [--checkpoint DIR ...] [--instruction-steps K] [--task ID] [--windows 8-40,40-100] [--json OUT]
 
 For each checkpoint, on the held-out sequences (``aura train`` data files: features z_t, base actions,
 target actions; NaN targets unsupervised), the mean squared action error (``aura.training.train.action_loss``,
@@ -19,6 +19,11 @@ commanded closed (> 0) by the base, the gate's action and the target (``gripper_
 transient-instruction variant (issue 13) a memory that carries the
 goal shows as gate ~ instr < none; gate ~ none means the read-out explains the targets without memory (on
 demos the arm's motion reveals the goal after a few steps). Writes per sequence are the gate's.
+
+``--task ID`` keeps the sequences of one task (the files' ``episode_task``, as ``aura sim rollouts`` writes
+it); ``--windows lo-hi,...`` adds, per step window [lo, hi), the translation error (dimensions 0-2) of the
+base and of the gate's action, and the mean norm of the correction a_t - a_t^base against the mean norm of
+the needed move a*_t - a_t^base: how much of the move the memory makes where a goal decision is taken.
 """
 
 from __future__ import annotations
@@ -63,6 +68,60 @@ def ablate(model: AuraMem, z, base, target, k: int | None) -> dict:
     return rec
 
 
+def windows_table(model: AuraMem, z, base, target, windows: list[tuple[int, int]]) -> list[dict]:
+    """Per window [lo, hi) of supervised steps: translation mse of base and gate, mean |correction|, mean
+    |target - base| (module docstring)."""
+    with torch.no_grad():
+        action = model.eval()(z, base).action
+    rows = []
+    for lo, hi in windows:
+        ok = torch.isfinite(target[:, lo:hi]).all(-1)
+        b, a, y = base[:, lo:hi][ok][:, :3], action[:, lo:hi][ok][:, :3], target[:, lo:hi][ok][:, :3]
+        if len(y) == 0:
+            rows.append(dict(window=[lo, hi], steps=0))
+            continue
+        rows.append(
+            dict(
+                window=[lo, hi],
+                steps=len(y),
+                base_xyz=float(((b - y) ** 2).mean()),
+                gate_xyz=float(((a - y) ** 2).mean()),
+                correction_norm=float((a - b).norm(dim=-1).mean()),
+                needed_norm=float((y - b).norm(dim=-1).mean()),
+            )
+        )
+    return rows
+
+
+def _windows(text: str) -> list[tuple[int, int]]:
+    out = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if not (lo.isdigit() and hi.isdigit() and int(lo) < int(hi)):
+            raise ValueError(f"--windows {text!r}: expected lo-hi[,lo-hi...] with lo < hi, e.g. 8-40,40-100")
+        out.append((int(lo), int(hi)))
+    return out
+
+
+def _task_rows(paths, task: int):
+    """Row mask of the sequences of ``task`` across the --data files (their ``episode_task`` arrays)."""
+    import numpy as np
+    from safetensors import safe_open
+
+    tasks = []
+    for path in paths:
+        with safe_open(str(path), "np") as f:
+            if "episode_task" not in f.keys():
+                raise ValueError(
+                    f"--task: --data {path} has no episode_task (aura sim rollouts files have it)"
+                )
+            tasks.append(f.get_tensor("episode_task"))
+    mask = np.concatenate(tasks) == task
+    if not mask.any():
+        raise ValueError(f"--task {task}: no sequence of that task in the --data files")
+    return torch.from_numpy(mask)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", action="append", required=True, help="held-out aura train data (repeatable)")
@@ -70,15 +129,21 @@ def main(argv=None) -> int:
         "--checkpoint", action="append", required=True, help="AuraMem checkpoint dir (repeatable)"
     )
     ap.add_argument("--instruction-steps", type=int, default=None, metavar="K", help="the instr schedule's K")
+    ap.add_argument("--task", type=int, default=None, help="only the sequences of this task id")
+    ap.add_argument("--windows", default=None, help="step windows lo-hi,... for the per-window table")
     ap.add_argument("--json", default=None, help="write the table here as JSON")
     args = ap.parse_args(argv)
     if args.instruction_steps is not None and args.instruction_steps < 1:
         ap.error(f"--instruction-steps must be >= 1, got {args.instruction_steps}")
     try:
+        windows = _windows(args.windows) if args.windows else []
         arrays = load_many(args.data)
+        z, base, target = (torch.from_numpy(arrays[name]) for name in NAMES)
+        if args.task is not None:
+            keep = _task_rows(args.data, args.task)
+            z, base, target = z[keep], base[keep], target[keep]
     except ValueError as exc:
         ap.error(str(exc))
-    z, base, target = (torch.from_numpy(arrays[name]) for name in NAMES)
     rows = {}
     for path in args.checkpoint:
         if not Path(path).is_dir():
@@ -87,8 +152,11 @@ def main(argv=None) -> int:
         if model.config.d_model != z.shape[-1]:
             ap.error(f"--checkpoint {path}: d_model {model.config.d_model}, the data's is {z.shape[-1]}")
         rows[path] = ablate(model, z, base, target, args.instruction_steps)
+        if windows:
+            rows[path]["windows"] = windows_table(model, z, base, target, windows)
     cols = ["base", *[s for s in SCHEDULES if s != "instr" or args.instruction_steps is not None]]
-    print(f"held-out: {z.shape[0]} sequences x {z.shape[1]} steps from {len(args.data)} file(s); mse")
+    which = "" if args.task is None else f" of task {args.task}"
+    print(f"held-out: {z.shape[0]} sequences{which} x {z.shape[1]} steps from {len(args.data)} file(s); mse")
     print("| checkpoint | " + " | ".join(cols) + " | gate writes / seq |")
     print("|---" * (len(cols) + 2) + "|")
     for path, r in rows.items():
@@ -103,8 +171,16 @@ def main(argv=None) -> int:
             f"{path}: per-dimension mse base->gate [{dims}]; gripper closed on "
             f"{closed['base']:.0%} (base) / {closed['gate']:.0%} (gate) / {closed['target']:.0%} (target)"
         )
+    for path, r in rows.items():
+        for w in r.get("windows", []):
+            if w["steps"]:
+                print(
+                    f"{path}: steps {w['window'][0]}-{w['window'][1]}: translation mse base"
+                    f" {w['base_xyz']:.4f} -> gate {w['gate_xyz']:.4f}; |correction|"
+                    f" {w['correction_norm']:.3f} of the needed |target - base| {w['needed_norm']:.3f}"
+                )
     if args.json:
-        doc = dict(data=args.data, instruction_steps=args.instruction_steps, rows=rows)
+        doc = dict(data=args.data, instruction_steps=args.instruction_steps, task=args.task, rows=rows)
         Path(args.json).write_text(json.dumps(doc, indent=1))
     return 0
 

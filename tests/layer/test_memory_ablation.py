@@ -118,3 +118,50 @@ def test_script_table_json_and_errors(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and "--checkpoint" in bad.stderr and "nope" in bad.stderr
+
+
+def test_windows_measure_the_gates_correction_on_fresh_inputs():
+    mod = _module()
+    rng = np.random.default_rng(13)
+    z, base, target = (torch.from_numpy(x) for x in _data(rng, n=4, t=12))
+    m = _model("mlp", 4)
+    rows = mod.windows_table(m, z, base, target, [(0, 5), (5, 12)])
+    with torch.no_grad():
+        action = m.eval()(z, base).action
+    for row, (lo, hi) in zip(rows, [(0, 5), (5, 12)], strict=True):
+        ok = torch.isfinite(target[:, lo:hi]).all(-1)
+        b, a, y = (x[:, lo:hi][ok][:, :3] for x in (base, action, target))
+        assert row["steps"] == int(ok.sum()) == len(y)  # the NaN tail (steps 10-11) is left out
+        assert row["base_xyz"] == pytest.approx(float(((b - y) ** 2).mean()), rel=1e-6)
+        assert row["gate_xyz"] == pytest.approx(float(((a - y) ** 2).mean()), rel=1e-6)
+        assert row["correction_norm"] == pytest.approx(float((a - b).norm(dim=-1).mean()), rel=1e-6)
+        assert row["needed_norm"] == pytest.approx(float((y - b).norm(dim=-1).mean()), rel=1e-6)
+    assert mod.windows_table(m, z, base, target, [(10, 12)]) == [dict(window=[10, 12], steps=0)]
+
+
+def test_task_filter_and_bad_windows_are_clear(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    rng = np.random.default_rng(17)
+    save_sequences(tmp_path / "r.safetensors", *_data(rng, n=4, t=10))
+    arrays = load_file(str(tmp_path / "r.safetensors"))
+    arrays["episode_task"] = np.array([0, 1, 0, 1], dtype=np.int64)  # as `aura sim rollouts` stores it
+    save_file(arrays, str(tmp_path / "tasks.safetensors"))
+    _model("linear", 6).save(tmp_path / "ck")
+    run = [sys.executable, str(SCRIPT), "--checkpoint", str(tmp_path / "ck"), "--data"]
+    data = str(tmp_path / "tasks.safetensors")
+    argv = [*run, data, "--task", "1", "--windows", "0-4,4-8", "--json", str(tmp_path / "w.json")]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert "2 sequences of task 1 x 10 steps" in out and "steps 0-4: translation mse base" in out
+    doc = json.loads((tmp_path / "w.json").read_text())
+    assert doc["task"] == 1 and [w["window"] for w in doc["rows"][str(tmp_path / "ck")]["windows"]] == [
+        [0, 4],
+        [4, 8],
+    ]
+    for argv, message in (
+        ([str(tmp_path / "r.safetensors"), "--task", "0"], "has no episode_task"),
+        ([str(tmp_path / "tasks.safetensors"), "--task", "5"], "no sequence of that task"),
+        ([str(tmp_path / "tasks.safetensors"), "--windows", "8-4"], "expected lo-hi"),
+    ):
+        bad = subprocess.run([*run, *argv], capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr

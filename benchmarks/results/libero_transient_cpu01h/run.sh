@@ -43,3 +43,6 @@ cp $H/rollouts2/rollouts.json $D/rollouts2/rollouts.json
   --backbone-arg threads=1 --checkpoint $H/aura_held_mlp72 --workers 2 --out $H/eval_mlp72b 2>&1 | grep -E "^\| " | tail -9
 .venv/bin/aura eval libero --tasks 0,1 --init-states 4-7 --arms base "${BB[@]}" --backbone-arg threads=1 --workers 2 \
   --out $H/eval_visible_b 2>&1 | grep -E "^\| " | tail -3
+# Where the correction falls short: task 0's held-out rollouts, per step window.
+.venv/bin/python benchmarks/memory_ablation.py --data $X/heldout/rollouts.safetensors --checkpoint $H/aura_held_mlp72 \
+  --instruction-steps $K --task 0 --windows 8-40,40-100,100-200,200-300 --json $D/ablation_72_task0.json
