@@ -269,6 +269,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         batches, val, test, d_model, d_action, extra = _file_data(args.data, batch, args.seed, args.val_frac)
         loss = args.loss or "mse"
+    held_k = args.held_k  # resolved before anything is written to --out
+    if args.held_steps and held_k is None:
+        held_k = _data_instruction_steps(args.data)
     if args.arm == "kv":
         model = _kv_model(args, d_model, d_action)
     elif args.init:
@@ -306,12 +309,9 @@ def run(args: argparse.Namespace) -> int:
         gate_steps = b.gate_steps if args.gate_steps is None else args.gate_steps
         gate_lr = args.gate_lr or b.gate_lr
         sparsity = b.sparsity if args.sparsity is None else args.sparsity
-        held_k = args.held_k
         gate_start = args.gate_start_logit
         if gate_start is None and args.held_steps:
             gate_start = 0.0
-        if args.held_steps and held_k is None:
-            held_k = _data_instruction_steps(args.data)
         train_memory(
             model,
             batches,

@@ -77,6 +77,7 @@ def test_the_written_steps_come_from_the_data_or_a_clear_error(tmp_path):
     common = dict(out=tmp_path / "ck", d_key=4, d_val=4, dense_steps=1, gate_steps=1, batch=4, quiet=True)
     with pytest.raises(ValueError, match=r"plain\.safetensors records no instruction_steps; give --held-k"):
         train_cli.run(_args(data=plain, held_steps=1, **common))
+    assert not (tmp_path / "ck").exists()  # refused before anything was written
     with pytest.raises(ValueError, match="--held-k applies only with --held-steps"):
         train_cli.run(_args(data=plain, held_k=2, **common))
     with pytest.raises(ValueError, match="--held-k must be >= 1"):
