@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.libero.report import final_records, read_records  # noqa: E402  (runs from a checkout too)
+from sim.libero.report import ok_records  # noqa: E402  (runs from a checkout too)
 
 
 def failures(records: list[dict]) -> dict[int, dict]:
@@ -47,19 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("episodes", help="an aura eval libero episodes.jsonl, optionally :ARM")
     ap.add_argument("--json", type=Path, help="write the table as JSON here")
     args = ap.parse_args(argv)
-    path, _, arm = (
-        args.episodes.rpartition(":") if not Path(args.episodes).exists() else (args.episodes, "", "")
-    )
-    if not Path(path).is_file():
-        raise SystemExit(f"{path}: no such episodes file")
-    recs = [
-        r
-        for r in final_records(read_records([path]))
-        if r.get("status") == "ok" and (not arm or r["arm"] == arm)
-    ]
-    if not recs:
-        raise SystemExit(f"{args.episodes}: no ok episodes" + (f" of arm {arm!r}" if arm else ""))
-    table = failures(recs)
+    table = failures(ok_records(args.episodes))
     print("| task | success | failures | sub-goals reached by the failures (r of n: episodes) | which |")
     print("|---|---|---|---|---|")
     for t, row in table.items():

@@ -21,20 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.libero.report import final_records, read_records, wilson  # noqa: E402  (runs from a checkout too)
+from sim.libero.report import ok_records, wilson  # noqa: E402  (runs from a checkout too)
 
 
 def load(spec: str) -> dict[tuple[int, int, int], bool]:
-    path, _, arm = spec.rpartition(":") if not Path(spec).exists() else (spec, "", "")
-    if not Path(path).is_file():
-        raise SystemExit(f"{path}: no such episodes file")
-    out = {}
-    for r in final_records(read_records([path])):
-        if r.get("status") == "ok" and (not arm or r["arm"] == arm):
-            out[(r["task"], r["init_state"], r["seed"])] = bool(r["success"])
-    if not out:
-        raise SystemExit(f"{spec}: no ok episodes" + (f" of arm {arm!r}" if arm else ""))
-    return out
+    return {(r["task"], r["init_state"], r["seed"]): bool(r["success"]) for r in ok_records(spec)}
 
 
 def mcnemar_exact(b: int, c: int) -> float:

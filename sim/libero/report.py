@@ -68,6 +68,22 @@ def final_records(records: list[dict]) -> list[dict]:
     return list(best.values())
 
 
+def ok_records(spec: str) -> list[dict]:
+    """The final ``ok`` records of ``EPISODES.jsonl[:ARM]`` (one arm's when ``:ARM`` is given), as the
+    benchmark scripts take an evaluation; SystemExit naming the file when it is missing or holds none."""
+    path, _, arm = spec.rpartition(":") if not Path(spec).exists() else (spec, "", "")
+    if not Path(path).is_file():
+        raise SystemExit(f"{path}: no such episodes file")
+    recs = [
+        r
+        for r in final_records(read_records([path]))
+        if r.get("status") == "ok" and (not arm or r["arm"] == arm)
+    ]
+    if not recs:
+        raise SystemExit(f"{spec}: no ok episodes" + (f" of arm {arm!r}" if arm else ""))
+    return recs
+
+
 BYTE_FIELDS = ("journal_bytes", "dense_bytes", "kv_bytes", "kv_equiv_bytes")
 
 
