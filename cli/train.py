@@ -197,6 +197,9 @@ def _data_instruction_steps(paths) -> int:
     an error naming the file that lacks it or disagrees."""
     from safetensors import safe_open
 
+    from sim.libero.features import FEATURES_META_KEY
+    from sim.libero.rollouts_io import META_KEY as ROLLOUTS_META_KEY
+
     found = {}
     for path in paths:
         meta = {}
@@ -204,7 +207,7 @@ def _data_instruction_steps(paths) -> int:
             with safe_open(str(path), "np") as f:
                 meta = f.metadata() or {}
         k = None
-        for key in ("aura.rollouts", "aura.features"):
+        for key in (ROLLOUTS_META_KEY, FEATURES_META_KEY):
             if key in meta:
                 doc = json.loads(meta[key])
                 k = doc.get("args", doc).get("instruction_steps")
