@@ -63,9 +63,13 @@ class SurpriseGate(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(self.n_signals + max(z_features, 0), hidden), nn.SiLU(), nn.Linear(hidden, 1)
         )
+        # Start open so the memory gets writes (and gradients) before sparsity closes the gate.
+        self.set_start(init_open)
+
+    def set_start(self, logit: float) -> None:
+        """Set the output layer's bias, the offset of every write logit (2: starts open, 0: undecided)."""
         with torch.no_grad():
-            # Start open so the memory gets writes (and gradients) before sparsity closes the gate.
-            self.mlp[2].bias.fill_(init_open)
+            self.mlp[-1].bias.fill_(logit)
 
     @staticmethod
     def signals(

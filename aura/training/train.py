@@ -193,8 +193,7 @@ def train_memory(
     if gate_steps > 0:
         torch.manual_seed(seed)
         if gate_start_logit is not None:
-            with torch.no_grad():
-                model.gate.mlp[-1].bias.fill_(gate_start_logit)
+            model.gate.set_start(gate_start_logit)
         arm = AuraArm(model, mode="gate", sparsity=sparsity, budget=budget, budget_weight=budget_weight)
         arm.generator = torch.Generator().manual_seed(seed)
         fit(
