@@ -44,8 +44,9 @@ from aura.training.train import action_loss  # noqa: E402
 SCHEDULES = ("gate", "none", "instr", "always")
 
 
-def ablate(model: AuraMem, z, base, target, k: int | None) -> dict:
-    """Held-out error per schedule (module docstring), the base's, and the gate's writes per sequence."""
+def ablate(model: AuraMem, z, base, target, k: int | None, windows=()) -> dict:
+    """Held-out error per schedule (module docstring), the base's, and the gate's writes per sequence;
+    with ``windows``, the per-window table of the gate's action (``windows_table``)."""
     model.eval()
     n, t = z.shape[:2]
     fixed = {"none": torch.zeros(n, t, dtype=torch.bool), "always": torch.ones(n, t, dtype=torch.bool)}
@@ -65,14 +66,14 @@ def ablate(model: AuraMem, z, base, target, k: int | None) -> dict:
         }
         for name, schedule in fixed.items():
             rec[name] = float(action_loss(model.forward_fixed(z, base, schedule).action, target, "mse"))
+    if windows:
+        rec["windows"] = windows_table(out.action, base, target, windows)
     return rec
 
 
-def windows_table(model: AuraMem, z, base, target, windows: list[tuple[int, int]]) -> list[dict]:
-    """Per window [lo, hi) of supervised steps: translation mse of base and gate, mean |correction|, mean
-    |target - base| (module docstring)."""
-    with torch.no_grad():
-        action = model.eval()(z, base).action
+def windows_table(action, base, target, windows: list[tuple[int, int]]) -> list[dict]:
+    """Per window [lo, hi) of supervised steps: translation mse of the base and of ``action`` (the gate's),
+    mean |action - base| (the correction), mean |target - base| (module docstring)."""
     rows = []
     for lo, hi in windows:
         ok = torch.isfinite(target[:, lo:hi]).all(-1)
@@ -151,9 +152,7 @@ def main(argv=None) -> int:
         model = AuraMem.load(path)
         if model.config.d_model != z.shape[-1]:
             ap.error(f"--checkpoint {path}: d_model {model.config.d_model}, the data's is {z.shape[-1]}")
-        rows[path] = ablate(model, z, base, target, args.instruction_steps)
-        if windows:
-            rows[path]["windows"] = windows_table(model, z, base, target, windows)
+        rows[path] = ablate(model, z, base, target, args.instruction_steps, windows)
     cols = ["base", *[s for s in SCHEDULES if s != "instr" or args.instruction_steps is not None]]
     which = "" if args.task is None else f" of task {args.task}"
     print(f"held-out: {z.shape[0]} sequences{which} x {z.shape[1]} steps from {len(args.data)} file(s); mse")

@@ -125,9 +125,10 @@ def test_windows_measure_the_gates_correction_on_fresh_inputs():
     rng = np.random.default_rng(13)
     z, base, target = (torch.from_numpy(x) for x in _data(rng, n=4, t=12))
     m = _model("mlp", 4)
-    rows = mod.windows_table(m, z, base, target, [(0, 5), (5, 12)])
     with torch.no_grad():
         action = m.eval()(z, base).action
+    rows = mod.windows_table(action, base, target, [(0, 5), (5, 12)])
+    assert mod.ablate(m, z, base, target, k=None, windows=[(0, 5), (5, 12)])["windows"] == rows
     for row, (lo, hi) in zip(rows, [(0, 5), (5, 12)], strict=True):
         ok = torch.isfinite(target[:, lo:hi]).all(-1)
         b, a, y = (x[:, lo:hi][ok][:, :3] for x in (base, action, target))
@@ -136,7 +137,7 @@ def test_windows_measure_the_gates_correction_on_fresh_inputs():
         assert row["gate_xyz"] == pytest.approx(float(((a - y) ** 2).mean()), rel=1e-6)
         assert row["correction_norm"] == pytest.approx(float((a - b).norm(dim=-1).mean()), rel=1e-6)
         assert row["needed_norm"] == pytest.approx(float((y - b).norm(dim=-1).mean()), rel=1e-6)
-    assert mod.windows_table(m, z, base, target, [(10, 12)]) == [dict(window=[10, 12], steps=0)]
+    assert mod.windows_table(action, base, target, [(10, 12)]) == [dict(window=[10, 12], steps=0)]
 
 
 def test_task_filter_and_bad_windows_are_clear(tmp_path):
