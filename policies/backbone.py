@@ -20,7 +20,15 @@ LIBERO conventions, renamed to the env's names:
 ``language``       the task instruction, a ``str`` (may be empty)
 ``sim``, ``raw``,  privileged inputs, only for ``spec.privileged`` backbones: the simulator handle, its raw
 ``task_id``        observation dict (object poses) and the task index
+``context``        optional, only for backbones with ``spec.d_context > 0``: float32 ``[d_context]``, the
+                   conditioning vector to act on in place of the one ``language`` encodes to
 =================  ==========================================================================================
+
+**Context.** A backbone with ``spec.d_context = d_c > 0`` conditions on a vector c =
+``backbone.context(language)`` (float32 ``[d_c]``; the libero_vla network's text embedding l) and accepts
+``observation["context"]`` in its place. That is how a memory can hand a frozen backbone what the observation
+no longer shows (AuraMem's ``output="context"``, docs/layer.md): the backbone acts on the memory's c-hat_t,
+its weights untouched.
 
 The base action is one action per call. ``spec.chunk`` is how many steps ahead the backbone plans (an action
 chunk executed open-loop or temporally ensembled inside the backbone); 1 means it re-plans every step.
@@ -51,8 +59,15 @@ class BackboneSpec:
     image_size: int | None = None
     language: bool = False
     privileged: bool = False
+    d_context: int = 0  # size of the ``context`` input (module docstring); 0: the backbone takes none
 
     def __post_init__(self) -> None:
+        if (
+            isinstance(self.d_context, bool)
+            or not isinstance(self.d_context, (int, np.integer))
+            or self.d_context < 0
+        ):
+            raise BackboneError(f"BackboneSpec.d_context must be an int >= 0, got {self.d_context!r}")
         for name in ("d_model", "d_action", "chunk"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

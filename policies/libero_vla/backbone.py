@@ -8,6 +8,8 @@ with the ONNX backbone.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -33,6 +35,9 @@ class TorchBackbone(ChunkedBackbone):
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
         self.net = net.to(self.device).eval().requires_grad_(False)
         super().__init__(net.config.interface(), self._infer, **execution)
+        # the text embedding l is the network's context (policies.backbone); observation["context"] replaces l
+        self.spec = dataclasses.replace(self.spec, d_context=net.config.d_text)
+        self._contexts: dict[str, np.ndarray] = {}
 
     @classmethod
     def from_checkpoint(
@@ -46,8 +51,30 @@ class TorchBackbone(ChunkedBackbone):
         backbone.checkpoint, backbone.checkpoint_config = str(checkpoint), data
         return backbone
 
+    def twin(self) -> TorchBackbone:
+        """A second backbone on the same frozen network and execution settings, with its own chunk executor
+        (one observes, the other acts on a memory's context: ``sim.libero.arms``)."""
+        other = TorchBackbone(self.net, self.device, **self.execution)
+        other.checkpoint = getattr(self, "checkpoint", None)
+        return other
+
+    def context(self, language: str) -> np.ndarray:
+        """c = l(language), the network's text embedding of an instruction: float32 [d_text] (cached)."""
+        c = self._contexts.get(language)
+        if c is None:
+            with torch.no_grad():
+                tokens = torch.from_numpy(self._tokens(language)).to(self.device)
+                c = self.net.text_embedding(tokens)[0].float().cpu().numpy()
+            if len(self._contexts) > 1024:
+                self._contexts.clear()
+            self._contexts[language] = c
+        return c.copy()
+
     def _infer(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             args = [torch.from_numpy(inputs[k]).to(self.device, non_blocking=True) for k in INPUTS]
-            z, actions = self.net(*args)
+            context = inputs.get("context")
+            if context is not None:
+                context = torch.from_numpy(context).to(self.device)
+            z, actions = self.net(*args, context=context)
         return z.cpu().numpy(), actions.cpu().numpy()

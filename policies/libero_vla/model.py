@@ -293,11 +293,12 @@ class LiberoVLANet(nn.Module):
         bag = (self.embed(tokens) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
         return self.text(bag)
 
-    def encode(self, image, wrist_image, state, tokens, proprio_noise: float = 0.0):
+    def encode(self, image, wrist_image, state, tokens, proprio_noise: float = 0.0, context=None):
         """(features [B, d_model], head output): the normalised chunk [B, K, d_action] ("l1") or the logits
-        [B, K, d_action, action_bins] ("bins"); noise only for training."""
+        [B, K, d_action, action_bins] ("bins"); noise only for training. ``context`` [B, d_text], when given,
+        is used as l in place of the tokens' text embedding (a memory's restored instruction)."""
         b = image.shape[0]
-        text = self.text_embedding(tokens)
+        text = self.text_embedding(tokens) if context is None else context.to(self.embed.weight.dtype)
         cams = self.cam_id[:, None, :].expand(2, b, -1).reshape(2 * b, -1)
         cond = torch.cat([text.repeat(2, 1), cams], dim=1)
         fmap = self.spatial(self.encoder(torch.cat([image, wrist_image], dim=0), cond))
@@ -312,10 +313,10 @@ class LiberoVLANet(nn.Module):
             return z, self.head(z).view(b, cfg.chunk, cfg.d_action)
         return z, self.head(z).view(b, cfg.chunk, cfg.d_action, cfg.action_bins)
 
-    def forward(self, image, wrist_image, state, tokens, return_logits: bool = False):
+    def forward(self, image, wrist_image, state, tokens, return_logits: bool = False, context=None):
         """(features, actions [B, K, d_action]); with ``return_logits`` (bins head only) also the logits
-        [B, K, d_action, B] (raw: the decode masks the invalid bins)."""
-        z, out = self.encode(image, wrist_image, state, tokens)
+        [B, K, d_action, B] (raw: the decode masks the invalid bins); ``context``: as in :meth:`encode`."""
+        z, out = self.encode(image, wrist_image, state, tokens, context=context)
         if self.config.action_head == "l1":
             if return_logits:
                 raise ValueError("return_logits: the 'l1' action head has no logits")

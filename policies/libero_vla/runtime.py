@@ -10,7 +10,9 @@ normalises x/127.5 - 1 and permutes), the 8-d proprio (eef pos, axis-angle, grip
 instruction's :class:`HashTokenizer` ids. :class:`ChunkedBackbone` implements ``policies.backbone``'s contract
 on top of any such function: per call it validates and batches the observation (:func:`prepare`), runs the
 network when the chunk executor needs a plan (and every step when ``fresh_features``, so z_t is always this
-step's), and returns ``(z_t [d_model], a_t [d_action])`` as float32.
+step's), and returns ``(z_t [d_model], a_t [d_action])`` as float32. An observation's optional
+``context`` (``policies.backbone``: only where ``spec.d_context > 0``, the torch backbone) is validated here
+and handed to the network as a fifth input, ``context [1, d_context]``, in place of the tokens' embedding.
 """
 
 from __future__ import annotations
@@ -132,6 +134,13 @@ class ChunkedBackbone:
     ):
         self.interface, self._infer = interface, infer
         self.spec = interface.spec()
+        self.execution = dict(
+            execution=execution,
+            n_action_steps=n_action_steps,
+            ensemble_decay=ensemble_decay,
+            binarize_gripper=binarize_gripper,
+            fresh_features=fresh_features,
+        )  # what a twin of this backbone (same network, own chunk executor) is built with
         try:
             self.executor = ChunkExecutor(interface.chunk, execution, n_action_steps, ensemble_decay)
         except ValueError as err:
@@ -153,10 +162,30 @@ class ChunkedBackbone:
         feats = np.asarray(feats, dtype=np.float32).reshape(i.d_model)
         return feats, np.asarray(actions, dtype=np.float32).reshape(i.chunk, i.d_action)
 
+    def _context(self, value) -> np.ndarray:
+        n = self.spec.d_context
+        if n == 0:
+            raise BackboneError(
+                "libero_vla: observation['context'] given, but this backbone takes none (spec.d_context = 0:"
+                " the ONNX graph reads the tokens; condition on a context with the torch backbone)"
+            )
+        try:
+            c = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise BackboneError(
+                f"libero_vla: context must be {n} finite floats, got {type(value).__name__}"
+            ) from None
+        if c.shape != (n,) or not np.isfinite(c).all():
+            raise BackboneError(f"libero_vla: context must be {n} finite floats, got shape {c.shape}")
+        return c[None]
+
     def __call__(self, observation: dict) -> tuple[np.ndarray, np.ndarray]:
         plan = self.executor.needs_plan()
         if plan or self.fresh_features or self._features is None:
-            feats, chunk = self.run(prepare(observation, self.interface.image_size, self._tokens))
+            inputs = prepare(observation, self.interface.image_size, self._tokens)
+            if "context" in observation:
+                inputs["context"] = self._context(observation["context"])
+            feats, chunk = self.run(inputs)
             self._features = feats
             if plan:
                 self.executor.push(chunk)
