@@ -17,7 +17,8 @@ from aura.readout import READOUTS
 
 ESTIMATORS = ("st", "gumbel")
 READOUT_HIDDEN = 128
-__all__ = ["ESTIMATORS", "READOUT_HIDDEN", "AuraMemConfig"]
+OUTPUTS = ("action", "context")
+__all__ = ["ESTIMATORS", "OUTPUTS", "READOUT_HIDDEN", "AuraMemConfig"]
 
 
 @dataclass
@@ -40,6 +41,10 @@ class AuraMemConfig:
     # W_2 GELU(W_1 [z; r] + b_1) + b_2 with readout_hidden units. The gate's move signals read W_c only.
     readout: str = "linear"
     readout_hidden: int = READOUT_HIDDEN
+    # What the read-out's d_action outputs are (docs/layer.md): "action", a_t = a^base + correction (the
+    # paper's), or "context", c-hat_t = c_t + correction, the conditioning vector a frozen backbone acts on
+    # (policies.backbone's d_context); AuraMem computes the same either way, its user feeds the output on.
+    output: str = "action"
 
     def __post_init__(self):
         for name in ("d_model", "d_key", "d_val", "d_action", "heads", "gate_hidden", "readout_hidden"):
@@ -61,6 +66,8 @@ class AuraMemConfig:
             raise ValueError(f"AuraMemConfig.rule must be one of {RULES}, got {self.rule!r}")
         if self.readout not in READOUTS:
             raise ValueError(f"AuraMemConfig.readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"AuraMemConfig.output must be one of {OUTPUTS}, got {self.output!r}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"AuraMemConfig.estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
         if not (isinstance(self.threshold, (int, float)) and 0.0 < float(self.threshold) < 1.0):
@@ -69,10 +76,13 @@ class AuraMemConfig:
 
     def to_dict(self) -> dict:
         """The fields as JSON. A default (linear) read-out is left out, so such a checkpoint's config.json
-        is the same as before the option existed (older code loads it); a missing field loads as linear."""
+        is the same as before the option existed (older code loads it); a missing field loads as linear. The
+        default output ("action") is left out the same way."""
         d = dataclasses.asdict(self)
         if self.readout == "linear" and self.readout_hidden == READOUT_HIDDEN:
             del d["readout"], d["readout_hidden"]
+        if self.output == "action":  # likewise: older code loads an action-output checkpoint unchanged
+            del d["output"]
         return d
 
     @classmethod

@@ -35,6 +35,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sim", "install"): ("cli.sim_install", "write LIBERO's config and verify its assets"),
     ("sim", "demos"): ("cli.sim_demos", "record demonstrations from a backbone's actions (robomimic HDF5)"),
     ("sim", "features"): ("cli.sim_features", "run a backbone over demonstrations: `aura train` sequences"),
+    ("sim", "context-data"): (
+        "cli.sim_context",
+        "transient-instruction sequences -> context targets (the memory restores the instruction)",
+    ),
     ("sim", "rollouts"): (
         "cli.sim_rollouts",
         "closed-loop backbone rollouts labelled by the expert: `aura train` data",

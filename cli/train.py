@@ -258,9 +258,15 @@ def run(args: argparse.Namespace) -> int:
 
     from aura.layer import READOUT_HIDDEN, AuraMem, AuraMemConfig
     from aura.training.train import evaluate, train_kv, train_memory
+    from sim.libero.context import data_output
     from sim.synthetic.arms import Budget
 
     _check_args(args)
+    output = "action" if args.synthetic else data_output(args.data)  # sim.libero.context's header
+    if output == "context" and args.arm == "kv":
+        raise ValueError(
+            "--arm kv: the KV arm trains on action targets; these --data files hold context targets"
+        )
     torch.set_num_threads(args.threads)
     b = Budget()
     batch = args.batch or b.batch
@@ -273,6 +279,11 @@ def run(args: argparse.Namespace) -> int:
         batches, val, test, d_model, d_action, extra = _file_data(args.data, batch, args.seed, args.val_frac)
         loss = args.loss or "mse"
     held_k = args.held_k  # resolved before anything is written to --out
+    output = "action" if args.synthetic else data_output(args.data)  # sim.libero.context's header
+    if output == "context" and args.arm == "kv":
+        raise ValueError(
+            "--arm kv: the KV arm trains on action targets; these --data files hold context targets"
+        )
     if args.held_steps and held_k is None:
         held_k = _data_instruction_steps(args.data)
     if args.arm == "kv":
@@ -281,6 +292,10 @@ def run(args: argparse.Namespace) -> int:
         model = AuraMem.load(args.init)
         _check_init(args.init, model.config, d_model, d_action)
         _check_init_readout(args, model.config)
+        if model.config.output != output:
+            raise ValueError(
+                f"--init {args.init}: outputs {model.config.output!r}, the --data {output!r} targets"
+            )
     else:
         torch.manual_seed(args.seed)
         model = AuraMem(
@@ -294,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
                 estimator=args.estimator,
                 readout=args.readout or "linear",
                 readout_hidden=args.readout_hidden or READOUT_HIDDEN,
+                output=output,
             )
         )
     out_dir = Path(args.out)
