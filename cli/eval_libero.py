@@ -108,7 +108,7 @@ def _memory_d_model(args: argparse.Namespace) -> int | None:
         from aura.layer import AuraMem
 
         config = AuraMem.load(args.checkpoint).config  # CheckpointError names the file
-        if config.d_action != 7:
+        if config.output == "action" and config.d_action != 7:
             raise ValueError(
                 f"--checkpoint {args.checkpoint}: an AuraMem with d_action={config.d_action}; LIBERO needs 7"
             )
@@ -128,6 +128,20 @@ def _memory_d_model(args: argparse.Namespace) -> int | None:
             )
         d_model = kv.d_model
     return d_model
+
+
+def _check_context(args: argparse.Namespace, spec) -> None:
+    """An AuraMem that outputs a context (sim.libero.context) needs a backbone taking that many dims."""
+    if not args.checkpoint:
+        return
+    from aura.layer import AuraMem
+
+    config = AuraMem.load(args.checkpoint).config
+    if config.output == "context" and spec.d_context != config.d_action:
+        raise ValueError(
+            f"--checkpoint {args.checkpoint}: outputs a context of {config.d_action} dims, but --backbone "
+            f"{args.backbone} takes {spec.d_context} (spec.d_context; libero_vla's torch backbone takes one)"
+        )
 
 
 def _plan(args: argparse.Namespace) -> EvalPlan:
@@ -177,6 +191,7 @@ def _plan(args: argparse.Namespace) -> EvalPlan:
         )
     if spec.d_action != 7:
         raise ValueError(f"--backbone {args.backbone} gives d_action={spec.d_action}; LIBERO needs 7")
+    _check_context(args, spec)
     cams = tuple(c for c in args.cameras.split(",") if c) if args.cameras is not None else spec.cameras
     if any(c not in CAMERAS for c in cams):
         raise ValueError(f"--cameras must be among {list(CAMERAS)}, got {args.cameras!r}")

@@ -112,6 +112,44 @@ class MemoryArm:
         return a
 
 
+class ContextActor:
+    """The acting side of an AuraMem with ``output="context"`` (docs/layer.md, ``sim.libero.context``).
+
+    Per step t the observing backbone gives z_t; the memory arm turns (z_t, c_t) into c-hat_t, with c_t =
+    ``backbone.context(language_t)`` the context the backbone sees; a twin of the backbone (same frozen
+    network, its own chunk executor) acts on the observation with ``context = c-hat_t``::
+
+        z_t, _ = backbone(o_t);  c-hat_t, write_t, p_t = arm.step(z_t, c_t);  a_t = twin(o_t | c-hat_t)
+
+    A non-finite c-hat_t is replaced by c_t (``MemoryArm``'s fallback), so the twin then acts on what it
+    sees. A fresh AuraMem (W_c = 0) gives c-hat_t = c_t: the twin's actions are the backbone's own."""
+
+    def __init__(self, backbone, model):
+        d_context = int(getattr(backbone.spec, "d_context", 0))
+        if d_context != model.config.d_action or not callable(getattr(backbone, "twin", None)):
+            raise ValueError(
+                f"--checkpoint: the AuraMem outputs a context of {model.config.d_action} dims, the backbone "
+                f"takes {d_context} (spec.d_context; a twin-able torch backbone is needed)"
+            )
+        self.backbone, self.actor = backbone, backbone.twin()
+
+    def reset(self) -> None:
+        self.actor.reset()
+
+    def context(self, observation: dict) -> np.ndarray:
+        return self.backbone.context(observation.get("language", ""))
+
+    def act(self, observation: dict, context: np.ndarray) -> np.ndarray:
+        return self.actor(dict(observation, context=np.asarray(context, np.float32)))[1]
+
+
+def context_actor(arm: str, backbone, model) -> ContextActor | None:
+    """A :class:`ContextActor` for a memory arm whose AuraMem outputs a context, else None."""
+    if arm in MEMORY_ARMS and getattr(model.config, "output", "action") == "context":
+        return ContextActor(backbone, model)
+    return None
+
+
 def gate_fields(arm: str, model, probs) -> dict:
     """The per-step gate record of a :data:`GATE_ARMS` episode: ``gate_probs`` (p_t at every step t, rounded
     to :data:`GATE_PROB_DECIMALS`) and ``gate_threshold`` (tau: the arm wrote iff p_t > tau; its writes are

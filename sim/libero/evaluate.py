@@ -52,7 +52,14 @@ def _crash_hook(p: dict) -> None:
 def run_episode(p: dict) -> dict:
     """Run one episode in this process (envs and models are cached across calls)."""
     from policies.factory import make_backbone
-    from sim.libero.arms import MemoryArm, build_kv_model, build_model, episode_bytes, gate_fields
+    from sim.libero.arms import (
+        MemoryArm,
+        build_kv_model,
+        build_model,
+        context_actor,
+        episode_bytes,
+        gate_fields,
+    )
     from sim.libero.env import LiberoEnv
     from sim.libero.subgoals import SubgoalTracker
 
@@ -95,9 +102,12 @@ def run_episode(p: dict) -> dict:
     backbone = _CACHE["backbone"]
     privileged = backbone.spec.privileged
     arm = MemoryArm(p["arm"], model)
+    actor = context_actor(p["arm"], backbone, model)  # None unless the AuraMem outputs a context
     obs, _ = env.reset(seed=p["seed"], options={"init_state": p["init_state"]})
     backbone.reset()
     arm.reset(p.get("schedule"))
+    if actor is not None:
+        actor.reset()
     subgoals = SubgoalTracker(env.raw_env)
     subgoals.observe(0)  # tau_j indexes observations: s_0 is the one after reset
     write_steps, probs, frames = [], [], []
@@ -105,8 +115,13 @@ def run_episode(p: dict) -> dict:
     for t in range(p["max_steps"]):
         if p.get("video"):
             frames.append(obs["image"])
-        z, base = backbone(env.observation(obs, privileged))
-        action, wrote, prob = arm.step(z, base)
+        o = env.observation(obs, privileged)
+        z, base = backbone(o)
+        if actor is None:
+            action, wrote, prob = arm.step(z, base)
+        else:
+            context, wrote, prob = arm.step(z, actor.context(o))
+            action = actor.act(o, context)
         if wrote:
             write_steps.append(t)
         probs.append(prob)

@@ -27,6 +27,7 @@ def files(tmp_path_factory):
     (d / "flash.json").write_text(json.dumps({"page_bytes": 4096, "nonsense": 1}))
     AuraMem(AuraMemConfig(d_model=8, d_action=7)).save(d / "ckpt8")
     AuraMem(AuraMemConfig(d_model=8, d_action=8)).save(d / "ckpt_act8")
+    AuraMem(AuraMemConfig(d_model=8, d_action=16, output="context")).save(d / "ckpt_ctx16")
     AuraMem(AuraMemConfig(d_model=8, d_action=7)).save(d / "ckpt_noweights")
     (d / "ckpt_noweights" / "model.safetensors").unlink()
     AuraMem(AuraMemConfig(d_model=8, d_action=7)).save(d / "ckpt_flipped")
@@ -88,6 +89,11 @@ CASES = [
     (
         "eval libero --backbone libero_noop --backbone-arg d_model=16 --checkpoint {d}/ckpt8 --out {d}/e1",
         "d_model",
+    ),
+    (  # a context memory needs a backbone that takes a context (spec.d_context), libero_noop takes none
+        "eval libero --backbone libero_noop --backbone-arg d_model=8 --checkpoint {d}/ckpt_ctx16"
+        " --out {d}/e5",
+        "takes 0",
     ),
     ("eval libero --workers 0", "--workers"),
     ("eval libero --out {d}/afile", "afile"),
