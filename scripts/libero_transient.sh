@@ -15,6 +15,10 @@
 #             CPU memory then carried the goal offline but its corrections broke the closed loop), or
 #             "backbone", the same backbone with the instruction visible (BETA of the episodes it drives;
 #             sim/libero/labels.py); docs/libero.md "Closed loop on the CPU". ROLLOUTS=0: demos only
+#   context   (OUTPUT=context, the default) the rollouts' (and features') targets turned into the backbone's
+#             context (aura sim context-data: base c_t = l(instruction at t), target l(instruction)): AuraMem
+#             restores the instruction and the frozen backbone acts on it (docs/layer.md, "What the read-out
+#             outputs"); OUTPUT=action: the paper's additive action correction (no gain closed loop on the CPU)
 #   train     AuraMem (READOUT read-out; auto: both, the better on held-out sequences) and the KV-cache arm
 #             on the demo features + the rollouts (TEACHER=backbone: the rollouts alone, whose labels are
 #             the visible policy's, not the demos' expert actions), in parallel, make_libero_aura.sh's flags
@@ -35,8 +39,8 @@
 # Over two sessions: bring results/models.tar back (scripts/gpu_poll.sh mirrors it as soon as it exists); in
 # the next session, before starting the pipeline there, unpack it into a fresh WORK and mark the steps before
 # the evaluations done, e.g.
-#   mkdir -p $WORK && tar -xf models.tar -C $WORK && for s in demos split backbone features rollouts train \
-#       check models ablation; do echo 0 >$WORK/$s.done; done
+#   mkdir -p $WORK && tar -xf models.tar -C $WORK && for s in demos split backbone features rollouts context \
+#       train check models ablation; do echo 0 >$WORK/$s.done; done
 # (results/demos.json, split.json and check.json come back from the first session next to it).
 # Sizes come from the environment; the defaults fit one 30-minute session on a 16-core H100/H200 machine
 # (~3 min demos, 5 min backbone, ~1 min rollouts, ~3 min features + training, ~8 min evaluations; estimated,
@@ -63,7 +67,8 @@ TRAIN_ARGS=${TRAIN_ARGS---blank-instruction 0.2}
 # K < 8 the first plan's features, made while the instruction was visible, are held until step 8.
 # fresh_features=true runs the network every step (this step's z_t; the evaluations then outgrow 8 minutes).
 EXEC_ARGS=${EXEC_ARGS:---backbone-arg execution=open_loop --backbone-arg n_action_steps=8 --backbone-arg fresh_features=false}
-READOUT=${READOUT:-auto}        # AuraMem's read-out: linear (the paper's a_base + W_c r), mlp (aura/readout.py),
+OUTPUT=${OUTPUT:-context}       # what AuraMem outputs: context (restores the backbone's instruction) | action
+READOUT=${READOUT:-}            # AuraMem's read-out (unset: linear with OUTPUT=context, else auto): linear (the paper's a_base + W_c r), mlp (aura/readout.py),
                                 # or auto: train both, keep the lower held-out action error (readout.json). On
                                 # demos alone auto picked a memory-free mlp; with the blind rollouts in the data
                                 # the mlp's gain comes from memory too (CPU check, docs/libero.md), and the
@@ -75,8 +80,9 @@ BETA=${BETA:-0.3}               # the fraction of those episodes the teacher dri
 TEACHER=${TEACHER:-backbone}
 HELDOUT=${HELDOUT:-5}           # held-out rollouts per task for the memory ablation (0: no ablation step)
 DENSE_STEPS=${DENSE_STEPS:-600} # AuraMem phase 1 (every step written)
-HELD_STEPS=${HELD_STEPS:-600}   # then writes at t < K only: the read-out learns to read the instruction step's
-                                # write, held (aura train --held-steps; 0: none, the earlier recipe)
+# then writes at t < K only (unset: 1000 with OUTPUT=context, where the CPU check fitted at lr 1e-3, else 600): the read-out learns to read the instruction step's
+HELD_STEPS=${HELD_STEPS:-}      # write, held (aura train --held-steps; 0: none, the earlier recipe)
+AURA_LR=${AURA_LR:-}            # AuraMem's phase-1 / held lr (unset: 1e-3 with OUTPUT=context, else 3e-4)
 GATE_STEPS=${GATE_STEPS:-200}   # AuraMem phase 2 (the gate in the loop; after a held phase the gate alone)
 KV_STEPS=${KV_STEPS:-600}
 KV_LR=${KV_LR:-3e-5}            # scripts/make_libero_aura.sh's (the panel trained it at 3e-4)
@@ -88,6 +94,14 @@ MAX_STEPS=${MAX_STEPS:-300}     # policy steps per episode (the expert: 98-169 m
 DEVICE=${DEVICE:-cuda}
 AURA=${AURA:-aura}
 PYTHON=${PYTHON:-python3}       # the interpreter with this repo's packages (split and check steps)
+case "$OUTPUT" in
+context) READOUT=${READOUT:-linear} HELD_STEPS=${HELD_STEPS:-1000} AURA_LR=${AURA_LR:-1e-3} ;;
+action) READOUT=${READOUT:-auto} HELD_STEPS=${HELD_STEPS:-600} AURA_LR=${AURA_LR:-3e-4} ;;
+*)
+    echo "OUTPUT=$OUTPUT: context or action" >&2
+    exit 2
+    ;;
+esac
 if [ "$ROLLOUTS" -gt 5000 ]; then # the held-out rollouts' placement seeds start 5000 above the training ones'
     echo "ROLLOUTS=$ROLLOUTS: at most 5000 (the ablation's held-out placements would repeat training ones)" >&2
     exit 2
@@ -121,14 +135,25 @@ rollouts() { blind_rollouts "$WORK/rollouts" "$ROLLOUTS" "$BETA"; }
 # (the visible policy's actions; the demos' targets are the expert's, another target)
 USE_FEATURES=1
 [ "$ROLLOUTS" -gt 0 ] && [ "$TEACHER" = backbone ] && USE_FEATURES=0
-DATA=()
-[ "$USE_FEATURES" = 1 ] && DATA+=(--data "$WORK/features.safetensors")
-[ "$ROLLOUTS" -gt 0 ] && DATA+=(--data "$WORK/rollouts/rollouts.safetensors")
+DATA=() SOURCES=()
+[ "$USE_FEATURES" = 1 ] && SOURCES+=("$WORK/features.safetensors")
+[ "$ROLLOUTS" -gt 0 ] && SOURCES+=("$WORK/rollouts/rollouts.safetensors")
+ctx() { echo "${1%.safetensors}_context.safetensors"; } # the context-target twin of a sequence file
+for f in "${SOURCES[@]}"; do DATA+=(--data "$f"); done
+MEM_DATA=("${DATA[@]}") # AuraMem's data; the KV arm keeps the action targets (it has no context output)
+if [ "$OUTPUT" = context ]; then
+    MEM_DATA=()
+    for f in "${SOURCES[@]}"; do MEM_DATA+=(--data "$(ctx "$f")"); done
+fi
+context() {
+    local f
+    for f in "$@"; do $AURA sim context-data --data "$f" --out "$(ctx "$f")" || return 1; done
+}
 train_aura() { # READOUT_NAME OUT
     local held=()
     [ "$HELD_STEPS" -gt 0 ] && held=(--held-steps "$HELD_STEPS" --held-k "$K" --gate-only)
-    $AURA train "${DATA[@]}" --out "$2" --readout "$1" "${held[@]}" \
-        --dense-steps "$DENSE_STEPS" --lr 3e-4 --gate-steps "$GATE_STEPS" --gate-lr 1e-3 --batch "$BATCH" \
+    $AURA train "${MEM_DATA[@]}" --out "$2" --readout "$1" "${held[@]}" \
+        --dense-steps "$DENSE_STEPS" --lr "$AURA_LR" --gate-steps "$GATE_STEPS" --gate-lr 1e-3 --batch "$BATCH" \
         --sparsity 1.0 --budget "$BUDGET" --threads "$TRAIN_THREADS" --seed 0 --quiet
 }
 train_kv() {
@@ -180,10 +205,15 @@ EOF
 }
 ablation() {
     # placement seeds base + task * 10007 + k: base + 5000 stays clear of the training rollouts' k < ROLLOUTS
-    blind_rollouts "$WORK/rollouts_heldout" "$HELDOUT" 0 --placement-base $((2 ** 31 + 5000)) || return 1
-    local ckpts=() d
+    local held="$WORK/rollouts_heldout/rollouts.safetensors" ckpts=() d
+    [ -f "$held" ] || blind_rollouts "$WORK/rollouts_heldout" "$HELDOUT" 0 --placement-base $((2 ** 31 + 5000)) ||
+        return 1
+    if [ "$OUTPUT" = context ]; then
+        context "$held" || return 1
+        held=$(ctx "$held")
+    fi
     for d in "$WORK"/aura_*/; do ckpts+=(--checkpoint "${d%/}"); done
-    "$PYTHON" benchmarks/memory_ablation.py --data "$WORK/rollouts_heldout/rollouts.safetensors" "${ckpts[@]}" \
+    "$PYTHON" benchmarks/memory_ablation.py --data "$held" "${ckpts[@]}" \
         --instruction-steps "$K" --json "$WORK/results/ablation.json"
 }
 models() {
@@ -203,6 +233,7 @@ pack() {
     cp "$WORK/ckpt/model.safetensors" "$WORK/results/model.safetensors"
     local f files=()
     for f in "$WORK"/ckpt/config.json "$WORK"/ckpt/train.jsonl "$WORK"/features.json "$WORK"/rollouts/rollouts.json \
+        "$WORK"/features_context.json "$WORK"/rollouts/rollouts_context.json \
         "$WORK"/aura/model.safetensors "$WORK"/aura/config.json "$WORK"/aura/train.jsonl \
         "$WORK"/kv/model.safetensors "$WORK"/kv/config.json "$WORK"/kv/train.jsonl \
         "$WORK"/train_aura_*.log "$WORK"/train_kv.log "$WORK"/readout.json \
@@ -222,6 +253,7 @@ step split split_check
 step backbone train_backbone_step
 [ "$USE_FEATURES" = 1 ] && step features features
 [ "$ROLLOUTS" -gt 0 ] && step rollouts rollouts
+[ "$OUTPUT" = context ] && step context context "${SOURCES[@]}"
 step train train
 step check check
 step models models

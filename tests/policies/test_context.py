@@ -101,3 +101,18 @@ def test_cli_context_data_uses_the_recorded_backbone(tiny_ckpt, tmp_path, capsys
     assert json.loads(out.with_suffix(".json").read_text())["backbone_args"]["checkpoint"] == str(tiny_ckpt)
     assert main(["sim", "context-data", "--data", str(data), "--out", str(data)]) == 2
     assert "is --data" in capsys.readouterr().err
+
+
+def test_the_twin_follows_a_visible_instruction_and_the_memory_only_when_blank(tiny_ckpt, make_observation):
+    from aura.layer import AuraMem, AuraMemConfig
+    from sim.libero.arms import ContextActor
+
+    b = make_backbone("libero_vla", {"checkpoint": str(tiny_ckpt), "device": "cpu"})
+    actor = ContextActor(b, AuraMem(AuraMemConfig(d_model=16, d_action=b.spec.d_context, output="context")))
+    seen, remembered = "put the bowl on the plate", b.context("open the drawer")
+    reference = b.twin()
+    for language, context in ((seen, None), ("", remembered)):
+        obs = make_observation(seed=1, language=language)
+        actor.reset(), reference.reset()
+        expected = reference(obs if context is None else {**obs, "context": context})[1]
+        assert np.array_equal(actor.act(obs, remembered), expected)
