@@ -117,7 +117,7 @@ def _memory_d_model(args: argparse.Namespace) -> int | None:
         from aura.baselines.kv import KVAttentionArm
 
         kv = KVAttentionArm.load(args.kv_checkpoint).config  # CheckpointError names the file
-        if kv.d_action != 7:
+        if kv.output == "action" and kv.d_action != 7:
             raise ValueError(
                 f"--kv-checkpoint {args.kv_checkpoint}: a KV arm with d_action={kv.d_action}; LIBERO needs 7"
             )
@@ -131,17 +131,18 @@ def _memory_d_model(args: argparse.Namespace) -> int | None:
 
 
 def _check_context(args: argparse.Namespace, spec) -> None:
-    """An AuraMem that outputs a context (sim.libero.context) needs a backbone taking that many dims."""
-    if not args.checkpoint:
-        return
+    """A memory that outputs a context (sim.libero.context) needs a backbone taking that many dims."""
+    from aura.baselines.kv import KVAttentionArm
     from aura.layer import AuraMem
 
-    config = AuraMem.load(args.checkpoint).config
-    if config.output == "context" and spec.d_context != config.d_action:
-        raise ValueError(
-            f"--checkpoint {args.checkpoint}: outputs a context of {config.d_action} dims, but --backbone "
-            f"{args.backbone} takes {spec.d_context} (spec.d_context; libero_vla's torch backbone takes one)"
-        )
+    for option, path, load in (("--checkpoint", args.checkpoint, AuraMem.load),
+                               ("--kv-checkpoint", args.kv_checkpoint, KVAttentionArm.load)):  # fmt: skip
+        config = load(path).config if path else None
+        if config is not None and config.output == "context" and config.d_action != spec.d_context:
+            raise ValueError(
+                f"{option} {path}: outputs a context of {config.d_action} dims, but --backbone "
+                f"{args.backbone} takes {spec.d_context} (spec.d_context: libero_vla's torch backbone's)"
+            )
 
 
 def _plan(args: argparse.Namespace) -> EvalPlan:

@@ -240,17 +240,23 @@ def _check_init_readout(args: argparse.Namespace, config) -> None:
             )
 
 
-def _kv_model(args: argparse.Namespace, d_model: int, d_action: int):
+def _check_output(path, config, output: str) -> None:
+    if config.output != output:
+        raise ValueError(f"--init {path}: outputs {config.output!r}, the --data {output!r} targets")
+
+
+def _kv_model(args: argparse.Namespace, d_model: int, d_action: int, output: str):
     import torch
 
     from aura.baselines.kv import KVAttentionArm
 
     if args.init:
         model = KVAttentionArm.load(args.init)  # CheckpointError names the file (and an AuraMem format)
+        _check_output(args.init, model.config, output)
         _check_init(args.init, model.config, d_model, d_action)
         return model
     torch.manual_seed(args.seed)
-    return KVAttentionArm(d_model, d_action, d_key=args.d_key, d_val=args.d_val)
+    return KVAttentionArm(d_model, d_action, d_key=args.d_key, d_val=args.d_val, output=output)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -263,10 +269,6 @@ def run(args: argparse.Namespace) -> int:
 
     _check_args(args)
     output = "action" if args.synthetic else data_output(args.data)  # sim.libero.context's header
-    if output == "context" and args.arm == "kv":
-        raise ValueError(
-            "--arm kv: the KV arm trains on action targets; these --data files hold context targets"
-        )
     torch.set_num_threads(args.threads)
     b = Budget()
     batch = args.batch or b.batch
@@ -279,23 +281,15 @@ def run(args: argparse.Namespace) -> int:
         batches, val, test, d_model, d_action, extra = _file_data(args.data, batch, args.seed, args.val_frac)
         loss = args.loss or "mse"
     held_k = args.held_k  # resolved before anything is written to --out
-    output = "action" if args.synthetic else data_output(args.data)  # sim.libero.context's header
-    if output == "context" and args.arm == "kv":
-        raise ValueError(
-            "--arm kv: the KV arm trains on action targets; these --data files hold context targets"
-        )
     if args.held_steps and held_k is None:
         held_k = _data_instruction_steps(args.data)
     if args.arm == "kv":
-        model = _kv_model(args, d_model, d_action)
+        model = _kv_model(args, d_model, d_action, output)
     elif args.init:
         model = AuraMem.load(args.init)
+        _check_output(args.init, model.config, output)
         _check_init(args.init, model.config, d_model, d_action)
         _check_init_readout(args, model.config)
-        if model.config.output != output:
-            raise ValueError(
-                f"--init {args.init}: outputs {model.config.output!r}, the --data {output!r} targets"
-            )
     else:
         torch.manual_seed(args.seed)
         model = AuraMem(

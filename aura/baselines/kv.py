@@ -34,6 +34,7 @@ from aura.checkpoint import (
     save_checkpoint,
 )
 from aura.contract import StateLayout
+from aura.layer_config import OUTPUTS
 
 CHECKPOINT_FORMAT = "aura-kv"
 
@@ -44,9 +45,14 @@ class KVConfig:
     d_action: int
     d_key: int = 32
     d_val: int = 32
+    output: str = "action"  # what d_action outputs: "action" or "context" (AuraMemConfig.output)
 
     def __post_init__(self):
+        if self.output not in OUTPUTS:
+            raise ValueError(f"KVConfig.output must be one of {OUTPUTS}, got {self.output!r}")
         for f in dataclasses.fields(self):
+            if f.name == "output":
+                continue
             value = getattr(self, f.name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"KVConfig.{f.name} must be a positive int, got {value!r}")
@@ -87,9 +93,9 @@ class KVCache:
 
 
 class KVAttentionArm(nn.Module):
-    def __init__(self, d_model: int, d_action: int, d_key: int = 32, d_val: int = 32):
+    def __init__(self, d_model: int, d_action: int, d_key: int = 32, d_val: int = 32, output: str = "action"):
         super().__init__()
-        self.config = KVConfig(d_model, d_action, d_key, d_val)
+        self.config = KVConfig(d_model, d_action, d_key, d_val, output)
         self.d_key, self.d_val = d_key, d_val
         self.qkv = nn.Linear(d_model, 2 * d_key + d_val)
         self.slope_raw = nn.Parameter(torch.tensor(-3.0))
@@ -139,7 +145,10 @@ class KVAttentionArm(nn.Module):
 
     def save(self, path, meta: dict | None = None) -> None:
         """Write ``path/model.safetensors`` and ``path/config.json`` (format ``aura-kv``)."""
-        save_checkpoint(self, dataclasses.asdict(self.config), path, CHECKPOINT_FORMAT, meta)
+        config = dataclasses.asdict(self.config)
+        if self.config.output == "action":  # left out: older code loads an action checkpoint unchanged
+            del config["output"]
+        save_checkpoint(self, config, path, CHECKPOINT_FORMAT, meta)
 
     @classmethod
     def load(cls, path, map_location: str = "cpu") -> KVAttentionArm:
@@ -149,7 +158,7 @@ class KVAttentionArm(nn.Module):
             config = KVConfig(**data)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{Path(path) / CONFIG}: bad config: {exc}") from None
-        model = cls(config.d_model, config.d_action, config.d_key, config.d_val)
+        model = cls(config.d_model, config.d_action, config.d_key, config.d_val, config.output)
         tensors, digest = load_weights(path, model.state_dict(), recorded_weights_sha256(path))
         model.load_state_dict(tensors)
         model.meta, model.weights_sha256 = meta, digest

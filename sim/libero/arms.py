@@ -135,7 +135,7 @@ class ContextActor:
         d_context = int(getattr(backbone.spec, "d_context", 0))
         if d_context != model.config.d_action or not callable(getattr(backbone, "twin", None)):
             raise ValueError(
-                f"--checkpoint: the AuraMem outputs a context of {model.config.d_action} dims, the backbone "
+                f"the {type(model).__name__} outputs a context of {model.config.d_action} dims, the backbone "
                 f"takes {d_context} (spec.d_context; a twin-able torch backbone is needed)"
             )
         self.backbone, self.actor = backbone, backbone.twin()
@@ -153,8 +153,8 @@ class ContextActor:
 
 
 def context_actor(arm: str, backbone, model) -> ContextActor | None:
-    """A :class:`ContextActor` for a memory arm whose AuraMem outputs a context, else None."""
-    if arm in MEMORY_ARMS and getattr(model.config, "output", "action") == "context":
+    """A :class:`ContextActor` for a memory arm (AuraMem or KV) whose model outputs a context, else None."""
+    if (arm in MEMORY_ARMS or arm == "kv") and getattr(model.config, "output", "action") == "context":
         return ContextActor(backbone, model)
     return None
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from aura.baselines.kv import KVAttentionArm, KVConfig
 from aura.layer import AuraMem, AuraMemConfig
 from aura.training.data import save_sequences
 from cli import train as train_cli
@@ -134,5 +135,24 @@ def test_train_on_context_targets_makes_a_context_checkpoint(tmp_path):
     mixed.data = [str(data), str(path)]
     with pytest.raises(ValueError, match="mixes context-target and action-target"):
         train_cli.run(mixed)
-    with pytest.raises(ValueError, match="KV arm trains on action targets"):
-        train_cli.run(_args(data=data, out=tmp_path / "kv", arm="kv", kv_steps=1, quiet=True))
+    with pytest.raises(ValueError, match="outputs 'context', the --data 'action'"):
+        train_cli.run(
+            _args(data=path, out=tmp_path / "again", init=tmp_path / "ck", dense_steps=1, quiet=True)
+        )
+    # the KV arm learns the same context targets (its config says so; the eval conditions the backbone on it)
+    assert train_cli.run(_args(data=data, out=tmp_path / "kv", arm="kv", kv_steps=2, quiet=True)) == 0
+    kv = KVAttentionArm.load(tmp_path / "kv")
+    assert (kv.config.output, kv.config.d_action) == ("context", D_CONTEXT)
+    assert KVConfig(d_model=4, d_action=7) == KVAttentionArm(4, 7).config
+    with pytest.raises(ValueError, match="KVConfig.output"):
+        KVConfig(d_model=4, d_action=7, output="torque")
+    with pytest.raises(ValueError, match="outputs 'context', the --data 'action'"):
+        train_cli.run(
+            _args(data=path, out=tmp_path / "kv2", arm="kv", init=tmp_path / "kv", kv_steps=1, quiet=True)
+        )
+
+
+def test_an_action_kv_checkpoint_is_written_as_before(tmp_path):
+    KVAttentionArm(4, 7).save(tmp_path / "kv")
+    assert "output" not in json.loads((tmp_path / "kv" / "config.json").read_text())["config"]
+    assert KVAttentionArm.load(tmp_path / "kv").config.output == "action"
