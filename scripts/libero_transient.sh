@@ -80,10 +80,18 @@ BETA=${BETA:-0.3}               # the fraction of those episodes the teacher dri
 TEACHER=${TEACHER:-backbone}
 HELDOUT=${HELDOUT:-5}           # held-out rollouts per task for the memory ablation (0: no ablation step)
 DENSE_STEPS=${DENSE_STEPS:-600} # AuraMem phase 1 (every step written)
-# then writes at t < K only (unset: 1000 with OUTPUT=context, where the CPU check fitted at lr 1e-3, else 600): the read-out learns to read the instruction step's
+# then writes at t < K only (unset: 3000 with OUTPUT=context at lr 1e-3, the CPU check's, else 600): the read-out learns to read the instruction step's
 HELD_STEPS=${HELD_STEPS:-}      # write, held (aura train --held-steps; 0: none, the earlier recipe)
 AURA_LR=${AURA_LR:-}            # AuraMem's phase-1 / held lr (unset: 1e-3 with OUTPUT=context, else 3e-4)
-GATE_STEPS=${GATE_STEPS:-200}   # AuraMem phase 2 (the gate in the loop; after a held phase the gate alone)
+# AuraMem phase 2 (the gate in the loop; after a held phase the gate alone), its lr and write cost. Unset with
+# OUTPUT=context: 400 steps at 3e-3, sparsity 0.1 - with the straight-through estimator a kept write's own
+# gradient vanishes once the read-out is fitted to it, so the sparsity term alone pulls p_0 down to tau:
+# at 1.0 the CPU check's p_0 sat at 0.51-0.59 on held-out rollouts and fell under tau on 1 of 8 evaluation
+# episodes of task 0; at 0.1 it is 0.59-0.73, later steps <= 0.40, one write per episode; at 0 it is
+# ~0.9 but later writes appear (up to 5). Else 200 steps at 1e-3, sparsity 1.0 (the panel's)
+GATE_STEPS=${GATE_STEPS:-}
+GATE_LR=${GATE_LR:-}
+SPARSITY=${SPARSITY:-}
 # the KV arm (unset: 3000 steps at 3e-3 with OUTPUT=context, where 600 at 1e-3 left it near the blind base on
 # the CPU check, held-out mse 0.133 vs 0.148, and 3000 at 3e-3 reached 0.0022; else 600 at
 # scripts/make_libero_aura.sh's 3e-5 - the panel trained it at 3e-4)
@@ -98,9 +106,11 @@ DEVICE=${DEVICE:-cuda}
 AURA=${AURA:-aura}
 PYTHON=${PYTHON:-python3}       # the interpreter with this repo's packages (split and check steps)
 case "$OUTPUT" in
-context) READOUT=${READOUT:-linear} HELD_STEPS=${HELD_STEPS:-1000} AURA_LR=${AURA_LR:-1e-3} \
+context) READOUT=${READOUT:-linear} HELD_STEPS=${HELD_STEPS:-3000} AURA_LR=${AURA_LR:-1e-3} \
+    GATE_STEPS=${GATE_STEPS:-400} GATE_LR=${GATE_LR:-3e-3} SPARSITY=${SPARSITY:-0.1} \
     KV_STEPS=${KV_STEPS:-3000} KV_LR=${KV_LR:-3e-3} ;;
 action) READOUT=${READOUT:-auto} HELD_STEPS=${HELD_STEPS:-600} AURA_LR=${AURA_LR:-3e-4} \
+    GATE_STEPS=${GATE_STEPS:-200} GATE_LR=${GATE_LR:-1e-3} SPARSITY=${SPARSITY:-1.0} \
     KV_STEPS=${KV_STEPS:-600} KV_LR=${KV_LR:-3e-5} ;;
 *)
     echo "OUTPUT=$OUTPUT: context or action" >&2
@@ -158,8 +168,8 @@ train_aura() { # READOUT_NAME OUT
     local held=()
     [ "$HELD_STEPS" -gt 0 ] && held=(--held-steps "$HELD_STEPS" --held-k "$K" --gate-only)
     $AURA train "${MEM_DATA[@]}" --out "$2" --readout "$1" "${held[@]}" \
-        --dense-steps "$DENSE_STEPS" --lr "$AURA_LR" --gate-steps "$GATE_STEPS" --gate-lr 1e-3 --batch "$BATCH" \
-        --sparsity 1.0 --budget "$BUDGET" --threads "$TRAIN_THREADS" --seed 0 --quiet
+        --dense-steps "$DENSE_STEPS" --lr "$AURA_LR" --gate-steps "$GATE_STEPS" --gate-lr "$GATE_LR" --batch "$BATCH" \
+        --sparsity "$SPARSITY" --budget "$BUDGET" --threads "$TRAIN_THREADS" --seed 0 --quiet
 }
 train_kv() {
     $AURA train --arm kv "${MEM_DATA[@]}" --out "$WORK/kv" --kv-steps "$KV_STEPS" \
