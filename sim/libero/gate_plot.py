@@ -11,7 +11,10 @@ of that task, one colour per init state:
   grey line (K: the records' ``instruction_steps``, ``aura eval libero --instruction-steps K``; none
   without it);
 * the sub-task boundaries (``subgoal_steps``: the first step each BDDL goal predicate holds) as dotted
-  vertical lines in the episode's colour.
+  vertical lines in the episode's colour;
+* with the variant, when its first ``zoom_steps(K)`` steps are under a quarter of the axis (K = 1 on a
+  520-step episode is one pixel wide), an inset of those steps: the same curves, tau, the grey t < K, and
+  each write as a dot on its curve, so whether the gate wrote at the instruction step can be read off.
 
 At most ``max_tasks`` panels of ``max_inits`` curves each, so the figure stays one bounded page whatever the
 number of episodes. Records without ``gate_probs`` (the other arms, results written before the field) are
@@ -37,6 +40,31 @@ def instruction_steps(records: list[dict]) -> list[int]:
     return sorted({int(r["instruction_steps"]) for r in records if r.get("instruction_steps") is not None})
 
 
+def zoom_steps(k: int) -> int:
+    """How many first steps the inset shows for K instruction steps: max(4 K, 16)."""
+    return max(4 * k, 16)
+
+
+def _zoom(ax, rows: list[dict], k: int, taus: list[float]) -> None:
+    n = zoom_steps(k)
+    ins = ax.inset_axes([0.07, 0.42, 0.22, 0.5])
+    ins.set_gid("zoom")
+    for j, r in enumerate(rows):
+        c = COLOURS[j % len(COLOURS)]
+        p = r["gate_probs"][:n]
+        ins.plot(range(len(p)), p, color=c, linewidth=0.9)
+        wrote = [s for s in r.get("write_steps") or [] if s < len(p)]
+        ins.plot(wrote, [p[s] for s in wrote], "o", color=c, markersize=3)
+    ins.axvspan(-0.5, k - 0.5, color="0.75", alpha=0.5, linewidth=0)
+    for tau in taus:
+        ins.axhline(tau, color="black", linestyle="--", linewidth=0.8)
+    ins.set_xlim(-0.5, n - 0.5)
+    ins.set_ylim(0, 1)
+    ins.set_yticks([0, 0.5, 1])
+    ins.tick_params(labelsize=6)
+    ins.set_title(f"first {n} steps (dots: writes)", fontsize=6)
+
+
 def _panel(ax, task: int, rows: list[dict], total: int) -> None:
     for j, r in enumerate(rows):
         c = COLOURS[j % len(COLOURS)]
@@ -54,9 +82,13 @@ def _panel(ax, task: int, rows: list[dict], total: int) -> None:
         )
         # K = 1 on a 520-step axis shades ~1 px: the span's end is also drawn as a line, visible at any K
         ax.axvline(k - 0.5, color="0.45", linewidth=1.0, gid="instruction_end")
-    for tau in sorted({float(r.get("gate_threshold", 0.5)) for r in rows}):
+    taus = sorted({float(r.get("gate_threshold", 0.5)) for r in rows})
+    for tau in taus:
         ax.axhline(tau, color="black", linestyle="--", linewidth=0.8, label=f"tau {tau:g}")
     horizon = max([len(r["gate_probs"]) for r in rows] + instruction_steps(rows))
+    ks = instruction_steps(rows)
+    if ks and 4 * zoom_steps(ks[0]) <= horizon:
+        _zoom(ax, rows, ks[0], taus)
     ax.set_xlim(-0.5, horizon - 0.5)
     ax.set_ylim(-TICK_ROW * (len(rows) + 1), 1.04)
     ax.set_yticks([0, 0.5, 1])

@@ -91,6 +91,27 @@ def test_gate_plot_is_bounded_and_shades_the_instruction_steps(tmp_path):
     assert instruction_steps([_rec(0, 0, k=3), _rec(0, 1), _rec(0, 2, gated=False)]) == [3]
 
 
+def _zooms(fig) -> list:
+    return [c for ax in fig.axes for c in ax.child_axes if c.get_gid() == "zoom"]
+
+
+def test_a_short_instruction_gets_an_inset_with_the_writes_as_dots():
+    """K = 1 on 520 steps is one pixel of the axis: the inset shows the first 16 steps, a write at t = 0 as a
+    dot on its curve; a K that is already a quarter of the axis (25 of 120 steps) gets none."""
+    fig = gate_prob_figure([_rec(0, i, k=1, steps=520) for i in range(2)])
+    try:
+        (zoom,) = _zooms(fig)
+        assert zoom.get_xlim() == (-0.5, 15.5)
+        dots = [ln for ln in zoom.lines if ln.get_marker() == "o"]
+        assert len(dots) == 2 and all(0 in list(ln.get_xdata()) for ln in dots)  # both wrote at t = 0
+        assert all(y == 0.9 for ln in dots for x, y in zip(ln.get_xdata(), ln.get_ydata()) if x == 0)
+    finally:
+        plt.close(fig)
+    fig = gate_prob_figure([_rec(0, i, k=25) for i in range(2)])
+    assert not _zooms(fig)
+    plt.close(fig)
+
+
 def test_records_without_gate_probs_summarise_with_no_gate_plot(tmp_path):
     old = [_rec(0, i, arm=arm, gated=False) for i in range(2) for arm in ("aura", "base")]  # older results
     assert plot_gate_probs(old, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
