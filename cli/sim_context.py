@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from policies.factory import make_backbone, parse_fields
-    from sim.libero.context import _header, row_languages, write_context_sequences
+    from sim.libero.context import source_settings, write_context_sequences
+    from sim.libero.features import sequence_header
 
     data, out = Path(args.data), Path(args.out)
     if out.resolve() == data.resolve():
@@ -37,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if name is None:
         if not data.is_file():
             raise ValueError(f"--data {data}: no such file")
-        arrays, meta = _header(data)
-        settings = row_languages(data, arrays, meta)[2]
+        settings = source_settings(data, sequence_header(data))  # the header only: the arrays are read once
         name = settings.get("backbone")
         if not name:
             raise ValueError(f"--data {data}: records no backbone; give --backbone")

@@ -195,22 +195,11 @@ def _data_instruction_steps(paths) -> int:
     """The instruction_steps K the --data files were recorded with (their safetensors header, as
     ``aura sim rollouts`` / ``aura sim features --instruction-steps K`` write it): one K for all files, or
     an error naming the file that lacks it or disagrees."""
-    from safetensors import safe_open
-
-    from sim.libero.features import FEATURES_META_KEY
-    from sim.libero.rollouts_io import META_KEY as ROLLOUTS_META_KEY
+    from sim.libero.features import recorded_settings, sequence_header
 
     found = {}
     for path in paths:
-        meta = {}
-        if str(path).endswith(".safetensors"):
-            with safe_open(str(path), "np") as f:
-                meta = f.metadata() or {}
-        k = None
-        for key in (ROLLOUTS_META_KEY, FEATURES_META_KEY):
-            if key in meta:
-                doc = json.loads(meta[key])
-                k = doc.get("args", doc).get("instruction_steps")
+        k = (recorded_settings(sequence_header(path)) or {}).get("instruction_steps")
         if k is None:
             raise ValueError(f"--held-steps: --data {path} records no instruction_steps; give --held-k K")
         found[str(path)] = int(k)

@@ -28,30 +28,46 @@ import numpy as np
 CONTEXT_META_KEY = "aura.context"
 
 
-def _header(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    from safetensors import safe_open
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
 
     try:
-        with safe_open(str(path), "np") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        return load_file(str(path))
     except Exception as err:  # safetensors' own error types
         raise ValueError(f"--data {path}: not a readable safetensors file ({err})") from None
 
 
-def row_languages(path: Path, arrays: dict, meta: dict) -> tuple[list[str], int, dict]:
-    """(the instruction of each row, K, the source's settings) of a rollouts or features file."""
-    from sim.libero.features import FEATURES_META_KEY
+def source_settings(path: Path, meta: dict) -> dict:
+    """The settings a rollouts or features file recorded (``sim.libero.features.recorded_settings``), with
+    the instruction steps K it needs; a ValueError naming the file otherwise."""
+    from sim.libero.features import FEATURES_META_KEY, recorded_settings
+    from sim.libero.rollouts_io import META_KEY as ROLLOUTS_META_KEY
+
+    settings = recorded_settings(meta)
+    if settings is None:
+        raise ValueError(
+            f"--data {path}: no {ROLLOUTS_META_KEY!r} or {FEATURES_META_KEY!r} header (not written by "
+            "`aura sim rollouts` / `aura sim features`)"
+        )
+    if settings.get("instruction_steps") is None:
+        raise ValueError(
+            f"--data {path}: recorded with the instruction always visible (no instruction_steps): "
+            "a context target needs the transient variant's data (--instruction-steps K)"
+        )
+    return settings
+
+
+def row_languages(path: Path, arrays: dict, meta: dict) -> list[str]:
+    """The instruction of each row of a rollouts (``episode_task``) or features (its JSON record) file."""
     from sim.libero.rollouts_io import META_KEY as ROLLOUTS_META_KEY
     from sim.libero.tasks import task_spec
 
     n = arrays["features"].shape[0]
     if ROLLOUTS_META_KEY in meta:
-        settings = json.loads(meta[ROLLOUTS_META_KEY])["args"]
         tasks = [int(t) for t in arrays["episode_task"]]
         names = {t: task_spec(t)[0] for t in set(tasks)}
         languages = [names[t] for t in tasks]
-    elif FEATURES_META_KEY in meta:
-        settings = json.loads(meta[FEATURES_META_KEY])
+    else:
         record_path = path.with_suffix(".json")
         try:
             record = json.loads(record_path.read_text())
@@ -60,37 +76,29 @@ def row_languages(path: Path, arrays: dict, meta: dict) -> tuple[list[str], int,
             raise ValueError(
                 f"--data {path}: its record {record_path} is missing or unreadable ({err})"
             ) from None
-    else:
-        raise ValueError(
-            f"--data {path}: no {ROLLOUTS_META_KEY!r} or {FEATURES_META_KEY!r} header (not written by "
-            "`aura sim rollouts` / `aura sim features`)"
-        )
     if len(languages) != n:
         raise ValueError(f"--data {path}: {len(languages)} languages for {n} rows")
-    k = settings.get("instruction_steps")
-    if k is None:
-        raise ValueError(
-            f"--data {path}: recorded with the instruction always visible (no instruction_steps): "
-            "a context target needs the transient variant's data (--instruction-steps K)"
-        )
-    return languages, int(k), settings
+    return languages
 
 
 def context_sequences(path, backbone) -> tuple[dict[str, np.ndarray], dict[str, str], dict]:
     """The arrays and header of the context-target file of ``path`` (module docstring) and a summary."""
     from sim.libero.env import instruction_at
+    from sim.libero.features import sequence_header
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"--data {path}: no such file")
-    arrays, meta = _header(path)
+    meta = sequence_header(path)
+    settings = source_settings(path, meta)
+    arrays = _arrays(path)
     for name in ("features", "base_actions", "target_actions"):
         if name not in arrays:
             raise ValueError(f"--data {path}: missing array {name!r}")
     d_context = int(getattr(backbone.spec, "d_context", 0))
     if d_context < 1 or not callable(getattr(backbone, "context", None)):
         raise ValueError(f"the backbone takes no context (spec.d_context = {d_context}): nothing to target")
-    languages, k, settings = row_languages(path, arrays, meta)
+    languages, k = row_languages(path, arrays, meta), int(settings["instruction_steps"])
     n, t_max = arrays["features"].shape[:2]
     blank = backbone.context("")
     labelled = np.isfinite(arrays["target_actions"]).all(-1)  # [N, T]
@@ -129,15 +137,9 @@ def write_context_sequences(path, backbone, out) -> dict:
 def data_output(paths) -> str:
     """ "context" if every ``aura train --data`` file carries the ``aura.context`` header, "action" if none
     does; a mix is a ValueError naming the files."""
-    from safetensors import safe_open
+    from sim.libero.features import sequence_header
 
-    kinds = {}
-    for path in paths:
-        meta = {}
-        if str(path).endswith(".safetensors") and Path(path).is_file():
-            with safe_open(str(path), "np") as f:
-                meta = f.metadata() or {}
-        kinds[str(path)] = "context" if CONTEXT_META_KEY in meta else "action"
+    kinds = {str(p): "context" if CONTEXT_META_KEY in sequence_header(p) else "action" for p in paths}
     if len(set(kinds.values())) > 1:
         raise ValueError(f"--data: mixes context-target and action-target files {kinds}")
     return next(iter(kinds.values()), "action")

@@ -20,6 +20,7 @@ base actions are those the deployed policy gets; the targets stay the demonstrat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,34 @@ import numpy as np
 CAMERA_KEYS = {"image": "agentview_rgb", "wrist_image": "eye_in_hand_rgb"}
 # the safetensors header key of `aura sim features` files: JSON with instruction_steps (K or null), backbone
 FEATURES_META_KEY = "aura.features"
+
+
+def sequence_header(path) -> dict[str, str]:
+    """The safetensors header metadata of an ``aura train`` sequence file ({} for HDF5 or a missing file),
+    without reading its arrays."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "np") as f:
+            return dict(f.metadata() or {})
+    except Exception as err:  # safetensors' own error types
+        raise ValueError(f"--data {path}: not a readable safetensors file ({err})") from None
+
+
+def recorded_settings(meta: dict[str, str]) -> dict | None:
+    """The settings an ``aura sim rollouts`` (``aura.rollouts``: its ``args``) or ``aura sim features``
+    (``aura.features``) file recorded in its header ``meta`` (instruction_steps, backbone, its arguments);
+    None for a file neither wrote."""
+    from sim.libero.rollouts_io import META_KEY as ROLLOUTS_META_KEY
+
+    if ROLLOUTS_META_KEY in meta:
+        return json.loads(meta[ROLLOUTS_META_KEY])["args"]
+    if FEATURES_META_KEY in meta:
+        return json.loads(meta[FEATURES_META_KEY])
+    return None
 
 
 def demo_files(demos: Path) -> list[Path]:

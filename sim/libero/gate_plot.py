@@ -76,7 +76,8 @@ def _panel(ax, task: int, rows: list[dict], total: int) -> None:
         for s in r.get("subgoal_steps") or []:
             if s is not None:
                 ax.axvline(s, color=c, linestyle=":", linewidth=1.2)
-    for k in instruction_steps(rows):  # step t occupies [t - 1/2, t + 1/2): t < K is [-1/2, K - 1/2)
+    ks = instruction_steps(rows)
+    for k in ks:  # step t occupies [t - 1/2, t + 1/2): t < K is [-1/2, K - 1/2)
         ax.axvspan(
             -0.5, k - 0.5, color="0.75", alpha=0.5, linewidth=0, gid="instruction", label=f"t < K = {k}"
         )
@@ -85,8 +86,7 @@ def _panel(ax, task: int, rows: list[dict], total: int) -> None:
     taus = sorted({float(r.get("gate_threshold", 0.5)) for r in rows})
     for tau in taus:
         ax.axhline(tau, color="black", linestyle="--", linewidth=0.8, label=f"tau {tau:g}")
-    horizon = max([len(r["gate_probs"]) for r in rows] + instruction_steps(rows))
-    ks = instruction_steps(rows)
+    horizon = max([len(r["gate_probs"]) for r in rows] + ks)
     if ks and 4 * zoom_steps(ks[0]) <= horizon:
         _zoom(ax, rows, ks[0], taus)
     ax.set_xlim(-0.5, horizon - 0.5)
