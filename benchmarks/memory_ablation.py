@@ -66,6 +66,9 @@ def ablate(model: AuraMem, z, base, target, k: int | None, windows=()) -> dict:
         }
         for name, schedule in fixed.items():
             rec[name] = float(action_loss(model.forward_fixed(z, base, schedule).action, target, "mse"))
+        if k is not None:  # the gate's margin: p_t at the instruction steps against the steps after
+            rec["gate_p_instr_min"] = float(out.gate_prob[:, :k].min())
+            rec["gate_p_after_max"] = float(out.gate_prob[:, k:].max()) if t > k else None
     if windows:
         rec["windows"] = windows_table(out.action, base, target, windows)
     return rec
@@ -73,11 +76,13 @@ def ablate(model: AuraMem, z, base, target, k: int | None, windows=()) -> dict:
 
 def windows_table(action, base, target, windows: list[tuple[int, int]]) -> list[dict]:
     """Per window [lo, hi) of supervised steps: translation mse of the base and of ``action`` (the gate's),
-    mean |action - base| (the correction), mean |target - base| (module docstring)."""
+    their mse over every dimension, mean |action - base| (the correction), mean |target - base| (module
+    docstring)."""
     rows = []
     for lo, hi in windows:
         ok = torch.isfinite(target[:, lo:hi]).all(-1)
-        b, a, y = base[:, lo:hi][ok][:, :3], action[:, lo:hi][ok][:, :3], target[:, lo:hi][ok][:, :3]
+        b_all, a_all, y_all = base[:, lo:hi][ok], action[:, lo:hi][ok], target[:, lo:hi][ok]
+        b, a, y = b_all[:, :3], a_all[:, :3], y_all[:, :3]
         if len(y) == 0:
             rows.append(dict(window=[lo, hi], steps=0))
             continue
@@ -87,6 +92,8 @@ def windows_table(action, base, target, windows: list[tuple[int, int]]) -> list[
                 steps=len(y),
                 base_xyz=float(((b - y) ** 2).mean()),
                 gate_xyz=float(((a - y) ** 2).mean()),
+                base_mse=float(((b_all - y_all) ** 2).mean()),
+                gate_mse=float(((a_all - y_all) ** 2).mean()),
                 correction_norm=float((a - b).norm(dim=-1).mean()),
                 needed_norm=float((y - b).norm(dim=-1).mean()),
             )
@@ -171,11 +178,15 @@ def main(argv=None) -> int:
             f"{closed['base']:.0%} (base) / {closed['gate']:.0%} (gate) / {closed['target']:.0%} (target)"
         )
     for path, r in rows.items():
+        if "gate_p_instr_min" in r:
+            after = "-" if r["gate_p_after_max"] is None else f"{r['gate_p_after_max']:.3f}"
+            print(f"{path}: gate p_t at t < K: min {r['gate_p_instr_min']:.3f}; after: max {after}")
         for w in r.get("windows", []):
             if w["steps"]:
                 print(
                     f"{path}: steps {w['window'][0]}-{w['window'][1]}: translation mse base"
-                    f" {w['base_xyz']:.4f} -> gate {w['gate_xyz']:.4f}; |correction|"
+                    f" {w['base_xyz']:.4f} -> gate {w['gate_xyz']:.4f} (all dimensions {w['base_mse']:.4f}"
+                    f" -> {w['gate_mse']:.4f}); |correction|"
                     f" {w['correction_norm']:.3f} of the needed |target - base| {w['needed_norm']:.3f}"
                 )
     if args.json:

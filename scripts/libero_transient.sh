@@ -86,14 +86,14 @@ AURA_LR=${AURA_LR:-}            # AuraMem's phase-1 / held lr (unset: 1e-3 with 
 # AuraMem phase 2 (the gate in the loop; after a held phase the gate alone), its lr and write cost. Unset with
 # OUTPUT=context: 400 steps at 3e-3, sparsity 0.1 - with the straight-through estimator a kept write's own
 # gradient vanishes once the read-out is fitted to it, so the sparsity term alone pulls p_0 down to tau:
-# at 1.0 the CPU check's p_0 sat at 0.51-0.59 on held-out rollouts and fell under tau on 1 of 8 evaluation
-# episodes of task 0; at 0.1 it is 0.59-0.73, later steps <= 0.40, one write per episode; at 0 it is
-# ~0.9 but later writes appear (up to 5). Else 200 steps at 1e-3, sparsity 1.0 (the panel's)
+# at 1.0 the CPU check's p_0 was >= 0.532 on held-out rollouts and fell under tau on 3 of 8 evaluation
+# episodes of task 0; at 0.1 it is >= 0.594, later steps <= 0.399, one write per episode; at 0 it is
+# >= 0.895 but later writes appear (1.88 per sequence). Else 200 steps at 1e-3, sparsity 1.0 (the panel's)
 GATE_STEPS=${GATE_STEPS:-}
 GATE_LR=${GATE_LR:-}
 SPARSITY=${SPARSITY:-}
-# the KV arm (unset: 3000 steps at 3e-3 with OUTPUT=context, where 600 at 1e-3 left it near the blind base on
-# the CPU check, held-out mse 0.133 vs 0.148, and 3000 at 3e-3 reached 0.0022; else 600 at
+# the KV arm (unset: 3000 steps at 3e-3 with OUTPUT=context, where 600 at 1e-3 got halfway on the
+# CPU check, `aura train`'s validation mse 0.073 vs the blind 0.148, and 3000 at 3e-3 reached 0.0022; else 600 at
 # scripts/make_libero_aura.sh's 3e-5 - the panel trained it at 3e-4)
 KV_STEPS=${KV_STEPS:-}
 KV_LR=${KV_LR:-}

@@ -126,10 +126,10 @@ class ContextActor:
     What is observed wins over what is remembered: an instruction given now is followed as given (as a
     robot should follow an operator's latest word), and the memory fills in only what the observation
     lacks. It also keeps the read-after-write of the instruction step out of the action: at t < K the read
-    already holds the write, and the linear read-out, fitted mostly on the blind steps, is off there (mse
-    0.11 at t = 0 against 0.002 after, on the CPU check's held-out rollouts; docs/libero.md). A non-finite
-    c-hat_t is replaced by c_t (``MemoryArm``'s fallback), so the twin then acts on what it sees. A fresh
-    AuraMem (W_c = 0) gives c-hat_t = c_t: the twin's actions are the backbone's own."""
+    already holds the write, and the linear read-out, fitted mostly on the blind steps, is off there
+    (mse 0.108 at t = 0 against 0.0016 from step 8 on the CPU check's held-out rollouts; docs/libero.md).
+    A non-finite c-hat_t is replaced by c_t (``MemoryArm``'s fallback), so the twin then acts on what it
+    sees. A fresh AuraMem (W_c = 0) gives c-hat_t = c_t: the twin's actions are the backbone's own."""
 
     def __init__(self, backbone, model):
         d_context = int(getattr(backbone.spec, "d_context", 0))

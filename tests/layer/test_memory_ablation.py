@@ -64,6 +64,8 @@ def test_schedules_match_the_model_on_fresh_inputs(readout):
         assert rec["gate_writes_per_sequence"] == pytest.approx(float(out.write.sum(1).float().mean()))
         assert rec["none"] == pytest.approx(mse(m(z, base, schedule=never).action), rel=1e-4)
         assert rec["instr"] == pytest.approx(mse(m(z, base, schedule=first2).action), rel=1e-4)
+        assert rec["gate_p_instr_min"] == pytest.approx(float(out.gate_prob[:, :2].min()))
+        assert rec["gate_p_after_max"] == pytest.approx(float(out.gate_prob[:, 2:].max()))
     assert rec["base"] == pytest.approx(mse(base), rel=1e-6)
     # the per-dimension errors average to the overall ones; the gripper shares are of the supervised steps
     assert np.mean(rec["base_per_dim"]) == pytest.approx(rec["base"], rel=1e-5)
@@ -111,6 +113,8 @@ def test_script_table_json_and_errors(tmp_path):
         "base_per_dim",
         "gate_per_dim",
         "gripper_closed",
+        "gate_p_instr_min",
+        "gate_p_after_max",
     }
     bad = subprocess.run(
         [*run, str(tmp_path / "b.safetensors"), "--checkpoint", str(tmp_path / "nope")],
@@ -135,6 +139,9 @@ def test_windows_measure_the_gates_correction_on_fresh_inputs():
         assert row["steps"] == int(ok.sum()) == len(y)  # the NaN tail (steps 10-11) is left out
         assert row["base_xyz"] == pytest.approx(float(((b - y) ** 2).mean()), rel=1e-6)
         assert row["gate_xyz"] == pytest.approx(float(((a - y) ** 2).mean()), rel=1e-6)
+        b_all, a_all, y_all = (x[:, lo:hi][ok] for x in (base, action, target))
+        assert row["base_mse"] == pytest.approx(float(((b_all - y_all) ** 2).mean()), rel=1e-6)
+        assert row["gate_mse"] == pytest.approx(float(((a_all - y_all) ** 2).mean()), rel=1e-6)
         assert row["correction_norm"] == pytest.approx(float((a - b).norm(dim=-1).mean()), rel=1e-6)
         assert row["needed_norm"] == pytest.approx(float((y - b).norm(dim=-1).mean()), rel=1e-6)
     assert mod.windows_table(action, base, target, [(10, 12)]) == [dict(window=[10, 12], steps=0)]

@@ -19,10 +19,20 @@ DATA=(--data $C/t01u_rollouts.safetensors --data $C/h13_rollouts2.safetensors)
 # the same with the gate phase at sparsity 0.1, 400 steps, gate lr 3e-3 (p_0 clears tau with a margin)
 .venv/bin/aura train "${DATA[@]}" --out $C/aura_lin9 --readout linear --dense-steps 300 --held-steps 3000 --lr 1e-3 \
   --gate-only --gate-steps 400 --gate-lr 3e-3 --batch 8 --sparsity 0.1 --budget 0.02 --threads 1 --seed 0 --quiet | tail -1
+# the gate phase's margin (docs/layer.md): sparsity 0, and logistic noise (--estimator gumbel) at sparsity 1.0
+.venv/bin/aura train "${DATA[@]}" --out $C/aura_lin8 --readout linear --dense-steps 300 --held-steps 3000 --lr 1e-3 \
+  --gate-only --gate-steps 400 --gate-lr 3e-3 --batch 8 --sparsity 0 --budget 0.02 --threads 1 --seed 0 --quiet | tail -1
+.venv/bin/aura train "${DATA[@]}" --out $C/aura_lin5 --readout linear --dense-steps 300 --held-steps 3000 --lr 1e-3 \
+  --gate-only --gate-steps 400 --gate-lr 3e-3 --estimator gumbel --batch 8 --sparsity 1.0 --budget 0.02 --threads 1 \
+  --seed 0 --quiet | tail -1
+# the KV arm: 600 steps at 1e-3 (validation mse 0.073), then 3000 at 3e-3 (0.0022), the one evaluated
+.venv/bin/aura train --arm kv "${DATA[@]}" --out $C/kv --kv-steps 600 --lr 1e-3 --batch 8 --threads 1 --seed 0 \
+  --quiet | tail -1
 .venv/bin/aura train --arm kv "${DATA[@]}" --out $C/kv2 --kv-steps 3000 --lr 3e-3 --batch 8 --threads 1 --seed 0 \
   --quiet | tail -1
-.venv/bin/python benchmarks/memory_ablation.py --data $C/t01u_heldout.safetensors --checkpoint $C/aura_lin3 --checkpoint $C/aura_lin9 \
-  --instruction-steps $K --json $D/ablation.json | grep "^|"
+.venv/bin/python benchmarks/memory_ablation.py --data $C/t01u_heldout.safetensors --checkpoint $C/aura_lin3 \
+  --checkpoint $C/aura_lin9 --checkpoint $C/aura_lin8 --checkpoint $C/aura_lin5 --instruction-steps $K \
+  --windows 0-1,1-8,8-300 --json $D/ablation.json | grep -v per-dimension
 EXEC=(--backbone-arg execution=open_loop --backbone-arg n_action_steps=8 --backbone-arg fresh_features=false)
 BB=(--backbone libero_vla --backbone-arg checkpoint=$X/ckpt --backbone-arg device=cpu "${EXEC[@]}" --backbone-arg threads=1)
 .venv/bin/aura eval libero --tasks 0,1 --init-states 0-7 --instruction-steps $K \
