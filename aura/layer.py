@@ -203,12 +203,16 @@ class AuraMem(nn.Module):
         logit = self.gate(sig, zf)
         prob = torch.sigmoid(logit)
         train_gate = self.training and force is None
+        tau = cfg.threshold
+        if train_gate and cfg.train_margin > 0:  # tau + U(-m, m) per sequence and step (AuraMemConfig)
+            u = torch.rand(prob.shape, dtype=prob.dtype, device=prob.device, generator=generator)
+            tau = cfg.threshold + cfg.train_margin * (2 * u - 1)
         if force is not None:
             write = force.to(torch.bool)
         elif train_gate and cfg.estimator == "gumbel":
-            write = torch.sigmoid(logit + logistic_noise(logit.shape, logit, generator)) > cfg.threshold
+            write = torch.sigmoid(logit + logistic_noise(logit.shape, logit, generator)) > tau
         else:
-            write = prob > cfg.threshold
+            write = prob > tau
         if allowed is not None:
             write = write & allowed
         if train_gate:

@@ -31,6 +31,12 @@ class AuraMemConfig:
     rule: str = "gdn2"
     threshold: float = 0.5  # tau: write iff p_t > tau at inference
     estimator: str = "st"  # training: "st" straight-through on p > tau; "gumbel": logistic noise first
+    # Training only: while the gate trains, each sequence and step draws its threshold from
+    # tau + U(-m, m), m = train_margin, so a write the loss needs is only sure with p_t > tau + m and a
+    # harmful one only sure to be skipped with p_t < tau - m: inputs the gate has not seen get that much room
+    # at inference (p_t > tau). Why: with straight-through a kept write's own gradient vanishes once the
+    # read-out fits it, so the write cost alone pulls p_t down to tau (docs/layer.md, "The gate's margin").
+    train_margin: float = 0.0
     gate_hidden: int = 16
     gate_z_features: int = 8
     # Norm guard on each head's S after a write (aura/memory/guard.py: GDN-2 alone gives no bound; an
@@ -73,6 +79,12 @@ class AuraMemConfig:
         if not (isinstance(self.threshold, (int, float)) and 0.0 < float(self.threshold) < 1.0):
             raise ValueError(f"AuraMemConfig.threshold must be in (0, 1), got {self.threshold!r}")
         self.threshold = float(self.threshold)
+        m, room = self.train_margin, min(self.threshold, 1.0 - self.threshold)
+        if not (isinstance(m, (int, float)) and not isinstance(m, bool) and 0.0 <= m < room):
+            raise ValueError(
+                f"AuraMemConfig.train_margin must be in [0, min(tau, 1 - tau)) = [0, {room:g}), got {m!r}"
+            )
+        self.train_margin = float(m)
 
     def to_dict(self) -> dict:
         """The fields as JSON. A default (linear) read-out is left out, so such a checkpoint's config.json
@@ -83,6 +95,8 @@ class AuraMemConfig:
             del d["readout"], d["readout_hidden"]
         if self.output == "action":  # likewise: older code loads an action-output checkpoint unchanged
             del d["output"]
+        if self.train_margin == 0.0:  # and a checkpoint trained without a margin
+            del d["train_margin"]
         return d
 
     @classmethod

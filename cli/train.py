@@ -39,7 +39,7 @@ ARMS = ("aura", "kv")
 # Options that only mean something for AuraMem's memory rule and gate (their defaults when not given).
 _AURA_ONLY = dict(
     dense_steps=None, gate_steps=None, gate_lr=None, sparsity=None, budget=None, heads=1, rule="gdn2",
-    estimator="st", readout=None, readout_hidden=None, held_steps=0, held_k=None,
+    estimator="st", gate_margin=None, readout=None, readout_hidden=None, held_steps=0, held_k=None,
     gate_only=False, gate_start_logit=None,
 )  # fmt: skip
 
@@ -73,6 +73,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--readout-hidden", type=int, default=None, help="--readout mlp: hidden units; unset: 128"
     )
     parser.add_argument("--estimator", default="st", choices=("st", "gumbel"), help="gate gradient estimator")
+    parser.add_argument(
+        "--gate-margin",
+        type=float,
+        default=None,
+        help="phase 2 draws each step's threshold from tau + U(-M, M) while training (inference: p_t > tau):"
+        " needed writes learn p_t > tau + M, harmful ones p_t < tau - M (docs/layer.md, \"The gate's"
+        " margin\"); unset: 0, or --init's",
+    )
     parser.add_argument("--loss", default=None, choices=("ce", "mse"), help="default: ce synthetic, mse data")
     parser.add_argument("--dense-steps", type=int, default=None, help="phase 1 steps (default: bench budget)")
     parser.add_argument("--gate-steps", type=int, default=None, help="phase 2 steps (default: bench budget)")
@@ -135,6 +143,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--kv-steps applies only to --arm kv")
     if args.readout_hidden is not None and (args.readout or "linear") == "linear" and not args.init:
         raise ValueError("--readout-hidden applies only to --readout mlp")
+    if args.gate_margin is not None and not 0.0 <= args.gate_margin < 1.0:
+        raise ValueError(f"--gate-margin must be in [0, min(tau, 1 - tau)), got {args.gate_margin}")
     if args.held_k is not None and args.held_k < 1:
         raise ValueError(f"--held-k must be >= 1, got {args.held_k}")
     if args.held_k is not None and not args.held_steps:
@@ -279,6 +289,9 @@ def run(args: argparse.Namespace) -> int:
         _check_output(args.init, model.config, output)
         _check_init(args.init, model.config, d_model, d_action)
         _check_init_readout(args, model.config)
+        if args.gate_margin is not None:  # a training choice: given, it replaces the checkpoint's
+            model.config.train_margin = args.gate_margin
+            model.config.__post_init__()
     else:
         torch.manual_seed(args.seed)
         model = AuraMem(
@@ -290,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
                 heads=args.heads,
                 rule=args.rule,
                 estimator=args.estimator,
+                train_margin=args.gate_margin or 0.0,
                 readout=args.readout or "linear",
                 readout_hidden=args.readout_hidden or READOUT_HIDDEN,
                 output=output,

@@ -92,6 +92,11 @@ AURA_LR=${AURA_LR:-}            # AuraMem's phase-1 / held lr (unset: 1e-3 with 
 GATE_STEPS=${GATE_STEPS:-}
 GATE_LR=${GATE_LR:-}
 SPARSITY=${SPARSITY:-}
+# the gate phase's threshold drawn from tau + U(-M, M) per step (aura train --gate-margin; unset: 0.2 with
+# OUTPUT=context, else 0): on the CPU check the one write's p_0 went from >= 0.594 to >= 0.740 on held-out
+# rollouts and it wrote once in each of task 0's 8 evaluation episodes, where at margin 0 it missed 2 and
+# wrote 43-45 times in two others (docs/layer.md, "The gate's margin")
+GATE_MARGIN=${GATE_MARGIN:-}
 # the KV arm (unset: 3000 steps at 3e-3 with OUTPUT=context, where 600 at 1e-3 got halfway on the
 # CPU check, `aura train`'s validation mse 0.073 vs the blind 0.148, and 3000 at 3e-3 reached 0.0022; else 600 at
 # scripts/make_libero_aura.sh's 3e-5 - the panel trained it at 3e-4)
@@ -107,10 +112,10 @@ AURA=${AURA:-aura}
 PYTHON=${PYTHON:-python3}       # the interpreter with this repo's packages (split and check steps)
 case "$OUTPUT" in
 context) READOUT=${READOUT:-linear} HELD_STEPS=${HELD_STEPS:-3000} AURA_LR=${AURA_LR:-1e-3} \
-    GATE_STEPS=${GATE_STEPS:-400} GATE_LR=${GATE_LR:-3e-3} SPARSITY=${SPARSITY:-0.1} \
+    GATE_STEPS=${GATE_STEPS:-400} GATE_LR=${GATE_LR:-3e-3} SPARSITY=${SPARSITY:-0.1} GATE_MARGIN=${GATE_MARGIN:-0.2} \
     KV_STEPS=${KV_STEPS:-3000} KV_LR=${KV_LR:-3e-3} ;;
 action) READOUT=${READOUT:-auto} HELD_STEPS=${HELD_STEPS:-600} AURA_LR=${AURA_LR:-3e-4} \
-    GATE_STEPS=${GATE_STEPS:-200} GATE_LR=${GATE_LR:-1e-3} SPARSITY=${SPARSITY:-1.0} \
+    GATE_STEPS=${GATE_STEPS:-200} GATE_LR=${GATE_LR:-1e-3} SPARSITY=${SPARSITY:-1.0} GATE_MARGIN=${GATE_MARGIN:-0} \
     KV_STEPS=${KV_STEPS:-600} KV_LR=${KV_LR:-3e-5} ;;
 *)
     echo "OUTPUT=$OUTPUT: context or action" >&2
@@ -169,7 +174,7 @@ train_aura() { # READOUT_NAME OUT
     [ "$HELD_STEPS" -gt 0 ] && held=(--held-steps "$HELD_STEPS" --held-k "$K" --gate-only)
     $AURA train "${MEM_DATA[@]}" --out "$2" --readout "$1" "${held[@]}" \
         --dense-steps "$DENSE_STEPS" --lr "$AURA_LR" --gate-steps "$GATE_STEPS" --gate-lr "$GATE_LR" --batch "$BATCH" \
-        --sparsity "$SPARSITY" --budget "$BUDGET" --threads "$TRAIN_THREADS" --seed 0 --quiet
+        --sparsity "$SPARSITY" --gate-margin "$GATE_MARGIN" --budget "$BUDGET" --threads "$TRAIN_THREADS" --seed 0 --quiet
 }
 train_kv() {
     $AURA train --arm kv "${MEM_DATA[@]}" --out "$WORK/kv" --kv-steps "$KV_STEPS" \

@@ -176,9 +176,40 @@ def test_gumbel_estimator_is_seeded_and_only_in_training():
     assert torch.equal(m.forward(z, a).write, m.forward(z, a).write)
 
 
+def test_train_margin_draws_each_steps_threshold_only_in_training():
+    """tau + U(-m, m) while training: p_t = 0.55 writes on some steps, 0.75 on all, 0.25 on none (m = 0.2);
+    at inference exactly p_t > tau."""
+    m = _model()
+    m.config.train_margin = 0.2
+    z, a = _inputs(b=4, t=60)
+
+    def writes(p, train, seed=5):
+        with torch.no_grad():
+            m.gate.mlp[2].weight.zero_()
+            m.gate.mlp[2].bias.fill_(torch.logit(torch.tensor(p)).item())
+        m.train(train)
+        return m.forward(z, a, generator=torch.Generator().manual_seed(seed)).write
+
+    mixed = writes(0.55, True).float().mean().item()
+    assert 0.4 < mixed < 0.85  # P(U(0.3, 0.7) < 0.55) = 0.625
+    assert torch.equal(writes(0.55, True), writes(0.55, True))  # seeded by the generator
+    assert not torch.equal(writes(0.55, True), writes(0.55, True, seed=6))
+    assert writes(0.75, True).all() and not writes(0.25, True).any()
+    assert writes(0.55, False).all() and not writes(0.45, False).any()
+
+
+def test_train_margin_is_recorded_only_when_set():
+    assert "train_margin" not in AuraMemConfig(d_model=8).to_dict()
+    d = AuraMemConfig(d_model=8, train_margin=0.2).to_dict()
+    assert d["train_margin"] == 0.2 and AuraMemConfig.from_dict(d).train_margin == 0.2
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
+        dict(d_model=8, train_margin=0.5),
+        dict(d_model=8, train_margin=-0.1),
+        dict(d_model=8, threshold=0.8, train_margin=0.25),
         dict(d_model=0),
         dict(d_model=8, rule="lstm"),
         dict(d_model=8, threshold=1.0),
