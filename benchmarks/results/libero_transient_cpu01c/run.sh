@@ -19,6 +19,10 @@ DATA=(--data $C/t01u_rollouts.safetensors --data $C/h13_rollouts2.safetensors)
 # the same with the gate phase at sparsity 0.1, 400 steps, gate lr 3e-3 (p_0 clears tau with a margin)
 .venv/bin/aura train "${DATA[@]}" --out $C/aura_lin9 --readout linear --dense-steps 300 --held-steps 3000 --lr 1e-3 \
   --gate-only --gate-steps 400 --gate-lr 3e-3 --batch 8 --sparsity 0.1 --budget 0.02 --threads 1 --seed 0 --quiet | tail -1
+# the same with the threshold drawn from tau + U(-0.2, 0.2) while the gate trains (--gate-margin 0.2)
+.venv/bin/aura train "${DATA[@]}" --out $C/aura_j20 --readout linear --dense-steps 300 --held-steps 3000 --lr 1e-3 \
+  --gate-only --gate-steps 400 --gate-lr 3e-3 --batch 8 --sparsity 0.1 --gate-margin 0.2 --budget 0.02 --threads 2 \
+  --seed 0 --quiet | tail -1
 # the gate phase's margin (docs/layer.md): sparsity 0, and logistic noise (--estimator gumbel) at sparsity 1.0
 .venv/bin/aura train "${DATA[@]}" --out $C/aura_lin8 --readout linear --dense-steps 300 --held-steps 3000 --lr 1e-3 \
   --gate-only --gate-steps 400 --gate-lr 3e-3 --batch 8 --sparsity 0 --budget 0.02 --threads 1 --seed 0 --quiet | tail -1
@@ -31,7 +35,7 @@ DATA=(--data $C/t01u_rollouts.safetensors --data $C/h13_rollouts2.safetensors)
 .venv/bin/aura train --arm kv "${DATA[@]}" --out $C/kv2 --kv-steps 3000 --lr 3e-3 --batch 8 --threads 1 --seed 0 \
   --quiet | tail -1
 .venv/bin/python benchmarks/memory_ablation.py --data $C/t01u_heldout.safetensors --checkpoint $C/aura_lin3 \
-  --checkpoint $C/aura_lin9 --checkpoint $C/aura_lin8 --checkpoint $C/aura_lin5 --instruction-steps $K \
+  --checkpoint $C/aura_lin9 --checkpoint $C/aura_j20 --checkpoint $C/aura_lin8 --checkpoint $C/aura_lin5 --instruction-steps $K \
   --windows 0-1,1-8,8-300 --json $D/ablation.json | grep -v per-dimension
 EXEC=(--backbone-arg execution=open_loop --backbone-arg n_action_steps=8 --backbone-arg fresh_features=false)
 BB=(--backbone libero_vla --backbone-arg checkpoint=$X/ckpt --backbone-arg device=cpu "${EXEC[@]}" --backbone-arg threads=1)
@@ -40,5 +44,8 @@ BB=(--backbone libero_vla --backbone-arg checkpoint=$X/ckpt --backbone-arg devic
   grep -E "^\| " | tail -9
 .venv/bin/aura eval libero --tasks 0,1 --init-states 0-7 --instruction-steps $K --arms aura,kv "${BB[@]}" \
   --checkpoint $C/aura_lin9 --kv-checkpoint $C/kv2 --workers 2 --out $C/eval_b | grep -E "^\| " | tail -6
+# the margin-trained gate on task 0 (where aura_lin3 missed the write on init states 2, 5, 6)
+.venv/bin/aura eval libero --tasks 0 --init-states 0-7 --instruction-steps $K --arms aura "${BB[@]}" \
+  --checkpoint $C/aura_j20 --workers 2 --out $C/eval_j20 | grep -E "^\| " | tail -3
 .venv/bin/aura eval libero --tasks 0,1 --init-states 0-7 --arms base "${BB[@]}" --workers 2 --out $C/eval_visible |
   grep -E "^\| " | tail -3
