@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Issue 13's two-goal group (libero_10 tasks 0 and 1, LIVING_ROOM_SCENE2) on the GPU machine: every arm on
+# init states 0-19 of both tasks, the instruction at step 0 only (K = 1), and the visible reference on the
+# same episodes. The checkpoints come from the 2-core CPU (nothing here trains):
+#   ckpt      cpu01u's backbone (benchmarks/results/libero_transient_cpu01u/run.sh: the shipped libero-vla
+#             fine-tuned with --blank-instruction 0.2 on fresh-layout demos of the two tasks)
+#   aura_j20  AuraMem restoring the instruction's context, gate trained with --gate-margin 0.2
+#   kv2       the KV-cache arm on the same context targets (both: libero_transient_cpu01c/run.sh)
+# Run from the repo root after scripts/libero_gpu.sh (docs/libero_gpu.md) with CK=<folder holding ckpt,
+# aura_j20, kv2>; WORK gets eval/ and eval_visible/ and pipeline.status (for scripts/gpu_poll.sh). Both
+# evaluations resume from their episodes.jsonl.
+set -uo pipefail
+CK=${CK:?folder with ckpt, aura_j20 and kv2}
+WORK=${WORK:-/tmp/aura-transient2}
+WORKERS=${WORKERS:-15}
+DEVICE=${DEVICE:-cuda}
+mkdir -p "$WORK"
+echo running >"$WORK/pipeline.status"
+BB=(--backbone libero_vla --backbone-arg "checkpoint=$CK/ckpt" --backbone-arg "device=$DEVICE"
+    --backbone-arg execution=open_loop --backbone-arg n_action_steps=8 --backbone-arg fresh_features=false
+    --backbone-arg threads=1)
+aura eval libero --tasks 0,1 --init-states 0-19 --instruction-steps 1 \
+    --arms base,always,aura,random,periodic,kv,oracle "${BB[@]}" --checkpoint "$CK/aura_j20" \
+    --kv-checkpoint "$CK/kv2" --workers "$WORKERS" --out "$WORK/eval" &&
+    aura eval libero --tasks 0,1 --init-states 0-19 --arms base "${BB[@]}" --workers "$WORKERS" \
+        --out "$WORK/eval_visible"
+rc=$?
+[ $rc = 0 ] && echo done >"$WORK/pipeline.status" || echo "failed $rc" >"$WORK/pipeline.status"
+tar -C "$WORK" -cf "$WORK/results.tar" --exclude='*.mp4' eval eval_visible 2>/dev/null
+exit $rc
