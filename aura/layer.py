@@ -9,6 +9,7 @@ Per step t, from backbone features z_t [B, d_model] and base action a_t^base [B,
 
     candidate   S' = Diag(alpha_t) S_{t-1};  u_t = w_t * v_t - S'^T (b_t * k_t);  S~_t = S' + k_t u_t^T
     gate        p_t = gate(u_t, ..., z_t)  (aura.gate);  write_t = p_t > tau
+                (training with train_margin m: p_t > tau + m (2 U_t - 1), U_t ~ U(0, 1) per sequence and step)
     guard       S~_t <- c_t S~_t, c_t = min(1, max_state_norm / ||S~_t||_F) per head (1 below the bound)
     state       (S_t, aux_t) = (S~_t, w_t * v_t) if write_t else (S_{t-1}, aux_{t-1})   (skipped, not * 0)
     read        r_t = S_t^T (s q_t)          (after the optional write; on a skip r_t = S_{t-1}^T s q_t)
@@ -31,8 +32,8 @@ computed here) and the aux row becomes ``aux``; a journal can replay a write fro
 The sequence API ``forward`` runs the same step core over time (the gate reads S_{t-1}, so the gated
 recurrence is sequential); see docs/layer.md for what is chunked.
 
-The options above (rule, tau, estimator, max_state_norm, readout) are fields of ``AuraMemConfig``, defined
-in ``aura/layer_config.py`` with the state's layout and size, and re-exported here.
+The options above (rule, tau, estimator, train_margin, max_state_norm, readout) are fields of
+``AuraMemConfig``, defined in ``aura/layer_config.py`` with the state's layout and size, and re-exported here.
 """
 
 from __future__ import annotations
