@@ -9,6 +9,10 @@
 # Run from the repo root after scripts/libero_gpu.sh (docs/libero_gpu.md) with CK=<folder holding ckpt,
 # aura_j20, kv2>; WORK gets eval/ and eval_visible/ and pipeline.status (for scripts/gpu_poll.sh). Both
 # evaluations resume from their episodes.jsonl.
+# What ran (2026-12-07, one H100 machine, 16 cores; 347 s + 79 s): CK=/tmp/h13c holding this folder's
+# aura_j20/ and kv2/ (weights shipped here) and cpu01u's backbone, model.safetensors sha256 ff6c6bb6...a577c
+# (11 MB, not shipped: /tmp/t01u/ckpt from libero_transient_cpu01u/run.sh), carried in a device call and
+# polled with scripts/gpu_poll.sh; eval/, eval_visible/ and pipeline.log are what came back.
 set -uo pipefail
 CK=${CK:?folder with ckpt, aura_j20 and kv2}
 WORK=${WORK:-/tmp/aura-transient2}
