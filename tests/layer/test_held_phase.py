@@ -93,3 +93,29 @@ def test_the_written_steps_come_from_the_data_or_a_clear_error(tmp_path):
         train_cli.run(both)
     assert train_cli.run(_args(data=other, held_steps=1, **common)) == 0
     assert AuraMem.load(tmp_path / "ck").meta["training"]["held_k"] == 3
+
+
+def test_gate_margin_widens_the_goal_steps_margin(tmp_path):
+    """--gate-margin 0.2 (threshold tau + U(-0.2, 0.2) while the gate trains): on held-out sequences every
+    goal step is written with p_0 well over tau, where the same recipe without it leaves p_0 at tau's edge."""
+    z, base, target = _goal_at_first_step(96, 24, 8, seed=0)
+    data = tmp_path / "goal.safetensors"
+    save_sequences(data, z, base, target, metadata={"aura.features": json.dumps({"instruction_steps": 1})})
+    zt, bt, _ = (torch.from_numpy(x) for x in _goal_at_first_step(64, 24, 8, seed=1))
+    p0, writes = {}, {}
+    for margin in (0.0, 0.2):
+        out_dir = tmp_path / f"ck{margin}"
+        args = _args(
+            data=data, out=out_dir, d_key=8, d_val=8, dense_steps=60, held_steps=200, gate_steps=200,
+            gate_only=True, lr=1e-2, gate_lr=1e-2, batch=16, sparsity=0.1, budget=0.1, gate_margin=margin,
+            quiet=True,
+        )  # fmt: skip
+        assert train_cli.run(args) == 0
+        m = AuraMem.load(out_dir)
+        assert m.config.train_margin == margin
+        with torch.no_grad():
+            out = m.eval()(zt, bt)
+        p0[margin], writes[margin] = out.gate_prob[:, 0].min().item(), out.write.float()
+    assert writes[0.2][:, 0].all() and p0[0.2] > 0.6, p0
+    assert p0[0.2] > p0[0.0] + 0.1, p0
+    assert writes[0.2][:, 1:].sum(1).mean() < 0.5, writes[0.2].sum(1)
