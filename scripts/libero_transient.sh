@@ -94,8 +94,8 @@ GATE_LR=${GATE_LR:-}
 SPARSITY=${SPARSITY:-}
 # the gate phase's threshold drawn from tau + U(-M, M) per step (aura train --gate-margin; unset: 0.2 with
 # OUTPUT=context, else 0): on the CPU check the one write's p_0 went from >= 0.594 to >= 0.740 on held-out
-# rollouts and it wrote once in each of task 0's 8 evaluation episodes, where at margin 0 it missed 2 and
-# wrote 43-45 times in two others (docs/layer.md, "The gate's margin")
+# rollouts and it wrote once in each of task 0's 8 evaluation episodes, where at margin 0 it missed the
+# t = 0 write in 3 and wrote 43-45 times in two others (docs/layer.md, "The gate's margin")
 GATE_MARGIN=${GATE_MARGIN:-}
 # the KV arm (unset: 3000 steps at 3e-3 with OUTPUT=context, where 600 at 1e-3 got halfway on the
 # CPU check, `aura train`'s validation mse 0.073 vs the blind 0.148, and 3000 at 3e-3 reached 0.0022; else 600 at
