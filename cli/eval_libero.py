@@ -97,17 +97,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary-only", action="store_true", help="only rebuild the summary from OUT")
 
 
-def _memory_d_model(args: argparse.Namespace) -> int | None:
-    """The checkpoint's d_model, after loading it here, in the main process, before any worker starts.
+def _memory_d_model(args: argparse.Namespace) -> tuple[int | None, list[tuple[str, str, object]]]:
+    """The checkpoints' d_model and their (option, path, config)s, after loading them here, in the main
+    process, before any worker starts.
 
     A missing, corrupt (weights_sha256 mismatch) or mis-sized checkpoint is one error line, not a crash
     in every worker of every episode.
     """
-    d_model = args.d_model
+    d_model, loaded = args.d_model, []
     if args.checkpoint:
         from aura.layer import AuraMem
 
         config = AuraMem.load(args.checkpoint).config  # CheckpointError names the file
+        loaded.append(("--checkpoint", args.checkpoint, config))
         if config.output == "action" and config.d_action != 7:
             raise ValueError(
                 f"--checkpoint {args.checkpoint}: an AuraMem with d_action={config.d_action}; LIBERO needs 7"
@@ -117,6 +119,7 @@ def _memory_d_model(args: argparse.Namespace) -> int | None:
         from aura.baselines.kv import KVAttentionArm
 
         kv = KVAttentionArm.load(args.kv_checkpoint).config  # CheckpointError names the file
+        loaded.append(("--kv-checkpoint", args.kv_checkpoint, kv))
         if kv.output == "action" and kv.d_action != 7:
             raise ValueError(
                 f"--kv-checkpoint {args.kv_checkpoint}: a KV arm with d_action={kv.d_action}; LIBERO needs 7"
@@ -127,18 +130,14 @@ def _memory_d_model(args: argparse.Namespace) -> int | None:
                 f"--kv-checkpoint {args.kv_checkpoint}: d_model={kv.d_model}, but {source} gives {d_model}"
             )
         d_model = kv.d_model
-    return d_model
+    return d_model, loaded
 
 
-def _check_context(args: argparse.Namespace, spec) -> None:
-    """A memory that outputs a context (sim.libero.context) needs a backbone taking that many dims."""
-    from aura.baselines.kv import KVAttentionArm
-    from aura.layer import AuraMem
-
-    for option, path, load in (("--checkpoint", args.checkpoint, AuraMem.load),
-                               ("--kv-checkpoint", args.kv_checkpoint, KVAttentionArm.load)):  # fmt: skip
-        config = load(path).config if path else None
-        if config is not None and config.output == "context" and config.d_action != spec.d_context:
+def _check_context(args: argparse.Namespace, spec, loaded) -> None:
+    """A memory that outputs a context (sim.libero.context) needs a backbone taking that many dims;
+    ``loaded``: ``_memory_d_model``'s (option, path, config)s."""
+    for option, path, config in loaded:
+        if config.output == "context" and config.d_action != spec.d_context:
             raise ValueError(
                 f"{option} {path}: outputs a context of {config.d_action} dims, but --backbone "
                 f"{args.backbone} takes {spec.d_context} (spec.d_context: libero_vla's torch backbone's)"
@@ -178,7 +177,7 @@ def _plan(args: argparse.Namespace) -> EvalPlan:
 
         flash = asdict(FlashConfig.from_json(args.flash_config))  # errors name the file
     fields = parse_fields(args.backbone_arg)
-    d_model = _memory_d_model(args)
+    d_model, loaded = _memory_d_model(args)
     defaults = {"seed": args.seed} | ({"d_model": d_model} if d_model else {})
     spec = make_backbone(args.backbone, fields, defaults=defaults).spec
     if d_model is not None and arms != ["base"] and spec.d_model != d_model:
@@ -192,7 +191,7 @@ def _plan(args: argparse.Namespace) -> EvalPlan:
         )
     if spec.d_action != 7:
         raise ValueError(f"--backbone {args.backbone} gives d_action={spec.d_action}; LIBERO needs 7")
-    _check_context(args, spec)
+    _check_context(args, spec, loaded)
     cams = tuple(c for c in args.cameras.split(",") if c) if args.cameras is not None else spec.cameras
     if any(c not in CAMERAS for c in cams):
         raise ValueError(f"--cameras must be among {list(CAMERAS)}, got {args.cameras!r}")

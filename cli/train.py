@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from aura.contract import RULES
@@ -144,7 +144,8 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.readout_hidden is not None and (args.readout or "linear") == "linear" and not args.init:
         raise ValueError("--readout-hidden applies only to --readout mlp")
     if args.gate_margin is not None and not 0.0 <= args.gate_margin < 1.0:
-        raise ValueError(f"--gate-margin must be in [0, min(tau, 1 - tau)), got {args.gate_margin}")
+        # the exact bound, under min(tau, 1 - tau), is AuraMemConfig.train_margin's own check
+        raise ValueError(f"--gate-margin must be in [0, 1), got {args.gate_margin}")
     if args.held_k is not None and args.held_k < 1:
         raise ValueError(f"--held-k must be >= 1, got {args.held_k}")
     if args.held_k is not None and not args.held_steps:
@@ -290,8 +291,7 @@ def run(args: argparse.Namespace) -> int:
         _check_init(args.init, model.config, d_model, d_action)
         _check_init_readout(args, model.config)
         if args.gate_margin is not None:  # a training choice: given, it replaces the checkpoint's
-            model.config.train_margin = args.gate_margin
-            model.config.__post_init__()
+            model.config = replace(model.config, train_margin=args.gate_margin)  # validated again
     else:
         torch.manual_seed(args.seed)
         model = AuraMem(

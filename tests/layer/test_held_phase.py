@@ -119,3 +119,17 @@ def test_gate_margin_widens_the_goal_steps_margin(tmp_path):
     assert writes[0.2][:, 0].all() and p0[0.2] > 0.6, p0
     assert p0[0.2] > p0[0.0] + 0.1, p0
     assert writes[0.2][:, 1:].sum(1).mean() < 0.5, writes[0.2].sum(1)
+
+
+def test_gate_margin_given_with_init_replaces_the_checkpoints(tmp_path):
+    z, base, target = _goal_at_first_step(8, 6, 4, seed=3)
+    data = tmp_path / "goal.safetensors"
+    save_sequences(data, z, base, target)
+    common = dict(data=data, d_key=4, d_val=4, dense_steps=1, gate_steps=1, batch=4, quiet=True)
+    assert train_cli.run(_args(out=tmp_path / "a", gate_margin=0.1, **common)) == 0
+    assert train_cli.run(_args(out=tmp_path / "b", init=tmp_path / "a", **common)) == 0
+    assert AuraMem.load(tmp_path / "b").config.train_margin == 0.1  # not given: the checkpoint's
+    assert train_cli.run(_args(out=tmp_path / "c", init=tmp_path / "a", gate_margin=0.3, **common)) == 0
+    assert AuraMem.load(tmp_path / "c").config.train_margin == 0.3
+    with pytest.raises(ValueError, match="train_margin"):
+        train_cli.run(_args(out=tmp_path / "d", init=tmp_path / "a", gate_margin=0.5, **common))
