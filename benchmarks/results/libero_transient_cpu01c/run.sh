@@ -47,5 +47,17 @@ BB=(--backbone libero_vla --backbone-arg checkpoint=$X/ckpt --backbone-arg devic
 # the margin-trained gate on task 0 (where aura_lin3 missed the write on init states 2, 5, 6)
 .venv/bin/aura eval libero --tasks 0 --init-states 0-7 --instruction-steps $K --arms aura "${BB[@]}" \
   --checkpoint $C/aura_j20 --workers 2 --out $C/eval_j20 | grep -E "^\| " | tail -3
+# init states 8-19 of the margin-trained gate, the blind base and the oracle, here on the CPU: the same
+# episodes as the GPU machine's (libero_transient_gpu01), compared pairwise with benchmarks/paired_libero.py
+# (docs/libero.md); random/periodic/kv/always at 8-19 were started after it and stopped once the GPU table
+# came back, so they are not in eval_8_19/
+.venv/bin/aura eval libero --tasks 0,1 --init-states 8-19 --instruction-steps $K --arms aura,base,oracle "${BB[@]}" \
+  --checkpoint $C/aura_j20 --workers 2 --out $C/eval_8_19 | grep -E "^\| " | tail -3
+for a in aura base oracle; do
+  .venv/bin/python benchmarks/paired_libero.py $C/eval_8_19/episodes.jsonl:$a \
+    benchmarks/results/libero_transient_gpu01/eval/episodes.jsonl:$a | tail -1
+done
+.venv/bin/python benchmarks/gate_writes.py $C/eval_j20/episodes.jsonl
+.venv/bin/python benchmarks/gate_writes.py $C/eval_b/episodes.jsonl:aura
 .venv/bin/aura eval libero --tasks 0,1 --init-states 0-7 --arms base "${BB[@]}" --workers 2 --out $C/eval_visible |
   grep -E "^\| " | tail -3
