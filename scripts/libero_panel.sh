@@ -3,12 +3,16 @@
 # (GPU machine) or on a machine with `bash scripts/setup.sh` (tiny sizes, for a smoke run):
 #   rollouts  closed-loop backbone episodes on fresh layouts, the scripted expert labelling every visited
 #             state (aura sim rollouts; never the 50 fixed init states)
-#   or, with DEMOS_PER_TASK=N: demos (N fresh-layout expert demos per task), split (none on a fixed init
-#             state) and features (the backbone over them, aura sim features): the arms' data. The 2-core
-#             CPU's 31 demos were too few - the correction generalised worse than none (docs/libero.md)
+#   or, with DEMOS_PER_TASK=N: demos (N fresh-layout expert demos per task, placement seeds from DEMO_SEED=1:
+#             layouts the backbone never trained on, so its base action errs there as it does when deployed),
+#             split (none on a fixed init state) and features (the backbone over them, aura sim features,
+#             one process per demo file, FEATURE_JOBS at a time): the arms' data. The 2-core CPU's 31 demos
+#             were too few - the correction generalised worse than none (docs/libero.md)
 #   train     AuraMem (dense phase, then the gate in the loop: action error + sparsity + write budget) and
 #             the KV-cache arm on the same sequences, in parallel (aura train, aura train --arm kv)
 #   check     the arms' held-out action error against the base action's (stops if worse by > 1 %)
+#   models    results/models.tar: both checkpoints, their logs and the data records, packed before the
+#             panel so that a device call can bring them back even if the session ends during the panel
 #   panel     base, always, aura, random, periodic (at AURA's budget), kv on the same (task, init, seed)
 #             (aura eval libero: Wilson intervals, journal / dense / KV bytes, pages, lifetime, ratios,
 #             write_positions.png)
@@ -38,14 +42,20 @@ mkdir -p "$WORK/results"
 . scripts/lib/steps.sh
 echo running >"$WORK/pipeline.status"
 # the backbone's chunk execution (policies/libero_vla); the shipped panel (README) ran EXECUTION=ensemble,
-# the default before open-loop chunks measured better (docs/libero_vla.md)
+# the default before open-loop chunks measured better (docs/libero_vla.md). FRESH_FEATURES=false (open-loop
+# only): the network runs once per chunk of 8 and z_t is the planning step's, held - the memory still steps
+# at every control step; the same in the features and the panel, ~1.5x the env-steps/s (docs/libero.md)
 EXECUTION=${EXECUTION:-open_loop}
+FRESH_FEATURES=${FRESH_FEATURES:-true}
 BB=(--backbone libero_vla --backbone-arg "checkpoint=$BACKBONE_CKPT" --backbone-arg "device=$DEVICE"
     --backbone-arg threads=1 --backbone-arg "execution=$EXECUTION")
+[ "$EXECUTION" = open_loop ] && BB+=(--backbone-arg "fresh_features=$FRESH_FEATURES")
 DEMOS_PER_TASK=${DEMOS_PER_TASK:-0} # > 0: demos -> split -> features instead of the rollouts (above)
 TRIES_PER_JOB=${TRIES_PER_JOB:-6} # demo episodes per job (one file each)
+DEMO_SEED=${DEMO_SEED:-1}         # placement seeds' base: 0 would be the backbone's own training layouts
+FEATURE_JOBS=${FEATURE_JOBS:-10}  # aura sim features processes at a time (one per demo file)
 if [ "$DEMOS_PER_TASK" -gt 0 ]; then
-    DATA=${DATA:-$WORK/features.safetensors}
+    DATA=${DATA:-$WORK/features/task*.safetensors} # a glob or a space-separated list, expanded at training
 else
     DATA=${DATA:-$WORK/rollouts/rollouts.safetensors} # or demo features (aura sim features)
 fi
@@ -65,19 +75,43 @@ KV_DIR=${KV_CKPT:-$WORK/kv}
 
 rollouts() {
     $AURA sim rollouts --tasks "$TASKS" --per-task "$ROLLOUTS" --backbone libero_vla --checkpoint "$BACKBONE_CKPT" \
-        --backbone-arg "device=$DEVICE" --backbone-arg threads=1 --backbone-arg "execution=$EXECUTION" \
-        --max-steps "$MAX_STEPS" --workers "$WORKERS" --out "$WORK/rollouts" --quiet
+        "${BB[@]:4}" --max-steps "$MAX_STEPS" --workers "$WORKERS" --out "$WORK/rollouts" --quiet
 }
 demos() { PER_TASK=$DEMOS_PER_TASK demos_step; }
 features() {
-    $AURA sim features --demos "$WORK/demos" "${BB[@]}" --out "$WORK/features.safetensors" --quiet
+    local f t pids=() rc=0
+    mkdir -p "$WORK/features"
+    for f in "$WORK"/demos/task*_demo.hdf5; do
+        t=$(basename "$f" _demo.hdf5)
+        [ -e "$WORK/features/$t.json" ] && continue # resumed: this task's file was written
+        while [ "$(jobs -rp | wc -l)" -ge "$FEATURE_JOBS" ]; do sleep 1; done
+        $AURA sim features --demos "$f" "${BB[@]}" --out "$WORK/features/$t.safetensors" --quiet \
+            >"$WORK/features/$t.log" 2>&1 &
+        pids+=($!)
+    done
+    for t in "${pids[@]}"; do wait "$t" || rc=1; done
+    cat "$WORK"/features/*.log
+    return $rc
+}
+# the --data options of the two trainings ($DATA unquoted on purpose: a glob or a list)
+data_args() {
+    local f
+    # shellcheck disable=SC2086
+    for f in $DATA; do
+        [ -e "$f" ] || { echo "DATA: no such file $f" >&2; return 1; }
+        printf -- '--data\n%s\n' "$f"
+    done
 }
 train_aura() {
-    $AURA train --data "$DATA" --out "$WORK/aura" --dense-steps "$DENSE_STEPS" --lr 3e-4 --gate-steps "$GATE_STEPS" \
+    local data
+    mapfile -t data < <(data_args) && [ ${#data[@]} -gt 0 ] || return 1
+    $AURA train "${data[@]}" --out "$WORK/aura" --dense-steps "$DENSE_STEPS" --lr 3e-4 --gate-steps "$GATE_STEPS" \
         --gate-lr 1e-3 --batch 16 --sparsity 1.0 --budget "$BUDGET" --threads "$TRAIN_THREADS" --seed 0 --quiet
 }
 train_kv() {
-    $AURA train --arm kv --data "$DATA" --out "$WORK/kv" --kv-steps "$KV_STEPS" --lr 3e-4 --batch 16 \
+    local data
+    mapfile -t data < <(data_args) && [ ${#data[@]} -gt 0 ] || return 1
+    $AURA train --arm kv "${data[@]}" --out "$WORK/kv" --kv-steps "$KV_STEPS" --lr 3e-4 --batch 16 \
         --threads "$TRAIN_THREADS" --seed 0 --quiet
 }
 train() {
@@ -118,15 +152,29 @@ videos() {
     $AURA eval libero --tasks "$VIDEO_TASKS" --init-states 0 --arms aura "${BB[@]}" --checkpoint "$AURA_DIR" \
         --max-steps "$MAX_STEPS" --workers 3 --video 1 --out "$WORK/panel_videos"
 }
+# the files that say what the arms were trained on, and the arms (relative to WORK)
+trained_files() {
+    local f
+    for f in "$WORK"/rollouts/rollouts.json "$WORK"/aura/model.safetensors "$WORK"/aura/config.json \
+        "$WORK"/aura/train.jsonl "$WORK"/kv/model.safetensors "$WORK"/kv/config.json "$WORK"/kv/train.jsonl \
+        "$WORK"/train_aura.log "$WORK"/train_kv.log "$WORK"/features/*.json "$WORK"/results/demos.json \
+        "$WORK"/results/split.json; do
+        [ -e "$f" ] && echo "${f#"$WORK"/}"
+    done
+}
+models() {
+    local files
+    mapfile -t files < <(trained_files)
+    [ ${#files[@]} -gt 0 ] || { log "models: nothing trained here (AURA_CKPT / KV_CKPT)"; return 0; }
+    tar -C "$WORK" -cf "$WORK/results/models.tar" "${files[@]}" && ls -la "$WORK/results/models.tar"
+}
 pack() {
     local f files=()
     for f in "$WORK"/panel/summary.json "$WORK"/panel/summary.md "$WORK"/panel/config.json "$WORK"/panel/*.png \
-        "$WORK"/panel/episodes*.jsonl "$WORK"/rollouts/rollouts.json "$WORK"/aura/model.safetensors \
-        "$WORK"/aura/config.json "$WORK"/aura/train.jsonl "$WORK"/kv/model.safetensors "$WORK"/kv/config.json \
-        "$WORK"/kv/train.jsonl "$WORK"/train_aura.log "$WORK"/train_kv.log "$WORK"/features.json \
-        "$WORK"/results/demos.json "$WORK"/results/split.json; do
+        "$WORK"/panel/episodes*.jsonl; do
         [ -e "$f" ] && files+=("${f#"$WORK"/}")
     done
+    mapfile -t -O "${#files[@]}" files < <(trained_files)
     tar -C "$WORK" -cf "$WORK/results/results.tar" "${files[@]}" || return 1
     if [ -d "$WORK/panel_videos/videos" ]; then
         tar -C "$WORK/panel_videos" -cf "$WORK/results/videos.tar" videos || return 1
@@ -146,6 +194,7 @@ else
     step train train
 fi
 step check check
+step models models
 step panel panel
 step videos videos
 step pack pack

@@ -26,12 +26,13 @@ step() {
 # record_demos OUT PER_TASK TRIES: fresh-placement expert demos of $TASKS at the backbone's 128 px on
 # $WORKERS processes, as the GPU pipelines record them; $TASK_DEMOS (optional, e.g. "7-9=90 4=70") gives
 # some tasks more. Exit 1 of `aura sim demos` (a task kept fewer demos than asked) is not a failure: train
-# on what there is, OUT/demos.json says so.
+# on what there is, OUT/demos.json says so. $DEMO_SEED (default 0, the backbone's demos) is the base of the
+# placement seeds: another value records layouts the backbone never trained on.
 record_demos() {
     local overrides=() item
     for item in ${TASK_DEMOS:-}; do overrides+=(--task-demos "$item"); done
     $AURA sim demos --tasks "$TASKS" --per-task "$2" "${overrides[@]}" --tries-per-job "$3" \
-        --workers "$WORKERS" --placements fresh --first-pass cameras --image-size 128 --out "$1"
+        --seed "${DEMO_SEED:-0}" --workers "$WORKERS" --placements fresh --first-pass cameras --image-size 128 --out "$1"
     [ $? -le 1 ]
 }
 
