@@ -24,14 +24,21 @@ torch) copies every task of :data:`SUITES` into the LIBERO config folder:
 :func:`task_spec` reads them with numpy and json only, so ``LiberoEnv`` (and ``aura run --env libero:...``)
 runs in a process that never imports torch. A missing table, or one of an older format, is written on first
 use (that one call imports torch); a table whose source files changed since is rewritten by
-``aura sim install``. The 50 fixed init states of every task are its evaluation set, never training data.
+``aura sim install``. Writing is safe from many processes at once (a pool of env workers on a fresh
+machine all reach the first use together): an exclusive ``flock`` on ``libero_tasks.json.lock`` lets one
+write, each file goes in whole (temp file, fsync, rename), and a process that waited for the lock reads the
+table the first one wrote instead of writing it again. The 50 fixed init states of every task are its
+evaluation set, never training data.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,10 +119,49 @@ def _sha256(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def write_table(cfg: Path | None = None, log=print) -> Path:
+@contextmanager
+def _locked(path: Path):
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) while the block runs."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        yield
+
+
+def _usable(cfg: Path) -> bool:
+    """A table of this format and these suites, next to an init-state file (no hashing)."""
+    try:
+        doc = json.loads((cfg / TABLE).read_text())
+    except (OSError, ValueError):
+        return False
+    return doc.get("format") == FORMAT and doc.get("suites") == SUITES and (cfg / STATES).is_file()
+
+
+def write_table(cfg: Path | None = None, log=print, force: bool = True) -> Path:
     """Copy the task table and init states of every suite in :data:`SUITES` out of LIBERO's benchmark
-    (imports torch); returns the JSON path."""
+    (imports torch); returns the JSON path. Under the table's lock (module docstring); ``force=False``
+    leaves a usable table that another process wrote while this one waited."""
+    from deploy.runtime.journal import replace_file
+
     cfg = cfg or config_dir()
+    cfg.mkdir(parents=True, exist_ok=True)
+    with _locked(cfg / (TABLE + ".lock")):
+        if not force and _usable(cfg):
+            _CACHE.clear()
+            return cfg / TABLE
+        tasks, states = _collect()
+        buf = io.BytesIO()
+        np.savez(buf, **states)
+        replace_file(cfg / STATES, buf.getvalue())
+        doc = dict(format=FORMAT, suites=SUITES, tasks=tasks, states_sha256=_sha256(str(cfg / STATES)))
+        replace_file(cfg / TABLE, json.dumps(doc, indent=1).encode())
+    _CACHE.clear()
+    log(f"[sim install] task table: {cfg / TABLE} (+ {STATES}, {len(tasks)} tasks of {', '.join(SUITES)})")
+    return cfg / TABLE
+
+
+def _collect() -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Every task of :data:`SUITES` from LIBERO's benchmark: the table's entries and ``task{id}`` -> init
+    states."""
     ensure_libero()
     from libero.libero import benchmark, get_libero_path
 
@@ -142,16 +188,7 @@ def write_table(cfg: Path | None = None, log=print) -> Path:
                     init_states=len(states[f"task{tid}"]),
                 )
             )
-    cfg.mkdir(parents=True, exist_ok=True)
-    tmp = cfg / (STATES + ".tmp.npz")
-    np.savez(tmp, **states)
-    os.replace(tmp, cfg / STATES)
-    doc = dict(format=FORMAT, suites=SUITES, tasks=tasks, states_sha256=_sha256(str(cfg / STATES)))
-    (cfg / (TABLE + ".tmp")).write_text(json.dumps(doc, indent=1))
-    os.replace(cfg / (TABLE + ".tmp"), cfg / TABLE)
-    _CACHE.clear()
-    log(f"[sim install] task table: {cfg / TABLE} (+ {STATES}, {len(tasks)} tasks of {', '.join(SUITES)})")
-    return cfg / TABLE
+    return tasks, states
 
 
 def table_current(cfg: Path | None = None) -> bool:
@@ -185,13 +222,9 @@ def _table() -> dict[int, dict]:
     cfg = config_dir()
     if "tasks" in _CACHE and _CACHE.get("cfg") == cfg:
         return _CACHE["tasks"]
-    try:
-        doc = json.loads((cfg / TABLE).read_text()) if (cfg / TABLE).is_file() else {}
-    except (OSError, ValueError):
-        doc = {}
-    if doc.get("format") != FORMAT or doc.get("suites") != SUITES or not (cfg / STATES).is_file():
-        write_table(cfg)
-        doc = json.loads((cfg / TABLE).read_text())
+    if not _usable(cfg):
+        write_table(cfg, force=False)  # many workers may get here at once: one writes, the rest read it
+    doc = json.loads((cfg / TABLE).read_text())
     try:
         tasks = {int(t["task"]): t for t in doc["tasks"]}
     except (KeyError, TypeError, ValueError) as err:
