@@ -12,6 +12,18 @@
 # defaults to 3e-5, so the from-scratch line runs through. The session's device time ended after 790 of the
 # 3,000 episodes (init states 0-12, init-state-major); models/ and episodes.jsonl are what came back.
 #
+# The device calls that resume it (docs/libero_gpu.md: five bundle calls, the 1.6-MiB snapshot with the fifth;
+# this folder and the backbone come from the working tree every call carries):
+#   here:    git archive HEAD aura cli deploy policies sim scripts pyproject.toml | tar -x -C .snap
+#   call 5:  R=$PWD; F=benchmarks/results/libero_panel/e56_demos20; rm -rf /tmp/aura-repo && cp -a .snap
+#            /tmp/aura-repo && mkdir -p /tmp/aura-repo/checkpoints /tmp/aura-repo/$F && cp -a checkpoints/libero-vla
+#            /tmp/aura-repo/checkpoints/ && cp -a $F/. /tmp/aura-repo/$F/ && bash /tmp/aura-repo/scripts/libero_gpu.sh
+#            --index $R/.libero_bundle/index.json --wheel-dir $R/.whl --gl-dir $R/.gl && . /tmp/aura-libero/env.sh
+#            && cd /tmp/aura-repo && (setsid nohup bash $F/run.sh >/tmp/aura-panel.log 2>&1 </dev/null &) &&
+#            sleep 3 && bash scripts/gpu_poll.sh /tmp/aura-panel /tmp/aura-panel.log 550 panel/episodes.jsonl
+#   later:   bash /tmp/aura-repo/scripts/gpu_poll.sh /tmp/aura-panel /tmp/aura-panel.log 570 panel/episodes.jsonl
+#            (the last one sized to return before the budget ends); then put the returned episodes.jsonl here.
+#
 #   from scratch:  MODE=scratch bash benchmarks/results/libero_panel/e56_demos20/run.sh
 #   resume (default): the shipped arms (models/aura, models/kv) and this folder's episodes.jsonl, the
 #                  remaining init states; the evaluation skips every (task, init, arm) already recorded
