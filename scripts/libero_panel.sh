@@ -82,17 +82,17 @@ rollouts() {
 }
 demos() { PER_TASK=$DEMOS_PER_TASK demos_step; }
 features() {
-    local f t pids=() rc=0
+    local f name pid pids=() rc=0
     mkdir -p "$WORK/features"
     for f in "$WORK"/demos/task*_demo.hdf5; do
-        t=$(basename "$f" _demo.hdf5)
-        [ -e "$WORK/features/$t.json" ] && continue # resumed: this task's file was written
+        name=$(basename "$f" _demo.hdf5) # task{t}_b{job}: one demo file of one task
+        [ -e "$WORK/features/$name.json" ] && continue # resumed: this file's features were written
         while [ "$(jobs -rp | wc -l)" -ge "$FEATURE_JOBS" ]; do sleep 1; done
-        $AURA sim features --demos "$f" "${BB[@]}" --out "$WORK/features/$t.safetensors" --quiet \
-            >"$WORK/features/$t.log" 2>&1 &
+        $AURA sim features --demos "$f" "${BB[@]}" --out "$WORK/features/$name.safetensors" --quiet \
+            >"$WORK/features/$name.log" 2>&1 &
         pids+=($!)
     done
-    for t in "${pids[@]}"; do wait "$t" || rc=1; done
+    for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
     cat "$WORK"/features/*.log
     return $rc
 }
