@@ -122,7 +122,15 @@ def _sha256(path: str) -> str:
 @contextmanager
 def _locked(path: Path):
     """Hold an exclusive ``flock`` on ``path`` (created if missing) while the block runs."""
-    with open(path, "a") as f:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")
+    except OSError as err:
+        raise ValueError(
+            f"{path}: cannot write LIBERO's task table here ({err.strerror}); set LIBERO_CONFIG_PATH to a "
+            "writable folder and run `aura sim install`"
+        ) from None
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
         yield
 
@@ -143,7 +151,6 @@ def write_table(cfg: Path | None = None, log=print, force: bool = True) -> Path:
     from deploy.runtime.journal import replace_file
 
     cfg = cfg or config_dir()
-    cfg.mkdir(parents=True, exist_ok=True)
     with _locked(cfg / (TABLE + ".lock")):
         if not force and _usable(cfg):
             _CACHE.clear()

@@ -77,3 +77,11 @@ def test_old_format_is_rewritten_and_force_rewrites_a_usable_one(tmp_path, monke
     assert sorted(tasks._table()) == [0] and len(calls) == 1  # an older format is rewritten on first use
     tasks.write_table(cfg, log=lambda *_: None, force=force)  # `aura sim install` forces
     assert len(calls) == (2 if force else 1)
+
+
+def test_unwritable_config_folder_is_one_clear_error(tmp_path, monkeypatch):
+    cfg = tmp_path / "config"
+    cfg.write_text("a file where the config folder should be")  # unwritable as a folder, for root too
+    monkeypatch.setattr(tasks, "_collect", lambda: pytest.fail("must not read LIBERO before the lock"))
+    with pytest.raises(ValueError, match=r"libero_tasks\.json\.lock: cannot write .*LIBERO_CONFIG_PATH"):
+        tasks.write_table(cfg, log=lambda *_: None, force=False)
