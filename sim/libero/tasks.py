@@ -135,13 +135,15 @@ def _locked(path: Path):
         yield
 
 
-def _usable(cfg: Path) -> bool:
-    """A table of this format and these suites, next to an init-state file (no hashing)."""
+def _usable_doc(cfg: Path) -> dict | None:
+    """The copied table if it has this format and these suites and an init-state file lies next to it (no
+    hashing); None otherwise."""
     try:
         doc = json.loads((cfg / TABLE).read_text())
     except (OSError, ValueError):
-        return False
-    return doc.get("format") == FORMAT and doc.get("suites") == SUITES and (cfg / STATES).is_file()
+        return None
+    ok = isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("suites") == SUITES
+    return doc if ok and (cfg / STATES).is_file() else None
 
 
 def write_table(cfg: Path | None = None, log=print, force: bool = True) -> Path:
@@ -152,7 +154,7 @@ def write_table(cfg: Path | None = None, log=print, force: bool = True) -> Path:
 
     cfg = cfg or config_dir()
     with _locked(cfg / (TABLE + ".lock")):
-        if not force and _usable(cfg):
+        if not force and _usable_doc(cfg) is not None:
             _CACHE.clear()
             return cfg / TABLE
         tasks, states = _collect()
@@ -202,10 +204,10 @@ def table_current(cfg: Path | None = None) -> bool:
     """Whether the copied table has this format and suites and matches LIBERO's init-state files (hashing
     them; no torch)."""
     cfg = cfg or config_dir()
+    doc = _usable_doc(cfg)
+    if doc is None:
+        return False
     try:
-        doc = json.loads((cfg / TABLE).read_text())
-        if doc.get("format") != FORMAT or doc.get("suites") != SUITES:
-            return False
         if doc.get("states_sha256") != _sha256(str(cfg / STATES)):
             return False
         ensure_libero()
@@ -229,9 +231,10 @@ def _table() -> dict[int, dict]:
     cfg = config_dir()
     if "tasks" in _CACHE and _CACHE.get("cfg") == cfg:
         return _CACHE["tasks"]
-    if not _usable(cfg):
+    doc = _usable_doc(cfg)
+    if doc is None:
         write_table(cfg, force=False)  # many workers may get here at once: one writes, the rest read it
-    doc = json.loads((cfg / TABLE).read_text())
+        doc = _usable_doc(cfg) or {}  # {}: the KeyError below names the table
     try:
         tasks = {int(t["task"]): t for t in doc["tasks"]}
     except (KeyError, TypeError, ValueError) as err:
