@@ -50,9 +50,10 @@ echo running >"$WORK/pipeline.status"
 # at every control step; the same in the features and the panel, ~1.5x the env-steps/s (docs/libero.md)
 EXECUTION=${EXECUTION:-open_loop}
 FRESH_FEATURES=${FRESH_FEATURES:-true}
-BB=(--backbone libero_vla --backbone-arg "checkpoint=$BACKBONE_CKPT" --backbone-arg "device=$DEVICE"
-    --backbone-arg threads=1 --backbone-arg "execution=$EXECUTION")
-[ "$EXECUTION" = open_loop ] && BB+=(--backbone-arg "fresh_features=$FRESH_FEATURES")
+# BB_RUN: how the backbone runs (the rollouts name its checkpoint with --checkpoint); BB: which one, and how
+BB_RUN=(--backbone-arg "device=$DEVICE" --backbone-arg threads=1 --backbone-arg "execution=$EXECUTION")
+[ "$EXECUTION" = open_loop ] && BB_RUN+=(--backbone-arg "fresh_features=$FRESH_FEATURES")
+BB=(--backbone libero_vla --backbone-arg "checkpoint=$BACKBONE_CKPT" "${BB_RUN[@]}")
 DEMOS_PER_TASK=${DEMOS_PER_TASK:-0} # > 0: demos -> split -> features instead of the rollouts (above)
 TRIES_PER_JOB=${TRIES_PER_JOB:-6} # demo episodes per job (one file each)
 DEMO_SEED=${DEMO_SEED:-1}         # placement seeds' base: 0 would be the backbone's own training layouts
@@ -78,7 +79,7 @@ KV_DIR=${KV_CKPT:-$WORK/kv}
 
 rollouts() {
     $AURA sim rollouts --tasks "$TASKS" --per-task "$ROLLOUTS" --backbone libero_vla --checkpoint "$BACKBONE_CKPT" \
-        "${BB[@]:4}" --max-steps "$MAX_STEPS" --workers "$WORKERS" --out "$WORK/rollouts" --quiet
+        "${BB_RUN[@]}" --max-steps "$MAX_STEPS" --workers "$WORKERS" --out "$WORK/rollouts" --quiet
 }
 demos() { PER_TASK=$DEMOS_PER_TASK demos_step; }
 features() {
