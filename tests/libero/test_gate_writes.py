@@ -58,3 +58,27 @@ def test_gate_writes_needs_one_k(tmp_path):
     assert r.returncode != 0 and "give --instruction-steps K" in r.stderr
     assert _run(path, "--instruction-steps", 1).returncode == 0
     assert "--instruction-steps must be >= 1" in _run(path, "--instruction-steps", 0).stderr
+
+
+def test_gate_writes_without_k_counts_writes_and_the_chunks_they_fall_in(tmp_path):
+    rng = np.random.default_rng()
+    n, chunk = int(rng.integers(6, 15)), int(rng.integers(2, 9))
+    rows = []
+    for i in range(n):
+        m = int(rng.integers(0, 6)) if i % 4 else 0  # every 4th episode never writes
+        steps = sorted(rng.choice(100, size=m, replace=False).tolist())
+        rows.append(
+            dict(task=1, init_state=i, seed=0, arm="aura", status="ok", success=True, write_steps=steps)
+        )
+    path = tmp_path / "episodes.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = _run(path, "--chunk", chunk, "--json", tmp_path / "w.json")
+    assert r.returncode == 0, r.stderr
+    assert "K: none recorded" in r.stdout
+    doc = json.loads((tmp_path / "w.json").read_text())
+    aura = doc["arms"]["aura"]
+    assert doc["k"] is None and "wrote_before_k" not in aura
+    assert aura["no_write"] == sum(not row["write_steps"] for row in rows) >= (n + 3) // 4
+    assert aura["writes"] == sum(len(row["write_steps"]) for row in rows)
+    assert aura["chunks_written"] == sum(len({s // chunk for s in row["write_steps"]}) for row in rows)
+    assert "--chunk must be >= 1" in _run(path, "--chunk", 0).stderr
