@@ -160,8 +160,10 @@ def write_table(cfg: Path | None = None, log=print, force: bool = True) -> Path:
         tasks, states = _collect()
         buf = io.BytesIO()
         np.savez(buf, **states)
-        replace_file(cfg / STATES, buf.getvalue())
-        doc = dict(format=FORMAT, suites=SUITES, tasks=tasks, states_sha256=_sha256(str(cfg / STATES)))
+        payload = buf.getvalue()
+        replace_file(cfg / STATES, payload)  # fsynced: these bytes are the file's
+        sha = hashlib.sha256(payload).hexdigest()
+        doc = dict(format=FORMAT, suites=SUITES, tasks=tasks, states_sha256=sha)
         replace_file(cfg / TABLE, json.dumps(doc, indent=1).encode())
     _CACHE.clear()
     log(f"[sim install] task table: {cfg / TABLE} (+ {STATES}, {len(tasks)} tasks of {', '.join(SUITES)})")

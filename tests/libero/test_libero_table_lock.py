@@ -7,6 +7,7 @@ that reads LIBERO's benchmark (``_collect``) is replaced by a slow fake that cou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing as mp
 import time
@@ -56,6 +57,7 @@ def test_concurrent_first_use_writes_once(tmp_path):
             np.testing.assert_array_equal(z[k], v)
     doc = json.loads((cfg / tasks.TABLE).read_text())
     assert doc["format"] == tasks.FORMAT and doc["suites"] == tasks.SUITES
+    assert doc["states_sha256"] == hashlib.sha256((cfg / tasks.STATES).read_bytes()).hexdigest()
     assert not [p.name for p in cfg.iterdir() if p.name.endswith(".tmp")]
 
 
