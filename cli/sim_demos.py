@@ -8,7 +8,9 @@ split into jobs of --tries-per-job episodes of one task, each writing its own fi
 (OUT/task{t}_b{batch}_demo.hdf5); the next job goes to the task furthest from its target (--per-task, or
 --task-demos TASKS=N to weight the tasks a policy finds hard), so --workers
 processes share the work, a task whose expert fails more gets more jobs, and a rerun skips finished jobs.
-OUT/demos.json records every try.
+OUT/demos.json records every try. --noise-pos / --noise-rot perturb the executed actions with correlated
+noise while the clean actions are recorded as the labels (DART: demos that show the way back to the
+expert's path).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 from pathlib import Path
 
 from cli.common import add_backbone_arguments, at_least, per_task_counts
+from sim.libero.action_noise import ActionNoise
 from sim.libero.env import N_INIT_STATES
 from sim.libero.recording import record_demos
 from sim.libero.render import add_render_argument
@@ -55,6 +58,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_backbone_arguments(parser, "libero_expert", "backbone whose actions are recorded")
     parser.add_argument("--image-size", type=int, default=128, help="rendered image side in pixels")
+    noise = parser.add_argument_group(
+        "action noise (DART)",
+        "perturb the executed actions, record the clean ones (sim/libero/action_noise.py)",
+    )
+    noise.add_argument(
+        "--noise-pos", type=float, default=0.0, help="sigma on the 3 position actions (0: off)"
+    )
+    noise.add_argument(
+        "--noise-rot", type=float, default=0.0, help="sigma on the 3 rotation actions (0: off)"
+    )
+    noise.add_argument("--noise-tau", type=float, default=5.0, help="correlation time in control steps")
     add_render_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="episode seed (and the base of placement seeds)")
     parser.add_argument("--workers", type=int, default=2, help="jobs recorded in parallel")
@@ -95,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         backbone=args.backbone,
         backbone_args=parse_fields(args.backbone_arg),
+        action_noise=ActionNoise(args.noise_pos, args.noise_rot, args.noise_tau),
     )
     results = doc["results"]
     print("| task | demos kept | successes / tries | mean steps | files |")

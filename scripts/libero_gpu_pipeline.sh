@@ -13,6 +13,7 @@ WORK=${WORK:-/tmp/aura-work}
 TASKS=${TASKS:-0-9}
 PER_TASK=${PER_TASK:-55}        # demos kept per task (>= 50)
 TASK_DEMOS=${TASK_DEMOS:-}      # more for some tasks, e.g. "7-9=90" (aura sim demos --task-demos)
+DEMO_ARGS=${DEMO_ARGS:-}        # extra `aura sim demos` options, e.g. "--noise-pos 0.2" (DART)
 TRIES_PER_JOB=${TRIES_PER_JOB:-6}  # episodes per demo job (one file each)
 WORKERS=${WORKERS:-16}          # env worker processes
 TRAIN_S=${TRAIN_S:-420}         # training time limit, seconds (loading included)

@@ -27,12 +27,15 @@ step() {
 # $WORKERS processes, as the GPU pipelines record them; $TASK_DEMOS (optional, e.g. "7-9=90 4=70") gives
 # some tasks more. Exit 1 of `aura sim demos` (a task kept fewer demos than asked) is not a failure: train
 # on what there is, OUT/demos.json says so. $DEMO_SEED (default 0, the backbone's demos) is the base of the
-# placement seeds: another value records layouts the backbone never trained on.
+# placement seeds: another value records layouts the backbone never trained on. $DEMO_ARGS adds
+# `aura sim demos` options, e.g. "--noise-pos 0.2 --noise-rot 0.1" (DART demos).
 record_demos() {
     local overrides=() item
     for item in ${TASK_DEMOS:-}; do overrides+=(--task-demos "$item"); done
+    # shellcheck disable=SC2086
     $AURA sim demos --tasks "$TASKS" --per-task "$2" "${overrides[@]}" --tries-per-job "$3" \
-        --seed "${DEMO_SEED:-0}" --workers "$WORKERS" --placements fresh --first-pass cameras --image-size 128 --out "$1"
+        --seed "${DEMO_SEED:-0}" --workers "$WORKERS" --placements fresh --first-pass cameras --image-size 128 \
+        --out "$1" ${DEMO_ARGS:-}
     [ $? -le 1 ]
 }
 

@@ -6,13 +6,15 @@ Recording (``sim.libero.recording``, ``aura sim demos``) keeps each job's succes
     data                      attrs: env_name, env_args (JSON), problem_info (JSON), bddl_file_name,
                                      language, task_id, total (samples), num_demos, image_size, source,
                                      render (JSON: quality, culling, MSAA samples, triangles drawn),
-                                     placements, batch, tries, complete
+                                     placements, action_noise (JSON: DART's sigma / tau, {} = none),
+                                     batch, tries, complete
     data/demo_i               attrs: num_samples, init_state (-1 when fresh), placement_seed (-1 when
                                      fixed), seed, nearest_init_task, nearest_init_state, nearest_init_mm
                                      (the nearest fixed init state of any task of the same scene:
                                      ``LiberoEnv.nearest_scene_init_state``)
       layout [S] (the flattened MuJoCo state right after reset, before the wait steps)
       actions [T, 7]  rewards [T]  dones [T]  states [T, S] (MuJoCo flattened)  robot_states [T, 9]
+      executed_actions [T, 7]   (only with action noise: what the env ran; ``actions`` = the clean labels)
       obs/agentview_rgb [T, H, W, 3]  obs/eye_in_hand_rgb [T, H, W, 3]    (upright, as LiberoEnv gives)
       obs/state [T, 8]  obs/ee_pos [T, 3]  obs/ee_ori [T, 3]  obs/ee_states [T, 6]
       obs/gripper_states [T, 2]  obs/joint_states [T, 7]
@@ -60,6 +62,8 @@ def write_task_file(path: Path, demos: list[dict], meta: dict) -> None:
             if "layout" in d:
                 g.create_dataset("layout", data=d["layout"])
             g.create_dataset("actions", data=d["actions"])
+            if len(d.get("executed", ())):  # DART demos: what ran; ``actions`` are the clean labels
+                g.create_dataset("executed_actions", data=d["executed"])
             g.create_dataset("rewards", data=np.asarray(d["rewards"], dtype=np.float64))
             g.create_dataset("dones", data=np.asarray(d["dones"], dtype=np.uint8))
             g.create_dataset("states", data=d["states"])
@@ -114,6 +118,7 @@ def finished_job(out, task: int, batch: int) -> dict | None:
         dropped=[],
         steps=[],
         resumed=True,
+        action_noise=json.loads(a.get("action_noise", "{}")),
         wall_s=0.0,
     )
 

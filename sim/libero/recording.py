@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.libero.action_noise import ActionNoise, episode_rng
 from sim.libero.demos import finished_job, job_file, write_task_file
 from sim.libero.env import N_INIT_STATES
 
@@ -35,20 +36,24 @@ def placement_seed(seed: int, task: int, k: int) -> int:
     return (seed * 1_000_003 + task * 10_007 + k) % 2**32
 
 
-def rollout(env, backbone, episode: dict, seed: int, actions=None) -> dict:
+def rollout(env, backbone, episode: dict, seed: int, actions=None, noise=None) -> dict:
     """One episode: the backbone's base action acts (``actions=None``) or ``actions`` are replayed.
-    ``episode`` is LiberoEnv's reset options: ``{"init_state": i}`` or ``{"placement_seed": s}``."""
+    ``episode`` is LiberoEnv's reset options: ``{"init_state": i}`` or ``{"placement_seed": s}``.
+    ``noise`` (a ``sim.libero.action_noise.NoiseProcess``, acting only): the env executes the perturbed
+    action, ``actions`` records the backbone's clean one and ``executed`` what ran (DART); replay
+    ``executed`` to reproduce such an episode."""
     obs, _ = env.reset(seed=seed, options=episode)
     if actions is None:
         backbone.reset()
     keys = ("image", "wrist_image", "state")
-    ep = {k: [] for k in (*keys, "actions", "rewards", "dones", "states", "raw")}
+    ep = {k: [] for k in (*keys, "actions", "executed", "rewards", "dones", "states", "raw")}
     success, t = False, 0
     while True:
         if actions is None:
             a = backbone(env.observation(obs, backbone.spec.privileged))[1].astype(np.float64)
         else:
             a = actions[t]
+        run = a if noise is None or actions is not None else noise.perturb(a)
         for k in keys:
             if k in obs and (k == "state" or env.cameras_on):
                 ep[k].append(obs[k])
@@ -64,8 +69,10 @@ def rollout(env, backbone, episode: dict, seed: int, actions=None) -> dict:
             )
         )
         ep["states"].append(env.raw_env.env.sim.get_state().flatten())
-        obs, reward, success, truncated, _ = env.step(a)
+        obs, reward, success, truncated, _ = env.step(run)
         ep["actions"].append(np.asarray(a, dtype=np.float64))
+        if run is not a:
+            ep["executed"].append(run)
         ep["rewards"].append(reward)
         ep["dones"].append(bool(success or truncated))
         t += 1
@@ -104,6 +111,21 @@ def _env(task: int, image_size: int, render: str):
     return _ENV["env"]
 
 
+def resumed_job(p: dict, task: int, batch: int) -> dict | None:
+    """``finished_job``, refusing one recorded under other action noise than ``p``'s: a resumed set must
+    not mix two recipes (the scheduler checks every finished job before it starts any)."""
+    done = finished_job(p["out"], task, batch)
+    noise = ActionNoise(**p.get("action_noise", {}))
+    want = noise.as_dict() if noise.on else {}
+    if done is not None and done.get("action_noise", {}) != want:
+        where = done.get("file") or job_file(p["out"], task, batch, kept=0)
+        raise ValueError(
+            f"{where}: recorded with action noise {done.get('action_noise', {})}, this run asks for {want}: "
+            "record into another --out"
+        )
+    return done
+
+
 def record_task(p: dict) -> dict:
     """Worker job: try ``p['tries']`` episodes of task ``p['task']`` (batch ``p['batch']``), keep the
     successes in one file (module docstring)."""
@@ -111,7 +133,9 @@ def record_task(p: dict) -> dict:
 
     t0 = time.perf_counter()
     task, batch = p["task"], p["batch"]
-    done = finished_job(p["out"], task, batch)
+    noise = ActionNoise(**p.get("action_noise", {}))
+    noise_doc = noise.as_dict() if noise.on else {}
+    done = resumed_job(p, task, batch)
     if done is not None:
         return done
     env = _env(task, p["image_size"], p.get("render", "faithful"))
@@ -122,7 +146,8 @@ def record_task(p: dict) -> dict:
     for episode in _episodes(p):
         what = ", ".join(f"{k} {v}" for k, v in episode.items())
         env.set_cameras(render_first)
-        first = rollout(env, backbone, episode, p["seed"])
+        jitter = noise.process(episode_rng(p["seed"], task, episode)) if noise.on else None
+        first = rollout(env, backbone, episode, p["seed"], noise=jitter)
         tried.append(dict(episode, success=first["success"], steps=first["steps"]))
         if not first["success"]:
             print(f"[demos] task {task} {what}: failed ({first['steps']} steps)", flush=True)
@@ -132,7 +157,9 @@ def record_task(p: dict) -> dict:
             ep = first
         else:
             env.set_cameras(True)
-            ep = rollout(env, backbone, episode, p["seed"], actions=first["actions"])
+            ep = rollout(env, backbone, episode, p["seed"], actions=first.get("executed", first["actions"]))
+            # the replay executed what the first pass did; the labels stay the backbone's clean actions
+            ep.update({k: first[k] for k in ("actions", "executed") if k in first})
         if not (ep["success"] and ep["steps"] == first["steps"]):
             dropped.append(episode)
             print(f"[demos] task {task} {what}: replay diverged, dropped", flush=True)
@@ -160,6 +187,7 @@ def record_task(p: dict) -> dict:
         tried=tried,
         dropped=dropped,
         steps=steps,
+        action_noise=noise_doc,
         wall_s=time.perf_counter() - t0,
     )
     if not demos:
@@ -192,6 +220,7 @@ def record_task(p: dict) -> dict:
         source=f"aura backbone {p.get('backbone', 'libero_expert')} (policies/)",
         render=env.render_info,
         placements=p.get("placements", "fresh"),
+        action_noise=noise_doc,
         batch=batch,
         tries=len(tried),
         complete=1,
@@ -215,7 +244,7 @@ class _DemoScheduler:
         self.next_batch = dict.fromkeys(tasks, 0)
         self.results, self.errors, self.retry = [], [], []
         for t in tasks:  # resume: count what finished before
-            while (r := finished_job(base["out"], t, self.next_batch[t])) is not None:
+            while (r := resumed_job(base, t, self.next_batch[t])) is not None:
                 self._count(r)
                 self.next_batch[t] += 1
 
@@ -281,11 +310,13 @@ def record_demos(
     workers: int = 2,
     backbone: str = "libero_expert",
     backbone_args: dict | None = None,
+    action_noise: ActionNoise | None = None,
 ) -> dict:
     """Record at least ``per_task`` successful demos of each task (an int, or a dict task -> count) in jobs
     of ``tries_per_job`` episodes on ``workers`` processes (resuming finished jobs; at most ``max_tries``
     episodes per task, default 10 x its count, and for fixed placements the init states left after
-    ``start``); ``OUT/demos.json``."""
+    ``start``); ``OUT/demos.json``. ``action_noise``: DART perturbations of the executed actions
+    (``sim.libero.action_noise``; the recorded labels stay clean)."""
     from sim.libero.workers import run_local
 
     if placements not in ("fresh", "fixed"):
@@ -312,6 +343,7 @@ def record_demos(
         render=render,
         backbone=backbone,
         backbone_args=backbone_args or {},
+        action_noise=(action_noise or ActionNoise()).as_dict(),
     )
     sched = _DemoScheduler(targets, {t: -(-b // tries_per_job) for t, b in budget.items()}, base)
     t0 = time.perf_counter()
