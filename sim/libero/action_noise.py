@@ -57,6 +57,10 @@ class ActionNoise:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def recorded(self) -> dict:
+        """What a demo file and its job summary record: the setting, or {} when off."""
+        return self.as_dict() if self.on else {}
+
     def process(self, rng: np.random.Generator) -> NoiseProcess:
         """A fresh stationary process for one episode, drawing from ``rng``."""
         return NoiseProcess(self, rng)

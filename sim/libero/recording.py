@@ -45,6 +45,7 @@ def rollout(env, backbone, episode: dict, seed: int, actions=None, noise=None) -
     obs, _ = env.reset(seed=seed, options=episode)
     if actions is None:
         backbone.reset()
+    perturb = noise is not None and actions is None
     keys = ("image", "wrist_image", "state")
     ep = {k: [] for k in (*keys, "actions", "executed", "rewards", "dones", "states", "raw")}
     success, t = False, 0
@@ -53,7 +54,7 @@ def rollout(env, backbone, episode: dict, seed: int, actions=None, noise=None) -
             a = backbone(env.observation(obs, backbone.spec.privileged))[1].astype(np.float64)
         else:
             a = actions[t]
-        run = a if noise is None or actions is not None else noise.perturb(a)
+        run = noise.perturb(a) if perturb else a
         for k in keys:
             if k in obs and (k == "state" or env.cameras_on):
                 ep[k].append(obs[k])
@@ -71,7 +72,7 @@ def rollout(env, backbone, episode: dict, seed: int, actions=None, noise=None) -
         ep["states"].append(env.raw_env.env.sim.get_state().flatten())
         obs, reward, success, truncated, _ = env.step(run)
         ep["actions"].append(np.asarray(a, dtype=np.float64))
-        if run is not a:
+        if perturb:
             ep["executed"].append(run)
         ep["rewards"].append(reward)
         ep["dones"].append(bool(success or truncated))
@@ -111,14 +112,13 @@ def _env(task: int, image_size: int, render: str):
     return _ENV["env"]
 
 
-def resumed_job(p: dict, task: int, batch: int) -> dict | None:
-    """``finished_job``, refusing one recorded under other action noise than ``p``'s: a resumed set must
+def resumed_job(out, task: int, batch: int, noise: ActionNoise) -> dict | None:
+    """``finished_job``, refusing one recorded under other action noise than ``noise``: a resumed set must
     not mix two recipes (the scheduler checks every finished job before it starts any)."""
-    done = finished_job(p["out"], task, batch)
-    noise = ActionNoise(**p.get("action_noise", {}))
-    want = noise.as_dict() if noise.on else {}
+    done = finished_job(out, task, batch)
+    want = noise.recorded()
     if done is not None and done.get("action_noise", {}) != want:
-        where = done.get("file") or job_file(p["out"], task, batch, kept=0)
+        where = done.get("file") or job_file(out, task, batch, kept=0)
         raise ValueError(
             f"{where}: recorded with action noise {done.get('action_noise', {})}, this run asks for {want}: "
             "record into another --out"
@@ -134,8 +134,8 @@ def record_task(p: dict) -> dict:
     t0 = time.perf_counter()
     task, batch = p["task"], p["batch"]
     noise = ActionNoise(**p.get("action_noise", {}))
-    noise_doc = noise.as_dict() if noise.on else {}
-    done = resumed_job(p, task, batch)
+    noise_doc = noise.recorded()
+    done = resumed_job(p["out"], task, batch, noise)
     if done is not None:
         return done
     env = _env(task, p["image_size"], p.get("render", "faithful"))
@@ -243,8 +243,9 @@ class _DemoScheduler:
         self.inflight = dict.fromkeys(tasks, 0)
         self.next_batch = dict.fromkeys(tasks, 0)
         self.results, self.errors, self.retry = [], [], []
+        noise = ActionNoise(**base.get("action_noise", {}))
         for t in tasks:  # resume: count what finished before
-            while (r := resumed_job(base, t, self.next_batch[t])) is not None:
+            while (r := resumed_job(base["out"], t, self.next_batch[t], noise)) is not None:
                 self._count(r)
                 self.next_batch[t] += 1
 
