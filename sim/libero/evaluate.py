@@ -148,11 +148,14 @@ def run_episode(p: dict) -> dict:
         pid=os.getpid(),
     )
     if p.get("video"):
-        from sim.libero.report import write_video
+        from sim.libero.report import write_contact_sheet, write_video
 
         frames.append(obs["image"])
         write_video(Path(p["video"]), frames, write_steps)
         rec["video"] = p["video"]
+        rec["contact_sheet"] = str(
+            write_contact_sheet(Path(p["video"]).with_suffix(".png"), frames, write_steps)
+        )
     return rec
 
 

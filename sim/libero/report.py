@@ -352,6 +352,22 @@ def timeline_frame(
     return np.concatenate([frame, strip], axis=0)
 
 
+def write_contact_sheet(
+    path: Path, frames: list[np.ndarray], write_steps: list[int], n: int = 12, cols: int = 6
+) -> Path:
+    """PNG of ``n`` evenly spaced frames (first and last included), ``cols`` a row, each over its timeline:
+    where an episode stalled or went wrong, at a glance and without playing the MP4."""
+    from matplotlib.image import imsave
+
+    horizon = len(frames)
+    idx = np.linspace(0, horizon - 1, min(n, horizon)).round().astype(int)
+    tiles = [timeline_frame(frames[i], int(i), horizon, write_steps) for i in idx]
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % cols)
+    rows = [np.concatenate(tiles[r : r + cols], axis=1) for r in range(0, len(tiles), cols)]
+    imsave(path, np.concatenate(rows, axis=0))
+    return path
+
+
 def write_video(path: Path, frames: list[np.ndarray], write_steps: list[int], fps: int = 20) -> None:
     """MP4 of the episode with write events marked on a timeline: H.264 through imageio-ffmpeg, or MPEG-4
     part 2 through OpenCV where imageio-ffmpeg is not installed (the GPU machines have OpenCV only)."""

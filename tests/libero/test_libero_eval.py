@@ -186,6 +186,22 @@ def test_transient_instruction_variant_and_its_oracle_arm(tmp_path, capsys):
     assert "--instruction-steps" in capsys.readouterr().err
 
 
+def test_video_comes_with_a_contact_sheet(tmp_path):
+    """--video N: an MP4 per episode and beside it the PNG contact sheet its record names."""
+    pytest.importorskip("imageio_ffmpeg", reason="needs imageio-ffmpeg (sim extra) for MP4")
+    import imageio.v3 as iio
+
+    out = tmp_path / "v"
+    args = ["eval", "libero", "--tasks", "5", "--init-states", "0", "--arms", "base", "--backbone"]
+    args += ["libero_noop", "--max-steps", "6", "--workers", "1", "--render", "fast", "--video", "1"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    (rec,) = _lines(out / "episodes.jsonl")
+    video, sheet = iio.imread(rec["video"]), iio.imread(rec["contact_sheet"])
+    assert rec["contact_sheet"] == str(out / "videos" / "task5_init0_base.png")
+    assert len(video) == 7  # 6 steps and the final frame: 7 tiles, two rows of 6
+    assert sheet.shape[:2] == (2 * video.shape[1], 6 * video.shape[2])
+
+
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_a_hung_episode_is_killed_at_the_timeout_and_retried(tmp_path, monkeypatch, executor):
     """--episode-timeout applies to both executors: the hung worker is killed (Ray: the task cancelled),

@@ -85,6 +85,22 @@ def test_video_has_every_frame_and_the_timeline_strip(tmp_path):
     assert len(back) == 6 and back[0].shape == (32 + 12, 48, 3)
 
 
+def test_contact_sheet_tiles_evenly_spaced_frames_over_their_timelines(tmp_path):
+    iio = pytest.importorskip("imageio.v3")
+    frames = [np.full((8, 10, 3), i, np.uint8) for i in range(23)]
+    path = report.write_contact_sheet(tmp_path / "ep.png", frames, write_steps=[5], n=8, cols=3)
+    sheet = iio.imread(path)[..., :3]
+    assert sheet.shape == (3 * (8 + 12), 3 * 10, 3)  # 8 tiles in rows of 3, the ninth blank
+    want = [0, 3, 6, 9, 13, 16, 19, 22]  # first and last included
+    for k, i in enumerate(want):
+        r, c = divmod(k, 3)
+        tile = sheet[r * 20 : r * 20 + 20, c * 10 : c * 10 + 10]
+        np.testing.assert_array_equal(tile[:8], i)
+        np.testing.assert_array_equal(tile[8:], report.timeline_frame(frames[i], i, 23, [5])[8:])
+    assert not sheet[40:, 20:].any()
+    assert len(iio.imread(report.write_contact_sheet(tmp_path / "s.png", frames[:2], []))) == 20  # n > frames
+
+
 def test_video_without_imageio_ffmpeg_uses_opencv(tmp_path, monkeypatch):
     """The GPU machines have OpenCV but not imageio-ffmpeg: the same MP4 (frames + timeline) via OpenCV."""
     import importlib.util
