@@ -1,15 +1,18 @@
 """How much DART action noise the scripted expert tolerates, and how far it takes the demos off its path.
 
-    python benchmarks/expert_noise.py --tasks 0-9 --episodes 5 --noise 0.1,0.02 --noise 0.2,0.05 \
-        --workers 2 --json benchmarks/results/libero_expert/noise.json
+    python benchmarks/expert_noise.py --tasks 0-9 --episodes 5 --noise 0.1,0.03 --noise 0.1,0.03,5,0.015 \
+        --workers 2 --json benchmarks/results/libero_expert/noise_transit.json
 
 For each fresh placement (seeds of their own, not the backbone's demos'), the expert runs camera-free once
-clean and once per ``--noise POS,ROT[,TAU]`` setting (``sim.libero.action_noise``: the env executes the
-perturbed action, the expert answers the state it finds). Per setting: the expert's success (only successes
-become demos, so this is what a noisy recording costs in tries) and the **tube distance**: for every step of
-the noisy run, the distance of the hand (eef position) from the nearest point of the clean run's hand path,
-in mm - how far off the expert's own path the noisy demos go, i.e. which states they add. Writes a JSON
-with every episode and prints a table with Wilson 95 % intervals.
+clean and once per ``--noise POS,ROT[,TAU[,TRANSIT]]`` setting (``sim.libero.action_noise``: the env executes
+the perturbed action, the expert answers the state it finds; TRANSIT m > 0 perturbs only its transit moves).
+Per setting: the expert's success (only successes become demos, so this is what a noisy recording costs in
+tries); the **tube distance**: for every step of the noisy run, the distance of the hand (eef position) from
+the nearest point of the clean run's hand path, in mm - how far off the expert's own path the noisy demos
+go, i.e. which states they add; the **step ratio**: noisy / clean episode length over the placements both
+solve - the time the expert spends fighting the noise, mostly hovering at a precision goal until it lets
+the hand in, which fills the demos with "hold here" labels; and the fraction of steps perturbed. Writes a
+JSON with every episode and prints a table with Wilson 95 % intervals.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ def parse_noise(text: str):
     try:
         vals = [float(x) for x in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--noise {text!r}: POS,ROT[,TAU] numbers") from None
-    if len(vals) not in (2, 3):
-        raise argparse.ArgumentTypeError(f"--noise {text!r}: POS,ROT[,TAU]")
+        raise argparse.ArgumentTypeError(f"--noise {text!r}: POS,ROT[,TAU[,TRANSIT]] numbers") from None
+    if len(vals) not in (2, 3, 4):
+        raise argparse.ArgumentTypeError(f"--noise {text!r}: POS,ROT[,TAU[,TRANSIT]]")
     try:
         return ActionNoise(*vals)
     except ValueError as e:
@@ -75,6 +78,7 @@ def run_task(job: tuple) -> dict:
                     tube_mean_mm=float(tube.mean()),
                     tube_p90_mm=float(np.percentile(tube, 90)),
                     label_gap=float(np.abs(ep["executed"][:, :6] - ep["actions"][:, :6]).mean()),
+                    perturbed=float(np.any(ep["executed"][:, :6] != ep["actions"][:, :6], axis=1).mean()),
                 )
             )
         rows.append(row)
@@ -110,14 +114,20 @@ def main(argv=None) -> int:
     lo, hi = wilson(clean_ok, n)
     summary = [dict(setting="clean", success=clean_ok, episodes=n, ci=[lo, hi])]
     print(
-        "| noise (pos, rot, tau) | expert success | 95 % CI | tube mean mm | tube p90 mm | mean label gap |"
+        "| noise (pos, rot, tau, transit m) | expert success | 95 % CI | tube mean mm | tube p90 mm "
+        "| mean label gap | steps perturbed | step ratio (pairs) |"
     )
-    print("|---|---|---|---|---|---|")
-    print(f"| none | {clean_ok}/{n} | {100 * lo:.0f}-{100 * hi:.0f} % | 0 | 0 | 0 |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| none | {clean_ok}/{n} | {100 * lo:.0f}-{100 * hi:.0f} % | 0 | 0 | 0 | 0 | 1 |")
     for i, s in enumerate(settings):
         rs = [e["noisy"][i] for e in eps]
         ok = sum(r["success"] for r in rs)
         lo, hi = wilson(ok, n)
+        both = [
+            (e["clean"]["steps"], r["steps"])
+            for e, r in zip(eps, rs)
+            if e["clean"]["success"] and r["success"]
+        ]
         row = dict(
             setting=s,
             success=ok,
@@ -126,12 +136,18 @@ def main(argv=None) -> int:
             tube_mean_mm=float(np.mean([r["tube_mean_mm"] for r in rs])),
             tube_p90_mm=float(np.mean([r["tube_p90_mm"] for r in rs])),
             label_gap=float(np.mean([r["label_gap"] for r in rs])),
+            perturbed=float(np.mean([r["perturbed"] for r in rs])),
+            step_ratio=float(np.mean([b / a for a, b in both])) if both else None,
+            step_ratio_pairs=len(both),
             per_task={str(t): sum(r["success"] for e, r in zip(eps, rs) if e["task"] == t) for t in tasks},
         )
         summary.append(row)
+        ratio = "-" if not both else f"{row['step_ratio']:.2f} ({len(both)})"
         print(
-            f"| {s['pos']}, {s['rot']}, {s['tau']} | {ok}/{n} | {100 * lo:.0f}-{100 * hi:.0f} % "
-            f"| {row['tube_mean_mm']:.1f} | {row['tube_p90_mm']:.1f} | {row['label_gap']:.3f} |"
+            f"| {s['pos']}, {s['rot']}, {s['tau']}, {s['transit'] or '-'} | {ok}/{n} "
+            f"| {100 * lo:.0f}-{100 * hi:.0f} % "
+            f"| {row['tube_mean_mm']:.1f} | {row['tube_p90_mm']:.1f} | {row['label_gap']:.3f} "
+            f"| {100 * row['perturbed']:.0f} % | {ratio} |"
         )
     doc = dict(
         command="python benchmarks/expert_noise.py " + " ".join(argv if argv is not None else sys.argv[1:]),

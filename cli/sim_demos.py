@@ -10,7 +10,8 @@ split into jobs of --tries-per-job episodes of one task, each writing its own fi
 processes share the work, a task whose expert fails more gets more jobs, and a rerun skips finished jobs.
 OUT/demos.json records every try. --noise-pos / --noise-rot perturb the executed actions with correlated
 noise while the clean actions are recorded as the labels (DART: demos that show the way back to the
-expert's path).
+expert's path); --noise-transit M keeps the noise to the expert's transit moves (servo goals with a
+tolerance >= M m), so it never has to hover into a precision goal against it.
 """
 
 from __future__ import annotations
@@ -69,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--noise-rot", type=float, default=0.0, help="sigma on the 3 rotation actions (0: off)"
     )
     noise.add_argument("--noise-tau", type=float, default=5.0, help="correlation time in control steps")
+    noise.add_argument(
+        "--noise-transit",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="perturb only steps whose servo goal tolerance is >= M metres (e.g. 0.015: cruise, lift and "
+        "carry, never precision approaches, grasps or releases); 0: every step",
+    )
     add_render_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="episode seed (and the base of placement seeds)")
     parser.add_argument("--workers", type=int, default=2, help="jobs recorded in parallel")
@@ -91,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--task-demos: only with --placements fresh (fixed tries the init states in order)")
     if max(targets.values()) > 10_000:
         raise ValueError(f"--task-demos: at most 10000 demos per task, got {max(targets.values())}")
+    if args.noise_transit and args.backbone != "libero_expert":
+        raise ValueError(
+            f"--noise-transit: gates on the scripted expert's goals; --backbone {args.backbone} has none"
+        )
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
@@ -109,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         backbone=args.backbone,
         backbone_args=parse_fields(args.backbone_arg),
-        action_noise=ActionNoise(args.noise_pos, args.noise_rot, args.noise_tau),
+        action_noise=ActionNoise(args.noise_pos, args.noise_rot, args.noise_tau, args.noise_transit),
     )
     results = doc["results"]
     print("| task | demos kept | successes / tries | mean steps | files |")

@@ -85,6 +85,12 @@ class PrivilegedBackbone:
             base = HOLD.copy()
         return self.features(observation["state"], raw), base
 
+    @property
+    def goal_tolerance(self) -> float | None:
+        """The expert's ``goal_tolerance`` for the last step (m); None for the no-op policy, which has no
+        goals (a DART recording that gates on it refuses such a backbone)."""
+        return None if self.expert is None or self.policy != "expert" else self.expert.goal_tolerance
+
 
 @dataclass
 class PrivilegedConfig:

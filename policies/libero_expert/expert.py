@@ -63,6 +63,7 @@ class ScriptedExpert:
         ctx = self._ctx
         ctx.obs = obs
         ctx.step += 1
+        ctx.tol = 0.0  # a skill that servos to a goal with a tolerance sets it again (skills.move)
         if not self.finished:
             try:
                 a = next(self._plan)
@@ -74,6 +75,12 @@ class ScriptedExpert:
             self._hold = ctx.eef.copy()
         a, _, _ = servo(ctx, self._hold, ctx.yaw_now(), ctx.grip)
         return np.clip(a, -1.0, 1.0)
+
+    @property
+    def goal_tolerance(self) -> float:
+        """Position tolerance (m) of the goal the last action servoed to; 0 outside ``move`` (hold, grip,
+        push, plan finished). DART recordings perturb only steps above a threshold of it (transit)."""
+        return 0.0 if self._ctx is None or self.finished else float(self._ctx.tol)
 
     @property
     def stage(self) -> str:

@@ -31,13 +31,18 @@ OPEN, CLOSE = -1.0, 1.0
 
 @dataclass
 class Ctx:
-    """What a skill sees: the raw env, its scene reader, the latest observation, the step count."""
+    """What a skill sees: the raw env, its scene reader, the latest observation, the step count.
+
+    ``tol``: the position tolerance (m) of the goal the action just emitted servos to - set by ``move``,
+    0 for every other step (holding, actuating the gripper, pushing); the expert resets it each step.
+    """
 
     raw: object
     scene: Scene
     obs: dict
     step: int = 0
     grip: float = OPEN
+    tol: float = 0.0
 
     @property
     def eef(self) -> np.ndarray:
@@ -125,6 +130,7 @@ def move(
         trail.append(ctx.eef.copy())
         if len(trail) > stall and e < stall_err and np.linalg.norm(trail[-1] - trail[-1 - stall]) < 0.002:
             return False
+        ctx.tol = tol
         yield a
     return False
 

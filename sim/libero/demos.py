@@ -6,7 +6,7 @@ Recording (``sim.libero.recording``, ``aura sim demos``) keeps each job's succes
     data                      attrs: env_name, env_args (JSON), problem_info (JSON), bddl_file_name,
                                      language, task_id, total (samples), num_demos, image_size, source,
                                      render (JSON: quality, culling, MSAA samples, triangles drawn),
-                                     placements, action_noise (JSON: DART's sigma / tau, {} = none),
+                                     placements, action_noise (JSON: DART sigma, tau [, transit]; {} = none),
                                      batch, tries, complete
     data/demo_i               attrs: num_samples, init_state (-1 when fresh), placement_seed (-1 when
                                      fixed), seed, nearest_init_task, nearest_init_state, nearest_init_mm

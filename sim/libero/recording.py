@@ -41,7 +41,7 @@ def rollout(env, backbone, episode: dict, seed: int, actions=None, noise=None) -
     ``episode`` is LiberoEnv's reset options: ``{"init_state": i}`` or ``{"placement_seed": s}``.
     ``noise`` (a ``sim.libero.action_noise.NoiseProcess``, acting only): the env executes the perturbed
     action, ``actions`` records the backbone's clean one and ``executed`` what ran (DART); replay
-    ``executed`` to reproduce such an episode."""
+    ``executed`` to reproduce such an episode; transit-only noise reads the backbone's ``goal_tolerance``."""
     obs, _ = env.reset(seed=seed, options=episode)
     if actions is None:
         backbone.reset()
@@ -54,7 +54,7 @@ def rollout(env, backbone, episode: dict, seed: int, actions=None, noise=None) -
             a = backbone(env.observation(obs, backbone.spec.privileged))[1].astype(np.float64)
         else:
             a = actions[t]
-        run = noise.perturb(a) if perturb else a
+        run = noise.perturb(a, getattr(backbone, "goal_tolerance", None)) if perturb else a
         for k in keys:
             if k in obs and (k == "state" or env.cameras_on):
                 ep[k].append(obs[k])

@@ -63,6 +63,7 @@ def test_episode_streams_are_fixed_by_seed_task_and_episode():
         (dict(tau=0), "--noise-tau"),
         (dict(pos=float("nan")), "--noise-pos"),
         (dict(tau="5"), "--noise-tau"),
+        (dict(pos=0.1, transit=-0.01), "--noise-transit"),
     ],
 )
 def test_bad_settings_name_the_option(kw, option):
@@ -72,6 +73,21 @@ def test_bad_settings_name_the_option(kw, option):
 
 def test_off_by_default():
     assert not ActionNoise().on and ActionNoise(rot=0.01).on
+
+
+def test_transit_noise_acts_only_on_loose_goals_and_keeps_the_stream():
+    gated, full = ActionNoise(0.2, 0.05, 3.0, transit=0.015), ActionNoise(0.2, 0.05, 3.0)
+    pg, pf = gated.process(np.random.default_rng(4)), full.process(np.random.default_rng(4))
+    a = np.full(7, 0.1)
+    tols = [0.03, 0.006, 0.0, 0.015, 0.012, 0.025] * 5
+    for tol in tols:
+        out, ref = pg.perturb(a, tol), pf.perturb(a)
+        # quiet steps still draw, so a perturbed step gets the same eps_t as without the gate
+        np.testing.assert_array_equal(out, ref if tol >= 0.015 else a)
+    with pytest.raises(ValueError, match="--noise-transit.*goal_tolerance"):
+        pg.perturb(a, None)
+    full.process(np.random.default_rng(0)).perturb(a, None)  # no gate: no tolerance needed
+    assert gated.recorded()["transit"] == 0.015 and "transit" not in full.recorded()  # old files still match
 
 
 class _Env:
@@ -113,9 +129,11 @@ class _Env:
 
 
 class _Servo:
-    """A closed-loop 'expert': drives the point back towards 0.3 on every axis (so noise gets corrected)."""
+    """A closed-loop 'expert': drives the point back towards 0.3 on every axis (so noise gets corrected);
+    its goal tolerance is loose (transit) while the point is far from 0.3 and tight once it is near."""
 
     spec = type("Spec", (), {"privileged": True, "cameras": ()})()
+    goal_tolerance = None
 
     def reset(self):
         pass
@@ -123,6 +141,7 @@ class _Servo:
     def __call__(self, obs):
         a = np.clip(5.0 * (0.3 - obs["x"]), -1, 1)
         a[6] = 1.0
+        self.goal_tolerance = 0.03 if np.abs(0.3 - obs["x"][:6]).max() > 0.15 else 0.006
         return np.zeros(4), a
 
 
@@ -148,6 +167,24 @@ def test_rollout_records_clean_labels_and_replays_the_executed_actions():
     assert "executed" not in clean
 
 
+def test_transit_noise_needs_the_expert_backbone(capsys):
+    import cli
+
+    args = ["sim", "demos", "--tasks", "5", "--noise-pos", "0.1", "--noise-transit", "0.015"]
+    assert cli.main([*args, "--backbone", "libero_noop", "--out", "/nonexistent/x"]) == 2
+    assert "--noise-transit" in capsys.readouterr().err
+
+
+def test_rollout_with_transit_noise_perturbs_only_the_loose_goal_steps():
+    noise = ActionNoise(pos=0.3, rot=0.3, tau=3.0, transit=0.015)
+    ep = rollout(_Env(), _Servo(), {"placement_seed": 1}, 0, noise=noise.process(np.random.default_rng(1)))
+    x = np.vstack([np.zeros(7), np.cumsum(0.01 * ep["executed"], 0)[:-1]])
+    loose = np.abs(0.3 - x[:, :6]).max(1) > 0.15
+    moved = np.any(ep["executed"] != ep["actions"], axis=1)
+    assert loose.any() and (~loose).any()
+    np.testing.assert_array_equal(moved, loose)  # perturbed exactly where the goal was loose
+
+
 def test_real_demo_keeps_clean_labels_and_refuses_a_mixed_resume(tmp_path):
     pytest.importorskip("libero", reason="needs the LIBERO stack (scripts/setup.sh installs it)")
     h5py = pytest.importorskip("h5py")
@@ -158,7 +195,7 @@ def test_real_demo_keeps_clean_labels_and_refuses_a_mixed_resume(tmp_path):
     args += ["--workers", "1", "--render", "fast", "--out", str(out)]
     assert cli.main([*args, "--noise-pos", "0.1", "--noise-rot", "0.02"]) == 0  # camera-free, then replay
     doc = json.loads((out / "demos.json").read_text())
-    assert doc["args"]["action_noise"] == dict(pos=0.1, rot=0.02, tau=5.0)
+    assert doc["args"]["action_noise"] == dict(pos=0.1, rot=0.02, tau=5.0, transit=0.0)
     with h5py.File(doc["results"][0]["files"][0]) as f:
         assert json.loads(f["data"].attrs["action_noise"]) == dict(pos=0.1, rot=0.02, tau=5.0)
         d = f["data/demo_0"]
@@ -191,18 +228,22 @@ def test_expert_noise_benchmark_reports_success_and_tube_distance(tmp_path):
         "0.0,0.0",
         "--noise",
         "0.3,0.1,3",
+        "--noise",
+        "0.3,0.1,3,0.015",
         "--json",
         str(out),
     ]
     run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     doc = json.loads(out.read_text())
-    zero, strong = doc["summary"][1], doc["summary"][2]
+    zero, strong, transit = doc["summary"][1:4]
     ep = doc["episodes"][0]
     # zero sigma is the clean run, step for step: no distance, no label gap, the same outcome
-    assert zero["tube_mean_mm"] == 0.0 and zero["label_gap"] == 0.0
+    assert zero["tube_mean_mm"] == 0.0 and zero["label_gap"] == 0.0 and zero["perturbed"] == 0.0
     assert ep["noisy"][0]["steps"] == ep["clean"]["steps"]
-    assert strong["tube_mean_mm"] > 1.0 and strong["label_gap"] > 0.05
-    assert "| 0.3, 0.1, 3.0 |" in run.stdout
+    assert zero["step_ratio"] in (None, 1.0)  # None: the expert failed this placement
+    assert strong["tube_mean_mm"] > 1.0 and strong["label_gap"] > 0.05 and strong["perturbed"] == 1.0
+    assert 0.0 < transit["perturbed"] < 1.0  # the precision approaches, grasps and releases run clean
+    assert "| 0.3, 0.1, 3.0, - |" in run.stdout and "| 0.3, 0.1, 3.0, 0.015 |" in run.stdout
     bad = subprocess.run([sys.executable, str(script), "--noise", "0.1,-1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--noise-rot" in bad.stderr
