@@ -4,6 +4,7 @@ adds spin-waiting on a loaded (CI or shared) 2-core machine (up to 200x slower p
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,21 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """``load(name)``: ``benchmarks/<name>.py`` as a module (the scripts are standalone, not a package)."""
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", root / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # dataclasses and pickling look their module up
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
 
 
 @pytest.fixture(scope="session")

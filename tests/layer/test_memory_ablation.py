@@ -1,6 +1,5 @@
 """benchmarks/memory_ablation.py: an AuraMem checkpoint's held-out action error under four write schedules."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,13 +13,6 @@ from aura.layer import AuraMem, AuraMemConfig
 from aura.training.data import save_sequences
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "memory_ablation.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("memory_ablation", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _data(rng, n=3, t=12, d=16, a=4):
@@ -44,8 +36,8 @@ def _model(readout: str, seed: int) -> AuraMem:
 
 
 @pytest.mark.parametrize("readout", ["linear", "mlp"])
-def test_schedules_match_the_model_on_fresh_inputs(readout):
-    mod = _module()
+def test_schedules_match_the_model_on_fresh_inputs(readout, benchmark_script):
+    mod = benchmark_script("memory_ablation")
     rng = np.random.default_rng(7)
     z, base, target = (torch.from_numpy(x) for x in _data(rng))
     m = _model(readout, 3)
@@ -124,8 +116,8 @@ def test_script_table_json_and_errors(tmp_path):
     assert bad.returncode == 2 and "--checkpoint" in bad.stderr and "nope" in bad.stderr
 
 
-def test_windows_measure_the_gates_correction_on_fresh_inputs():
-    mod = _module()
+def test_windows_measure_the_gates_correction_on_fresh_inputs(benchmark_script):
+    mod = benchmark_script("memory_ablation")
     rng = np.random.default_rng(13)
     z, base, target = (torch.from_numpy(x) for x in _data(rng, n=4, t=12))
     m = _model("mlp", 4)

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from policies.libero_expert import ScriptedExpert
 
-ROOT = Path(__file__).resolve().parents[2]
 HAS_LIBERO = all(importlib.util.find_spec(m) is not None for m in ("libero", "robosuite", "mujoco"))
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_libero_expert", ROOT / "benchmarks" / "libero_expert.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.parametrize("bad", [-1, 2.0, "3", None, True])
@@ -54,8 +41,8 @@ def test_act_before_reset_is_a_clear_error():
         ScriptedExpert(0).act(object(), {"robot0_eef_pos": np.zeros(3)})
 
 
-def test_bench_parse_ids_and_wilson():
-    b = _bench()
+def test_bench_parse_ids_and_wilson(benchmark_script):
+    b = benchmark_script("libero_expert")
     assert b.parse_ids("0-3,7", 10, "tasks") == [0, 1, 2, 3, 7]
     for bad in ("10", "a-b", "", "3-12"):
         with pytest.raises(ValueError, match="--tasks"):

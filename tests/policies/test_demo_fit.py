@@ -1,6 +1,5 @@
 """benchmarks/demo_fit.py: the batched chunk L1 equals a frame-by-frame loop over the raw demo files."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,15 +8,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 h5py = pytest.importorskip("h5py")
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "demo_fit.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("demo_fit", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _naive(net, demo_dir):
@@ -46,11 +36,11 @@ def _naive(net, demo_dir):
     return float(np.mean(errs)), [float(np.mean(v)) for v in per_k], np.mean(errs, 0)
 
 
-def test_batched_fit_matches_the_frame_loop(tiny_ckpt, tiny_demos):
+def test_batched_fit_matches_the_frame_loop(tiny_ckpt, tiny_demos, benchmark_script):
     from policies.libero_vla.checkpoint import load_checkpoint
     from policies.libero_vla.data import load_demos
 
-    mod = _script()
+    mod = benchmark_script("demo_fit")
     net, _ = load_checkpoint(tiny_ckpt)
     got = mod.demo_fit(net, load_demos(tiny_demos, progress=False), batch=7)  # batches cross demos
     loss, per_k, per_dim = _naive(net, tiny_demos)
@@ -60,8 +50,10 @@ def test_batched_fit_matches_the_frame_loop(tiny_ckpt, tiny_demos):
     np.testing.assert_allclose(list(got["per_dim"].values()), per_dim, rtol=1e-5)
 
 
-def test_command_writes_the_table_and_names_a_bad_option(tiny_ckpt, tiny_demos, tmp_path, capsys):
-    mod = _script()
+def test_command_writes_the_table_and_names_a_bad_option(
+    tiny_ckpt, tiny_demos, tmp_path, capsys, benchmark_script
+):
+    mod = benchmark_script("demo_fit")
     out = tmp_path / "fit.json"
     assert mod.main(["--checkpoint", str(tiny_ckpt), "--demos", f"a={tiny_demos}", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
