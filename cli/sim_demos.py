@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policies.factory import parse_fields
+    from policies.factory import make_backbone, parse_fields
 
     tasks = parse_tasks(args.tasks, "--tasks")
     if not 1 <= args.per_task <= (N_INIT_STATES if args.placements == "fixed" else 10_000):
@@ -100,9 +100,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--task-demos: only with --placements fresh (fixed tries the init states in order)")
     if max(targets.values()) > 10_000:
         raise ValueError(f"--task-demos: at most 10000 demos per task, got {max(targets.values())}")
-    if args.noise_transit and args.backbone != "libero_expert":
+    backbone_args = parse_fields(args.backbone_arg)
+    # fail here, not in every worker: the gate reads the acting backbone's goal_tolerance each step
+    if (
+        args.noise_transit
+        and getattr(make_backbone(args.backbone, backbone_args), "goal_tolerance", None) is None
+    ):
         raise ValueError(
-            f"--noise-transit: gates on the scripted expert's goals; --backbone {args.backbone} has none"
+            f"--noise-transit: gates on the backbone's goal_tolerance (the scripted expert's goals); "
+            f"--backbone {args.backbone} reports none"
         )
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -121,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         backbone=args.backbone,
-        backbone_args=parse_fields(args.backbone_arg),
+        backbone_args=backbone_args,
         action_noise=ActionNoise(args.noise_pos, args.noise_rot, args.noise_tau, args.noise_transit),
     )
     results = doc["results"]

@@ -87,9 +87,11 @@ class PrivilegedBackbone:
 
     @property
     def goal_tolerance(self) -> float | None:
-        """The expert's ``goal_tolerance`` for the last step (m); None for the no-op policy, which has no
-        goals (a DART recording that gates on it refuses such a backbone)."""
-        return None if self.expert is None or self.policy != "expert" else self.expert.goal_tolerance
+        """The expert's ``goal_tolerance`` for the last step (m; 0 before its first step); None for the
+        no-op policy, which has no goals (a DART recording that gates on it refuses such a backbone)."""
+        if self.policy != "expert":
+            return None
+        return 0.0 if self.expert is None else self.expert.goal_tolerance
 
 
 @dataclass

@@ -169,10 +169,16 @@ def test_rollout_records_clean_labels_and_replays_the_executed_actions():
 
 def test_transit_noise_needs_the_expert_backbone(capsys):
     import cli
+    from policies.factory import make_backbone
 
     args = ["sim", "demos", "--tasks", "5", "--noise-pos", "0.1", "--noise-transit", "0.015"]
     assert cli.main([*args, "--backbone", "libero_noop", "--out", "/nonexistent/x"]) == 2
     assert "--noise-transit" in capsys.readouterr().err
+    # the check is the attribute the gate reads, so the expert's backbone with its no-op policy is refused too
+    noop = ["--backbone", "libero_expert", "--backbone-arg", 'policy="noop"', "--out", "/nonexistent/x"]
+    assert cli.main([*args, *noop]) == 2
+    assert "--noise-transit" in capsys.readouterr().err
+    assert make_backbone("libero_expert").goal_tolerance == 0.0  # before its first step
 
 
 def test_rollout_with_transit_noise_perturbs_only_the_loose_goal_steps():
